@@ -1,0 +1,123 @@
+"""Result objects returned by ``fit`` and ``minimize``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A fit or minimization stopped because the objective or parameters became non-finite."""
+
+
+@dataclass
+class History:
+    """What was recorded per epoch (index 0 is the starting point).
+
+    Attributes
+    ----------
+    loss : ndarray of float64, shape (n_iter + 1,)
+        The objective before the first epoch and after each epoch; empty when
+        ``record=None``.
+    params : ndarray, shape (n_iter + 1, n_params) or None
+        The parameters at the same points (``record="params"``); for ``fit``
+        the columns are ``coef`` followed by the intercept.
+    """
+
+    loss: np.ndarray = field(default_factory=lambda: np.empty(0))
+    params: np.ndarray | None = None
+
+
+@dataclass
+class FitResult:
+    """The outcome of :func:`fastgd.fit`.
+
+    Attributes
+    ----------
+    coef : ndarray
+        Fitted coefficients (for ``degree=k``: ascending powers x**1 .. x**k).
+    intercept : float
+    n_iter : int
+        Epochs completed.
+    converged : bool
+    status : str
+        ``"converged"``, ``"max_iter"``, ``"diverged"``, ``"callback"`` or ``"interrupted"``.
+    objective : float
+        Final value of the objective (mean loss + l2 penalty).
+    history : History
+    backend : str
+    elapsed : float
+        Wall time of the ``fit`` call in seconds.
+    lr : float
+        The initial learning rate used (the resolved value when ``lr="auto"``).
+    """
+
+    coef: np.ndarray
+    intercept: float
+    n_iter: int
+    converged: bool
+    status: str
+    objective: float
+    history: History
+    backend: str
+    elapsed: float
+    lr: float = float("nan")
+    degree: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions of the fitted model.
+
+        Parameters
+        ----------
+        X : array_like
+            (n, n_features) for a linear fit, 1-D x for a polynomial fit.
+
+        Returns
+        -------
+        ndarray
+
+        Examples
+        --------
+        >>> import numpy as np, fastgd
+        >>> X = np.arange(5.0).reshape(-1, 1)
+        >>> res = fastgd.fit(X, 2 * X[:, 0] + 1, tol=1e-12, max_iter=5000)
+        >>> np.round(res.predict(np.array([[10.0]])), 6)
+        array([21.])
+        """
+        Xa = np.asarray(X, dtype=self.coef.dtype)
+        if self.degree is None:
+            if Xa.ndim != 2 or Xa.shape[1] != self.coef.shape[0]:
+                raise ValueError(f"X must have shape (n, {self.coef.shape[0]}), got {Xa.shape}")
+            return Xa @ self.coef + self.coef.dtype.type(self.intercept)
+        if Xa.ndim != 1:
+            raise ValueError(f"X must be 1-D for a polynomial fit, got shape {Xa.shape}")
+        return np.polynomial.polynomial.polyval(Xa, np.r_[self.intercept, self.coef]).astype(
+            self.coef.dtype, copy=False)
+
+
+@dataclass
+class MinimizeResult:
+    """The outcome of :func:`fastgd.minimize`.
+
+    Attributes
+    ----------
+    x : ndarray
+    fun : float
+    n_iter : int
+    converged : bool
+    status : str
+    history : History
+        ``loss`` holds ``fun`` per iteration, ``params`` the path of ``x``.
+    """
+
+    x: np.ndarray
+    fun: float
+    n_iter: int
+    converged: bool
+    status: str
+    history: History
+    backend: str = "numpy"
+    elapsed: float = 0.0

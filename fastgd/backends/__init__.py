@@ -1,0 +1,146 @@
+"""Backends: one module per backend, the same functions with the same signatures.
+
+The kernel interface
+--------------------
+Every backend module (``_numpy`` is the reference, ``_numba`` and ``_cython``
+mirror it) exposes these functions.  The Python layer (``fastgd.api``) has
+already validated and coerced everything: arrays are C-contiguous, of one
+float dtype (float32 or float64), finite, and of matching shapes.  Kernels
+never check.
+
+Codes are the registry's (``fastgd._registry``): ``model`` 0 linear / 1 poly,
+``loss`` 0 mse / 1 huber, ``opt`` 0 gd, 1 momentum, 2 nesterov, 3 adagrad,
+4 rmsprop, 5 adam, ``sched`` 0 constant, 1 invscaling, 2 exponential.
+
+Shapes and dtypes (``dt`` is the data dtype):
+
+* ``X``      (n, p) dt.  For the poly model ``X`` is the 1-D ``x`` as (n, 1)
+  and ``p`` is the degree; ``u = X[i, 0] * xscale`` is the scaled input.
+* ``y``      (n,) dt.
+* ``theta``  (p + 1,) dt: ``coef`` then the intercept.  Updated in place.
+* ``l2w``    (p + 1,) dt: per-coordinate penalty weights (last one 0).
+* ``grad``   (p + 1,) dt output.
+* ``state``  (2, p + 1) dt optimizer slots (velocity / squares / Adam m, v).
+* ``hp``     float64 [momentum, beta1, beta2, eps, rho]  (``HP_ORDER``).
+* ``sched_hp`` float64 [power_t, gamma]                  (``SCHED_HP_ORDER``).
+* ``order``  (n_epochs, n) int32 or int64: the sample order of each epoch,
+  drawn in Python; (0, 0) for full batch.
+* ``hist_loss`` float64 (max_iter + 1,) or (0,); ``hist_params`` dt
+  (max_iter + 1, p + 1) or (0, p + 1).  Indexed by absolute epoch.
+
+Functions:
+
+``objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad) -> float``
+    The objective ``mean(rho(r)) + 0.5*sum(l2w*theta**2)`` and its gradient
+    ``mean(psi(r) * dpred/dtheta) + l2w*theta`` in one pass over the rows;
+    ``grad[p] = 0`` when ``fit_icpt`` is 0.  Sums over rows accumulate in
+    float64; the result is stored in ``dt``.
+``objective(model, loss, X, y, theta, xscale, delta, l2w) -> float``
+    The objective alone.
+``batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, start, stop, grad)``
+    The gradient over rows ``idx[start:stop]`` (mean over those rows + penalty).
+``update(opt, theta, grad, state, lr, hp, t)``
+    One step of an update rule in place; ``t`` is the 1-based step count
+    (Adam's bias correction).
+``run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state, t0,
+      sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
+      grad, f0, hist_loss, hist_params) -> (n_done, status, t, f)``
+    Epochs ``epoch0 .. epoch0 + n_epochs - 1`` of a fit, exactly as
+    ``_numpy.run`` spells it out (read that one: it is the specification).
+    ``batch_size`` 0 is full batch.  ``status`` is 0 (all epochs ran),
+    1 (converged) or 2 (diverged; ``theta`` holds the last finite parameters).
+``minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, tol,
+               hist_f, hist_x) -> (n_done, status, fval)``
+    Optional.  The ``minimize`` loop for user functions.
+
+The registry below maps backend names to modules; ``resolve`` turns ``"auto"``
+or a name into a module, or a clear error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: name -> (module, what to install when it cannot be imported)
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "numpy": ("fastgd.backends._numpy", "numpy is required"),
+    "numba": ("fastgd.backends._numba", "install numba: pip install 'fastgd[numba]'"),
+    "cython": (
+        "fastgd.backends._cython",
+        "the Cython extension was not built: reinstall fastgd from source with a C "
+        "compiler (pip install --force-reinstall --no-cache-dir fastgd)",
+    ),
+}
+
+#: ``backend="auto"`` takes the first available of these (compiled first).
+AUTO_ORDER: tuple[str, ...] = ("cython", "numba", "numpy")
+
+_loaded: dict[str, ModuleType] = {}
+_failed: dict[str, str] = {}
+
+
+def backend_names() -> list[str]:
+    """Every backend fastgd knows, available here or not."""
+    return list(_BACKENDS)
+
+
+def _load(name: str) -> ModuleType | None:
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failed:
+        return None
+    try:
+        mod = importlib.import_module(_BACKENDS[name][0])
+    except ImportError as exc:  # an optional dependency or the extension is missing
+        _failed[name] = str(exc)
+        return None
+    _loaded[name] = mod
+    return mod
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that work on this machine.
+
+    Returns
+    -------
+    list of str
+        A subset of ``["numpy", "numba", "cython"]``, in that order.
+
+    Examples
+    --------
+    >>> import fastgd
+    >>> "numpy" in fastgd.available_backends()
+    True
+    """
+    return [name for name in _BACKENDS if _load(name) is not None]
+
+
+def resolve(name: str) -> tuple[str, ModuleType]:
+    """Turn ``"auto"`` or a backend name into ``(name, module)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the available backends).
+    ImportError
+        For a known backend that cannot be used here (says what to install).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a str, got {type(name).__name__}")
+    if name == "auto":
+        for cand in AUTO_ORDER:
+            mod = _load(cand)
+            if mod is not None:
+                return cand, mod
+        raise ImportError("no backend available")  # pragma: no cover - numpy always is
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"backend must be 'auto' or one of {backend_names()}, got {name!r} "
+            f"(available here: {available_backends()})"
+        )
+    mod = _load(name)
+    if mod is None:
+        raise ImportError(f"backend {name!r} is not available: {_BACKENDS[name][1]} "
+                          f"({_failed.get(name, '')})")
+    return name, mod
