@@ -333,10 +333,11 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
                         order[k] = perm
             else:
                 order = empty_order
-            done, code, t, f = be.run(
-                model, lspec.code, Xc, yc, theta, xscale, delta, l2w, int(fit_icpt),
-                ospec.code, hp, state, t, sspec.code, lr0, sched_hp, epoch, n_ep,
-                bsz, order, tol, int(need_obj), grad, f, hist_loss, hist_params)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+                done, code, t, f = be.run(
+                    model, lspec.code, Xc, yc, theta, xscale, delta, l2w, int(fit_icpt),
+                    ospec.code, hp, state, t, sspec.code, lr0, sched_hp, epoch, n_ep,
+                    bsz, order, tol, int(need_obj), grad, f, hist_loss, hist_params)
             epoch += done
             bar.update(done, f)
             if code != 0:
@@ -358,7 +359,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
             f"returning the last finite parameters. Use a smaller lr (was {lr0:.3g}) "
             "or lr='auto'.", DivergenceWarning, stacklevel=2)
     if status == 2 or not math.isfinite(f) or (stochastic and not need_obj):
-        f = be.objective(model, lspec.code, Xc, yc, theta, xscale, delta, l2w)
+        with np.errstate(over="ignore", invalid="ignore"):
+            f = be.objective(model, lspec.code, Xc, yc, theta, xscale, delta, l2w)
     hist = History(loss=hist_loss[:epoch + 1] if record is not None else np.empty(0))
     if record == "params":
         hp_out = hist_params[:epoch + 1].copy()
@@ -494,8 +496,9 @@ def minimize(fun: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], An
     state = np.zeros((2, x.shape[0]), dtype=dt)
     hist_f = np.empty(max_iter + 1 if record is not None else 0)
     hist_x = np.empty((max_iter + 1 if record == "params" else 0, x.shape[0]), dtype=dt)
-    done, code, fval = be.minimize_run(fun, grad, x, ospec.code, hp, state, sspec.code, lr0,
-                                       sched_hp, max_iter, tol, hist_f, hist_x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        done, code, fval = be.minimize_run(fun, grad, x, ospec.code, hp, state, sspec.code, lr0,
+                                           sched_hp, max_iter, tol, hist_f, hist_x)
     if code == 2:
         warnings.warn(
             f"minimize diverged in iteration {done + 1} (non-finite value or parameters); "
