@@ -11,11 +11,46 @@ import numpy as np
 
 from . import _registry as reg
 
-_CHECK_BLOCK = 1 << 16  # rows per block when scanning for NaN/inf (no n-sized temporaries)
+#: Elements per block when scanning for NaN/inf: the boolean temporary stays
+#: at 1 MiB whatever the shape (no n-sized temporaries).
+_CHECK_ELEMS = 1 << 20
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d numpy array as its scalar (``np.array(0.1)`` is a fine ``lr``)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value[()]
+    return value
 
 
 def as_int(name: str, value: Any, minimum: int) -> int:
-    """An integer >= minimum (bools and floats are refused)."""
+    """An integer >= minimum (bools and floats are refused).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the error message.
+    value : Any
+        A Python or numpy integer (a 0-d integer array is accepted).
+    minimum : int
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        For anything that is not an integer (``True``, ``2.0``, ``"3"``).
+    ValueError
+        For an integer below ``minimum``.
+
+    Examples
+    --------
+    >>> as_int("max_iter", 10, 1)
+    10
+    """
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     value = int(value)
@@ -26,7 +61,34 @@ def as_int(name: str, value: Any, minimum: int) -> int:
 
 def as_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
              low_open: bool = False, high_open: bool = False) -> float:
-    """A finite real number in the given interval."""
+    """A finite real number in the given interval.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the error message.
+    value : Any
+        A Python or numpy real number (a 0-d array is accepted).
+    low, high : float, optional
+        Bounds of the interval (closed unless ``low_open`` / ``high_open``).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError
+        For non-real values (bools, strings, complex numbers, arrays).
+    ValueError
+        For NaN, +-inf or a value outside the interval.
+
+    Examples
+    --------
+    >>> as_float("eps", 1e-8, low=0.0, low_open=True)
+    1e-08
+    """
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
@@ -43,10 +105,48 @@ def as_float(name: str, value: Any, *, low: float | None = None, high: float | N
     return value
 
 
-def choice(name: str, value: Any, options: list[str]) -> str:
-    if not isinstance(value, str) or value not in options:
+def as_bool(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (numpy bools too); ``"no"``, ``0`` or ``None`` are refused.
+
+    Examples
+    --------
+    >>> as_bool("fit_intercept", np.True_)
+    True
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def choice(name: str, value: Any, options: list[Any]) -> Any:
+    """``value`` if it is one of ``options`` (compared by equality, strings only
+    matching strings), else a ValueError listing them."""
+    ok = any(value is opt if opt is None else (isinstance(value, str) and value == opt)
+             for opt in options)
+    if not ok:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
     return value
+
+
+def as_rng(seed: Any) -> np.random.Generator:
+    """A numpy Generator from ``seed``: None, a non-negative integer, a
+    ``SeedSequence`` or a ``Generator`` (used as is).
+
+    Examples
+    --------
+    >>> as_rng(0).integers(10) == np.random.default_rng(0).integers(10)
+    np.True_
+    """
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence,
+                                         np.random.BitGenerator)):
+        return np.random.default_rng(seed)
+    seed = _scalar(seed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError("seed must be None, a non-negative integer or a numpy Generator, "
+                        f"got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return np.random.default_rng(int(seed))
 
 
 # The range of each hyperparameter, checked when the user passes it.
@@ -83,14 +183,26 @@ def check_lr(lr: Any, allow_auto: bool = True) -> float | None:
 
 
 def check_record(record: Any) -> str | None:
-    if record is None:
-        return None
-    return choice("record", record, ["loss", "params"])
+    """``"loss"``, ``"params"`` or ``None``."""
+    return choice("record", record, ["loss", "params", None])
 
 
 def _numeric_array(name: str, a: Any) -> np.ndarray:
-    """Any array-like as an ndarray, refusing what cannot be a real number."""
-    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    """Any array-like as an ndarray, refusing what cannot be a real number.
+
+    ``np.memmap`` and other ndarray subclasses are kept as they are (no copy).
+    """
+    if a is None:
+        raise TypeError(f"{name} must be an array of numbers, got None")
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except (ValueError, TypeError) as exc:
+            # ragged nested lists: "inhomogeneous shape ..."
+            raise ValueError(f"{name} must be a rectangular array of numbers; "
+                             f"numpy could not convert it: {exc}") from None
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
@@ -104,20 +216,47 @@ def float_dtype(X: np.ndarray) -> type:
     return np.float32 if X.dtype == np.float32 else np.float64
 
 
-def check_finite(name: str, a: np.ndarray) -> None:
-    """Raise naming the first NaN/inf position; scans in row blocks (no big temporaries)."""
-    if a.dtype.kind != "f":
+def check_finite(name: str, a: np.ndarray, note: str = "") -> None:
+    """Raise a ValueError naming ``name`` and the first NaN/inf position.
+
+    Scans in row blocks of about ``_CHECK_ELEMS`` elements, so the boolean
+    temporary stays small whatever the shape of ``a``.  ``note`` is appended
+    to the message (e.g. to explain a float32 overflow on conversion).
+
+    Examples
+    --------
+    >>> check_finite("y", np.array([1.0, np.nan]))
+    Traceback (most recent call last):
+    ...
+    ValueError: y contains nan at position 1; inputs must be finite (drop or impute those values)
+    """
+    if a.dtype.kind != "f" or a.size == 0:
         return
     n = a.shape[0]
-    for lo in range(0, n, _CHECK_BLOCK):
-        block = a[lo:lo + _CHECK_BLOCK]
+    step = max(1, _CHECK_ELEMS // max(1, a.size // n))
+    for lo in range(0, n, step):
+        block = a[lo:lo + step]
         ok = np.isfinite(block)
         if not ok.all():
             pos = tuple(int(i) for i in np.argwhere(~ok)[0])
+            what = block[pos]
             pos = (pos[0] + lo,) + pos[1:]
-            what = block[tuple([pos[0] - lo, *pos[1:]])]
-            raise ValueError(f"{name} contains {what} at position {pos if len(pos) > 1 else pos[0]}; "
-                             f"inputs must be finite (drop or impute those values)")
+            raise ValueError(f"{name} contains {what} at position {pos if len(pos) > 1 else pos[0]}"
+                             f"{note}; inputs must be finite (drop or impute those values)")
+
+
+def _coerce(name: str, a: np.ndarray, dt: type) -> np.ndarray:
+    """C-contiguous in ``dt`` (no copy when it already is), checked finite.
+
+    A float64 value beyond float32's range becomes inf when the data are
+    float32; the message then says so.
+    """
+    out = np.ascontiguousarray(a, dtype=dt)
+    note = ""
+    if a.dtype.kind == "f" and np.dtype(dt).itemsize < a.dtype.itemsize:
+        note = f" after conversion from {a.dtype} to {np.dtype(dt).name} (X is {np.dtype(dt).name})"
+    check_finite(name, out, note)
+    return out
 
 
 def check_data(X: Any, y: Any, degree: int | None) -> tuple[np.ndarray, np.ndarray, int, type]:
@@ -149,10 +288,8 @@ def check_data(X: Any, y: Any, degree: int | None) -> tuple[np.ndarray, np.ndarr
     if ya.shape[0] != n:
         raise ValueError(f"X and y must have the same number of samples, got {n} and {ya.shape[0]}")
     dt = float_dtype(Xa)
-    Xc = np.ascontiguousarray(Xa, dtype=dt)
-    yc = np.ascontiguousarray(ya, dtype=dt)
-    check_finite("X", Xc)
-    check_finite("y", yc)
+    Xc = _coerce("X", Xa, dt)
+    yc = _coerce("y", ya, dt)
     if model == 1:
         Xc = Xc.reshape(n, 1)
     return Xc, yc, model, dt

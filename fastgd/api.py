@@ -105,7 +105,20 @@ def _max_row_norm2(X: np.ndarray, model: int, xscale: float, p: int, fit_icpt: b
     return best + (1.0 if fit_icpt else 0.0)
 
 
-def auto_lr(X: np.ndarray, model: int, loss: int, xscale: float, p: int, fit_icpt: bool,
+def _lambda_max(G: np.ndarray) -> float:
+    """Largest eigenvalue of a symmetric PSD matrix (closed form up to 2x2)."""
+    k = G.shape[0]
+    if k == 0:
+        return 0.0
+    if k == 1:
+        return float(G[0, 0])
+    if k == 2:
+        a, b, d = float(G[0, 0]), float(G[0, 1]), float(G[1, 1])
+        return 0.5 * (a + d) + math.hypot(0.5 * (a - d), b)
+    return float(np.linalg.eigvalsh(G)[-1])
+
+
+def auto_lr(X: np.ndarray, model: int, lspec: reg.LossSpec, xscale: float, p: int, fit_icpt: bool,
             l2w: np.ndarray, opt: reg.OptimizerSpec, stochastic: bool) -> float:
     """The step size used for ``lr="auto"``.
 
@@ -120,12 +133,11 @@ def auto_lr(X: np.ndarray, model: int, loss: int, xscale: float, p: int, fit_icp
     """
     if opt.auto_lr is not None:
         return opt.auto_lr
-    c = reg.LOSSES[[k for k, v in reg.LOSSES.items() if v.code == loss][0]].curvature
+    c = lspec.curvature
     if stochastic:
         L = c * _max_row_norm2(X, model, xscale, p, fit_icpt)
     else:
-        G = _gram(X, model, xscale, p, fit_icpt)
-        L = c * float(np.linalg.eigvalsh(G)[-1]) if G.size else 0.0
+        L = c * _lambda_max(_gram(X, model, xscale, p, fit_icpt))
     L += float(np.max(l2w)) if l2w.size else 0.0
     return 1.0 / L if L > 0 else 1.0
 
@@ -296,7 +308,7 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     l2w = _l2_weights(l2, p, model, xscale, dt)
     stochastic = batch_size is not None and batch_size < n
     if lr0 is None:
-        lr0 = auto_lr(Xc, model, lspec.code, xscale, p, fit_icpt, l2w, ospec, stochastic)
+        lr0 = auto_lr(Xc, model, lspec, xscale, p, fit_icpt, l2w, ospec, stochastic)
 
     state = np.zeros((2, p + 1), dtype=dt)
     need_obj = record is not None or callback is not None
