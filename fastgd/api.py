@@ -169,6 +169,23 @@ def _check_callback(callback: Any) -> None:
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
 
+def _grow_history(hist_loss: np.ndarray, hist_params: np.ndarray, record: str, need: int,
+                  cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grow the history buffers (geometrically, up to ``cap``) to hold ``need`` epochs.
+
+    Long fits (``max_iter`` in the millions) so never pre-allocate memory for
+    epochs they may not run.
+    """
+    size = min(cap, max(need, 2 * hist_loss.shape[0], 64))
+    loss = np.empty(size)
+    loss[:hist_loss.shape[0]] = hist_loss
+    params = hist_params
+    if record == "params":
+        params = np.empty((size, hist_params.shape[1]), dtype=hist_params.dtype)
+        params[:hist_params.shape[0]] = hist_params
+    return loss, params
+
+
 class _Progress:
     """A tqdm bar over epochs (imported only when asked for)."""
 
@@ -291,8 +308,10 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     tol = val.as_float("tol", tol, low=0.0)
     record = val.check_record(record)
     _check_callback(callback)
-    fit_icpt = bool(fit_intercept)
-    rng = np.random.default_rng(seed)
+    fit_icpt = val.as_bool("fit_intercept", fit_intercept)
+    progress = val.as_bool("progress", progress)
+    icpt0 = val.as_float("intercept_init", intercept_init)
+    rng = val.as_rng(seed)
     bname, be = resolve(backend)
 
     Xc, yc, model, dt = val.check_data(X, y, degree)
@@ -304,7 +323,7 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     if coef_init is not None:
         theta[:p] = val.check_vector("coef_init", coef_init, p, np.float64) / factors
     if fit_icpt:
-        theta[p] = val.as_float("intercept_init", intercept_init)
+        theta[p] = icpt0
     l2w = _l2_weights(l2, p, model, xscale, dt)
     stochastic = batch_size is not None and batch_size < n
     if lr0 is None:
@@ -312,8 +331,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
 
     state = np.zeros((2, p + 1), dtype=dt)
     need_obj = record is not None or callback is not None
-    hist_loss = np.empty(max_iter + 1 if record is not None else 0)
-    hist_params = np.empty((max_iter + 1 if record == "params" else 0, p + 1), dtype=dt)
+    hist_loss = np.empty(0)
+    hist_params = np.empty((0, p + 1), dtype=dt)
     grad = np.zeros(p + 1, dtype=dt)
 
     if stochastic:
@@ -345,6 +364,9 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
                         order[k] = perm
             else:
                 order = empty_order
+            if record is not None and hist_loss.shape[0] < epoch + n_ep + 1:
+                hist_loss, hist_params = _grow_history(hist_loss, hist_params, record,
+                                                       epoch + n_ep + 1, max_iter + 1)
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
                 done, code, t, f = be.run(
                     model, lspec.code, Xc, yc, theta, xscale, delta, l2w, int(fit_icpt),
@@ -487,24 +509,15 @@ def minimize(fun: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], An
     max_iter = val.as_int("max_iter", max_iter, 1)
     tol = val.as_float("tol", tol, low=0.0)
     record = val.check_record(record)
-    xa = val._numeric_array("x0", x0)
-    if xa.ndim != 1 or xa.shape[0] == 0:
-        raise ValueError(f"x0 must be a non-empty 1-D array, got shape {xa.shape}")
-    dt = val.float_dtype(xa)
-    x = np.array(xa, dtype=dt, copy=True)
-    val.check_finite("x0", x)
-    f0 = fun(x.copy())
-    if np.ndim(f0) != 0:
-        raise ValueError(f"fun must return a scalar, got shape {np.shape(f0)}")
-    try:
-        float(f0)
-    except (TypeError, ValueError):
-        raise TypeError(f"fun must return a real number, got {type(f0).__name__}") from None
-    g0 = np.asarray(grad(x.copy()))
-    if g0.shape != x.shape:
-        raise ValueError(f"grad must return an array of shape {x.shape} (like x0), got {g0.shape}")
+    x = val.check_x0(x0)
+    dt = x.dtype.type
+    val.check_fun_value(fun(x.copy()))
+    val.check_grad_value(grad(x.copy()), x.shape)
 
     bname, be = _minimize_backend(backend, fun, grad)
+    if not all(type(f).__name__ == "CPUDispatcher" for f in (fun, grad)):
+        # the loop calls Python functions: check every return value, not just the first
+        fun, grad = val.checked_functions(fun, grad, x.shape)
     state = np.zeros((2, x.shape[0]), dtype=dt)
     hist_f = np.empty(max_iter + 1 if record is not None else 0)
     hist_x = np.empty((max_iter + 1 if record == "params" else 0, x.shape[0]), dtype=dt)
