@@ -303,3 +303,58 @@ def check_vector(name: str, v: Any, size: int, dt: type) -> np.ndarray:
     out = np.array(arr, dtype=dt, copy=True)
     check_finite(name, out)
     return out
+
+
+# ---------------------------------------------------------------- minimize's user functions
+
+def check_fun_value(f: Any) -> float:
+    """What a user ``fun`` returned, as a float: a real scalar (NaN/inf are let
+    through, they mean divergence), else a TypeError/ValueError naming ``fun``."""
+    if isinstance(f, (str, bytes)) or f is None:
+        raise TypeError(f"fun must return a real number, got {type(f).__name__}")
+    if np.ndim(f) != 0:
+        raise ValueError(f"fun must return a scalar, got shape {np.shape(f)}")
+    if np.iscomplexobj(f):
+        raise TypeError(f"fun must return a real number, got complex {f!r}")
+    try:
+        return float(f)
+    except (TypeError, ValueError):
+        raise TypeError(f"fun must return a real number, got {type(f).__name__}") from None
+
+
+def check_grad_value(g: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """What a user ``grad`` returned, as an array of ``shape`` with a real dtype."""
+    arr = np.asarray(g) if g is not None else None
+    if arr is None or arr.shape != shape:
+        got = None if arr is None else arr.shape
+        raise ValueError(f"grad must return an array of shape {shape} (like x0), got {got}")
+    if arr.dtype.kind == "c":
+        raise TypeError(f"grad must return real numbers, got complex dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"grad must return numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def check_x0(x0: Any) -> np.ndarray:
+    """``minimize``'s start: a non-empty finite 1-D vector, as a fresh array
+    (float32 stays float32, anything else numeric becomes float64)."""
+    xa = _numeric_array("x0", x0)
+    if xa.ndim != 1 or xa.shape[0] == 0:
+        raise ValueError(f"x0 must be a non-empty 1-D array, got shape {xa.shape}")
+    x = np.array(xa, dtype=float_dtype(xa), copy=True)
+    check_finite("x0", x)
+    return x
+
+
+def checked_functions(fun: Any, grad: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """``fun`` and ``grad`` wrapped so that every call (not just the first) is
+    checked: a bad return value later in the loop raises instead of being
+    broadcast into the parameters.  Used whenever the loop calls Python
+    functions (not for numba-jitted ``fun``/``grad``, which run compiled)."""
+    def fun_checked(x: np.ndarray) -> float:
+        return check_fun_value(fun(x))
+
+    def grad_checked(x: np.ndarray) -> np.ndarray:
+        return check_grad_value(grad(x), shape)
+
+    return fun_checked, grad_checked
