@@ -251,7 +251,8 @@ def _coerce(name: str, a: np.ndarray, dt: type) -> np.ndarray:
     A float64 value beyond float32's range becomes inf when the data are
     float32; the message then says so.
     """
-    out = np.ascontiguousarray(a, dtype=dt)
+    with np.errstate(over="ignore"):  # reported below, with the position
+        out = np.ascontiguousarray(a, dtype=dt)
     note = ""
     if a.dtype.kind == "f" and np.dtype(dt).itemsize < a.dtype.itemsize:
         note = f" after conversion from {a.dtype} to {np.dtype(dt).name} (X is {np.dtype(dt).name})"
