@@ -212,8 +212,9 @@ def _numeric_array(name: str, a: Any) -> np.ndarray:
 
 
 def float_dtype(X: np.ndarray) -> type:
-    """float32 stays float32; every other numeric dtype computes in float64."""
-    return np.float32 if X.dtype == np.float32 else np.float64
+    """float32 (either byte order) stays float32; every other numeric dtype
+    computes in float64."""
+    return np.float32 if X.dtype.kind == "f" and X.dtype.itemsize == 4 else np.float64
 
 
 def check_finite(name: str, a: np.ndarray, note: str = "") -> None:
