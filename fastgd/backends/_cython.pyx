@@ -1,0 +1,814 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The Cython backend: fastgd's kernels compiled as a C extension.
+
+Design
+------
+Mirrors ``_numba.py``; both mirror the numpy reference ``_numpy.py``, which is
+the executable specification.  Same sections in the same order, same function
+names and argument order (see ``fastgd/backends/__init__.py`` for the shapes
+and dtypes of the arguments):
+
+    losses -> model -> fused objective/gradient -> update rules -> schedule
+    -> epoch loop -> minimize loop
+
+* Every function is fused over ``floating`` (float32 / float64); inputs are
+  ``const`` memoryviews, so read-only arrays (``np.memmap`` mode ``'r'``) are
+  read in place.  Sample orders are int32 or int64 (``index_t``).
+* The Python-callable functions only unpack memoryviews into pointers and
+  release the GIL; every loop runs in ``noexcept nogil`` C functions.
+* Operation order follows the reference row by row: Horner for the
+  polynomial prediction, a running power for its gradient, residual and loss
+  in the data dtype, sums over rows in float64, results stored in the data
+  dtype.  The update rules reproduce numpy's type promotion (a Python float
+  is cast to the data dtype, a float64 hyperparameter promotes to float64),
+  so float32 walks the reference's float32 trajectory.
+* Row-parallel passes (full-batch gradient, objective, polynomial moments)
+  split the rows into a number of contiguous chunks that depends only on the
+  problem size, never on the thread count: each chunk sums into its own
+  buffer and the buffers are merged serially in chunk order.  Results are
+  therefore bit-identical with 1 or N threads, with or without OpenMP.
+* Stochastic epochs prefetch the rows a few samples ahead: the order is
+  known in advance, so the random row accesses overlap with computation.
+* Full-batch polynomial MSE epochs reduce the data to the moments
+  ``sum u**m`` (m <= 2p), ``sum y u**j`` and ``sum y**2`` in one pass; each
+  epoch's objective and gradient are then O(p**2) (the normal equations of
+  the power basis), independent of n.
+"""
+
+from libc.math cimport fabs, sqrt, pow, isfinite, isnan
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset, memcpy
+from libc.stdint cimport int32_t, int64_t
+from cython cimport floating
+from cython.parallel cimport prange
+
+cdef extern from * nogil:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FASTGD_OPENMP 1
+    static int fastgd_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define FASTGD_OPENMP 0
+    static int fastgd_max_threads(void) { return 1; }
+    #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define fastgd_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
+    #else
+    #define fastgd_prefetch(p) ((void)(p))
+    #endif
+    """
+    const int FASTGD_OPENMP
+    int fastgd_max_threads()
+    void fastgd_prefetch(const void *p)
+
+#: True when this extension was compiled with OpenMP (row-parallel passes).
+openmp: bool = bool(FASTGD_OPENMP)
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+# Row-parallel passes: about CHUNK_COST multiply-adds per chunk, at most
+# MAX_CHUNKS chunks.  The chunking depends on (n, cost per row) only.
+cdef Py_ssize_t CHUNK_COST = 1 << 15
+cdef Py_ssize_t MAX_CHUNKS = 64
+# float32 row sums are gathered in float32 over FBLOCK rows, then added to
+# the float64 accumulator (the reference sums float32 products per block of
+# rows too, with blocks of 16384).
+cdef Py_ssize_t FBLOCK = 64
+# Stochastic batches: prefetch the row this many samples ahead.
+cdef Py_ssize_t PREFETCH = 6
+cdef Py_ssize_t CACHE_LINE = 64
+
+
+def max_threads() -> int:
+    """Threads the row-parallel passes may use (1 without OpenMP)."""
+    return fastgd_max_threads()
+
+
+# ---------------------------------------------------------------- losses
+# loss 0: mse    rho = r**2                 psi = 2 r
+# loss 1: huber  rho = r**2/2 (|r|<=d)      psi = clip(r, -d, d)
+#                d (|r| - d/2) otherwise
+
+
+cdef inline floating rho(int loss, floating r, floating delta) noexcept nogil:
+    """Loss of the residual ``r`` (in the data dtype, like the reference)."""
+    cdef floating a, half = 0.5
+    if loss == 0:
+        return r * r
+    a = <floating>fabs(r)
+    if a <= delta:
+        return half * r * r
+    return delta * (a - half * delta)
+
+
+cdef inline floating psi(int loss, floating r, floating delta) noexcept nogil:
+    """Derivative of the loss at ``r``."""
+    cdef floating two = 2
+    if loss == 0:
+        return two * r
+    if r > delta:
+        return delta
+    if r < -delta:
+        return -delta
+    return r
+
+
+# ---------------------------------------------------------------- model
+# model 0: linear  pred = X @ coef + b
+# model 1: poly    pred = b + sum_j coef[j-1] u**j, u = x * xscale, by Horner
+
+
+cdef inline floating _dot(const floating* x, const floating* w, Py_ssize_t p) noexcept nogil:
+    """x . w with eight partial sums (breaks the add latency chain, vectorizes)."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
+    cdef Py_ssize_t j = 0
+    while j + 8 <= p:
+        s0 += x[j] * w[j]
+        s1 += x[j + 1] * w[j + 1]
+        s2 += x[j + 2] * w[j + 2]
+        s3 += x[j + 3] * w[j + 3]
+        s4 += x[j + 4] * w[j + 4]
+        s5 += x[j + 5] * w[j + 5]
+        s6 += x[j + 6] * w[j + 6]
+        s7 += x[j + 7] * w[j + 7]
+        j += 8
+    while j < p:
+        s0 += x[j] * w[j]
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+cdef inline floating predict_row(int model, const floating* x, Py_ssize_t p,
+                                 const floating* theta, floating xs) noexcept nogil:
+    """Prediction for one row ``x`` (``p`` features, or the degree for poly)."""
+    cdef floating u, pred
+    cdef Py_ssize_t j
+    if model == 0:
+        return _dot(x, theta, p) + theta[p]
+    u = x[0] * xs
+    pred = 0
+    for j in range(p - 1, -1, -1):  # Horner: ((c_k u + c_{k-1}) u + ... + c_1) u
+        pred = (pred + theta[j]) * u
+    return pred + theta[p]
+
+
+cdef inline void accumulate_row(int model, const floating* x, Py_ssize_t p, floating s,
+                                floating xs, floating* acc) noexcept nogil:
+    """acc[:p] += s dpred/dcoef, acc[p] += s for one row (data-dtype products)."""
+    cdef floating u, pw
+    cdef Py_ssize_t j
+    if model == 0:
+        for j in range(p):
+            acc[j] += s * x[j]
+    else:
+        u = x[0] * xs
+        pw = u
+        for j in range(p):  # running power u**(j+1)
+            acc[j] += pw * s
+            pw *= u
+    acc[p] += s
+
+
+cdef inline void accumulate_row64(int model, const floating* x, Py_ssize_t p, floating s,
+                                  floating xs, double* acc) noexcept nogil:
+    """As ``accumulate_row`` into a float64 accumulator (products in the data dtype)."""
+    cdef floating u, pw
+    cdef Py_ssize_t j
+    if model == 0:
+        for j in range(p):
+            acc[j] += <double>(s * x[j])
+    else:
+        u = x[0] * xs
+        pw = u
+        for j in range(p):
+            acc[j] += <double>(pw * s)
+            pw *= u
+    acc[p] += <double>s
+
+
+# ---------------------------------------------------------------- fused objective/gradient
+
+
+cdef inline Py_ssize_t _row_cost(int model, Py_ssize_t ncol, Py_ssize_t p) noexcept nogil:
+    return ncol + 2 if model == 0 else 2 * p + 4
+
+
+cdef inline Py_ssize_t _n_chunks(Py_ssize_t n, Py_ssize_t row_cost) noexcept nogil:
+    """Chunks of a row-parallel pass: a function of the problem size only."""
+    cdef Py_ssize_t c = (n * row_cost) // CHUNK_COST
+    if c > MAX_CHUNKS:
+        c = MAX_CHUNKS
+    if c > n:
+        c = n
+    return c if c > 1 else 1
+
+
+cdef inline Py_ssize_t _stride(Py_ssize_t width) noexcept nogil:
+    """Per-chunk buffer stride in doubles: padded so chunks never share a cache line."""
+    return ((width + 7) // 8 + 1) * 8
+
+
+cdef double _og_chunk(int model, int loss, const floating* X, const floating* y,
+                      Py_ssize_t ncol, Py_ssize_t p, const floating* theta, floating xs,
+                      floating delta, Py_ssize_t lo, Py_ssize_t hi, double* acc,
+                      int want_grad) noexcept nogil:
+    """sum rho(r_i) over rows lo..hi-1; acc[:p+1] += sum psi(r_i) dpred_i/dtheta.
+
+    float64: the products go straight into the float64 ``acc``.  float32: they
+    are summed in float32 over ``FBLOCK`` rows, then added to ``acc``.
+    """
+    cdef double f = 0.0
+    cdef Py_ssize_t i, j, m = p + 1, nb = 0
+    cdef floating r, s
+    cdef const floating* x
+    cdef floating stack_blk[64]
+    cdef floating* blk = NULL
+    if floating is float:
+        if want_grad:
+            if m <= 64:
+                blk = &stack_blk[0]
+            else:
+                blk = <floating*>malloc(m * sizeof(floating))
+            if blk == NULL:  # out of memory: fall back to float64 accumulation
+                for i in range(lo, hi):
+                    x = X + i * ncol
+                    r = predict_row(model, x, p, theta, xs) - y[i]
+                    f += <double>rho(loss, r, delta)
+                    accumulate_row64(model, x, p, psi(loss, r, delta), xs, acc)
+                return f
+            memset(blk, 0, m * sizeof(floating))
+    for i in range(lo, hi):
+        x = X + i * ncol
+        r = predict_row(model, x, p, theta, xs) - y[i]
+        f += <double>rho(loss, r, delta)
+        if want_grad:
+            s = psi(loss, r, delta)
+            if floating is double:
+                accumulate_row(model, x, p, s, xs, acc)
+            else:
+                accumulate_row(model, x, p, s, xs, blk)
+                nb += 1
+                if nb == FBLOCK:
+                    for j in range(m):
+                        acc[j] += <double>blk[j]
+                        blk[j] = 0
+                    nb = 0
+    if floating is float:
+        if want_grad:
+            for j in range(m):
+                acc[j] += <double>blk[j]
+            if blk != &stack_blk[0]:
+                free(blk)
+    return f
+
+
+cdef double _og_all(int model, int loss, const floating* X, const floating* y, Py_ssize_t n,
+                    Py_ssize_t ncol, Py_ssize_t p, const floating* theta, floating xs,
+                    floating delta, double* acc, int want_grad, double* work) noexcept nogil:
+    """Row sums of the objective (returned) and gradient (``acc``) over all rows.
+
+    ``work`` holds ``_n_chunks * _stride(p + 2)`` doubles (unused with 1 chunk).
+    """
+    cdef Py_ssize_t nch = _n_chunks(n, _row_cost(model, ncol, p))
+    cdef Py_ssize_t stride = _stride(p + 2), m = p + 1
+    cdef Py_ssize_t c, j, lo, hi
+    cdef double* buf
+    cdef double f = 0.0
+    cdef int nthreads
+    memset(acc, 0, m * sizeof(double))
+    if nch == 1:
+        return _og_chunk(model, loss, X, y, ncol, p, theta, xs, delta, 0, n, acc, want_grad)
+    nthreads = fastgd_max_threads()
+    if nthreads > nch:
+        nthreads = <int>nch
+    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
+        lo = (c * n) // nch
+        hi = ((c + 1) * n) // nch
+        buf = work + c * stride
+        memset(buf, 0, m * sizeof(double))
+        buf[m] = _og_chunk(model, loss, X, y, ncol, p, theta, xs, delta, lo, hi, buf, want_grad)
+    for c in range(nch):  # merged serially, in chunk order: deterministic
+        buf = work + c * stride
+        f += buf[m]
+        for j in range(m):
+            acc[j] += buf[j]
+    return f
+
+
+cdef inline void _finish(const double* acc, Py_ssize_t m_rows, const floating* theta,
+                         const floating* l2w, int fit_icpt, floating* grad,
+                         Py_ssize_t p) noexcept nogil:
+    """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
+    cdef Py_ssize_t j
+    for j in range(p + 1):
+        grad[j] = <floating>(acc[j] / m_rows + <double>(l2w[j] * theta[j]))
+    if not fit_icpt:
+        grad[p] = 0
+
+
+cdef inline double _penalty(const floating* theta, const floating* l2w, Py_ssize_t p) noexcept nogil:
+    cdef double s = 0.0, th
+    cdef Py_ssize_t j
+    for j in range(p + 1):
+        th = <double>theta[j]
+        s += <double>l2w[j] * (th * th)
+    return 0.5 * s
+
+
+cdef double _objective_grad(int model, int loss, const floating* X, const floating* y,
+                            Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p, const floating* theta,
+                            double xscale, double delta, const floating* l2w, int fit_icpt,
+                            floating* grad, double* acc, double* work) noexcept nogil:
+    cdef double f = _og_all(model, loss, X, y, n, ncol, p, theta, <floating>xscale,
+                            <floating>delta, acc, 1, work)
+    _finish(acc, n, theta, l2w, fit_icpt, grad, p)
+    return f / n + _penalty(theta, l2w, p)
+
+
+cdef double _objective(int model, int loss, const floating* X, const floating* y,
+                       Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p, const floating* theta,
+                       double xscale, double delta, const floating* l2w,
+                       double* acc, double* work) noexcept nogil:
+    cdef double f = _og_all(model, loss, X, y, n, ncol, p, theta, <floating>xscale,
+                            <floating>delta, acc, 0, work)
+    return f / n + _penalty(theta, l2w, p)
+
+
+cdef inline void _prefetch_row(const floating* X, const floating* y, Py_ssize_t ncol,
+                               Py_ssize_t i) noexcept nogil:
+    cdef const char* row = <const char*>(X + i * ncol)
+    cdef Py_ssize_t off, nbytes = ncol * <Py_ssize_t>sizeof(floating)
+    off = 0
+    while off < nbytes:
+        fastgd_prefetch(row + off)
+        off += CACHE_LINE
+    fastgd_prefetch(y + i)
+
+
+cdef void _batch_grad(int model, int loss, const floating* X, const floating* y,
+                      Py_ssize_t ncol, Py_ssize_t p, const floating* theta, double xscale,
+                      double delta, const floating* l2w, int fit_icpt, const index_t* idx,
+                      Py_ssize_t n_idx, Py_ssize_t start, Py_ssize_t stop, floating* grad,
+                      double* acc) noexcept nogil:
+    """Gradient over the rows idx[start:stop], prefetching rows PREFETCH samples ahead."""
+    cdef floating xs = <floating>xscale, d = <floating>delta, r
+    cdef Py_ssize_t k, i
+    cdef const floating* x
+    memset(acc, 0, (p + 1) * sizeof(double))
+    for k in range(start, stop):
+        if k + PREFETCH < n_idx:
+            _prefetch_row(X, y, ncol, <Py_ssize_t>idx[k + PREFETCH])
+        i = <Py_ssize_t>idx[k]
+        x = X + i * ncol
+        r = predict_row(model, x, p, theta, xs) - y[i]
+        accumulate_row64(model, x, p, psi(loss, r, d), xs, acc)
+    _finish(acc, stop - start, theta, l2w, fit_icpt, grad, p)
+
+
+cdef inline Py_ssize_t _work_size(int model, Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p) noexcept nogil:
+    """Doubles of scratch for _og_all (and the moments pass) on this problem."""
+    cdef Py_ssize_t w = _n_chunks(n, _row_cost(model, ncol, p)) * _stride(3 * p + 3)
+    return w if w > 0 else 1
+
+
+cdef double* _alloc_doubles(Py_ssize_t k) except NULL:
+    cdef double* buf = <double*>malloc((k if k > 0 else 1) * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
+    return buf
+
+
+def objective_grad(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
+                   const floating[::1] theta, double xscale, double delta,
+                   const floating[::1] l2w, int fit_icpt, floating[::1] grad) -> float:
+    """Objective and gradient over all rows, one fused pass (row-parallel).
+
+    Returns ``mean(rho(r)) + 0.5*sum(l2w*theta**2)`` and writes
+    ``mean(psi(r) dpred/dtheta) + l2w*theta`` into ``grad`` (``grad[p] = 0``
+    when ``fit_icpt`` is 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _cython
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([1.0, 2.0]); g = np.empty(2)
+    >>> _cython.objective_grad(0, 0, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2), 1, g)
+    2.5
+    >>> g.tolist()
+    [-5.0, -3.0]
+    """
+    cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], p = theta.shape[0] - 1
+    cdef double f
+    cdef double* acc = _alloc_doubles(p + 1)
+    cdef double* work = NULL
+    try:
+        work = _alloc_doubles(_work_size(model, n, ncol, p))
+        with nogil:
+            f = _objective_grad(model, loss, &X[0, 0], &y[0], n, ncol, p, &theta[0], xscale,
+                                delta, &l2w[0], fit_icpt, &grad[0], acc, work)
+    finally:
+        free(acc)
+        free(work)
+    return f
+
+
+def objective(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
+              const floating[::1] theta, double xscale, double delta,
+              const floating[::1] l2w) -> float:
+    """Objective over all rows (row-parallel).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _cython
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([1.0, 2.0])
+    >>> _cython.objective(0, 1, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2))
+    1.0
+    """
+    cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], p = theta.shape[0] - 1
+    cdef double f
+    cdef double* acc = _alloc_doubles(p + 1)
+    cdef double* work = NULL
+    try:
+        work = _alloc_doubles(_work_size(model, n, ncol, p))
+        with nogil:
+            f = _objective(model, loss, &X[0, 0], &y[0], n, ncol, p, &theta[0], xscale, delta,
+                           &l2w[0], acc, work)
+    finally:
+        free(acc)
+        free(work)
+    return f
+
+
+def batch_grad(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
+               const floating[::1] theta, double xscale, double delta,
+               const floating[::1] l2w, int fit_icpt, const index_t[::1] idx,
+               Py_ssize_t start, Py_ssize_t stop, floating[::1] grad) -> None:
+    """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _cython
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([1.0, 2.0]); g = np.empty(2)
+    >>> _cython.batch_grad(0, 0, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2), 1,
+    ...                    np.array([1, 0], dtype=np.int32), 0, 1, g)
+    >>> g.tolist()
+    [-8.0, -4.0]
+    """
+    cdef Py_ssize_t p = theta.shape[0] - 1
+    cdef double* acc = _alloc_doubles(p + 1)
+    with nogil:
+        _batch_grad(model, loss, &X[0, 0], &y[0], X.shape[1], p, &theta[0], xscale, delta,
+                    &l2w[0], fit_icpt, &idx[0], idx.shape[0], start, stop, &grad[0], acc)
+    free(acc)
+
+
+# ---------------------------------------------------------------- update rules
+# hp = [momentum, beta1, beta2, eps, rho]; state rows: 0 = v / s / m, 1 = Adam's v.
+# numpy's promotion is reproduced: lr (a Python float) is cast to the data
+# dtype; a float64 hyperparameter (a numpy scalar) promotes the expression to
+# float64, and the in-place store rounds back to the data dtype.
+
+
+cdef void _update(int opt, floating* theta, const floating* g, floating* s0, floating* s1,
+                  Py_ssize_t m, double lr, const double* hp, long long t) noexcept nogil:
+    cdef floating lrf = <floating>lr, v
+    cdef double mu = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], rh = hp[4]
+    cdef double bc1, bc2, den
+    cdef Py_ssize_t j
+    if opt == 0:    # gd
+        for j in range(m):
+            theta[j] -= lrf * g[j]
+    elif opt == 1:  # momentum (heavy ball, torch SGD with dampening 0)
+        for j in range(m):
+            v = <floating>(s0[j] * mu) + g[j]
+            s0[j] = v
+            theta[j] -= lrf * v
+    elif opt == 2:  # nesterov (torch's form)
+        for j in range(m):
+            v = <floating>(s0[j] * mu) + g[j]
+            s0[j] = v
+            theta[j] = <floating>(theta[j] - lr * (g[j] + mu * v))
+    elif opt == 3:  # adagrad; eps outside the root (torch)
+        for j in range(m):
+            s0[j] += g[j] * g[j]
+            den = <double><floating>sqrt(<double>s0[j]) + eps
+            theta[j] = <floating>(theta[j] - <double>(lrf * g[j]) / den)
+    elif opt == 4:  # rmsprop
+        for j in range(m):
+            s0[j] = <floating>(s0[j] * rh)
+            s0[j] = <floating>(s0[j] + (1.0 - rh) * <double>(g[j] * g[j]))
+            den = <double><floating>sqrt(<double>s0[j]) + eps
+            theta[j] = <floating>(theta[j] - <double>(lrf * g[j]) / den)
+    else:           # adam, with bias correction of both moments
+        bc1 = 1.0 - pow(b1, <double>t)
+        bc2 = 1.0 - pow(b2, <double>t)
+        for j in range(m):
+            s0[j] = <floating>(s0[j] * b1)
+            s0[j] = <floating>(s0[j] + (1.0 - b1) * g[j])
+            s1[j] = <floating>(s1[j] * b2)
+            s1[j] = <floating>(s1[j] + (1.0 - b2) * <double>(g[j] * g[j]))
+            theta[j] = <floating>(theta[j] - lr * (s0[j] / bc1) / (sqrt(s1[j] / bc2) + eps))
+
+
+def update(int opt, floating[::1] theta, const floating[::1] grad, floating[:, ::1] state,
+           double lr, const double[::1] hp, long long t) -> None:
+    """One step of update rule ``opt`` on ``theta`` in place (torch's conventions).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _cython
+    >>> th = np.array([1.0, 2.0]); st = np.zeros((2, 2))
+    >>> hp = np.array([0.9, 0.9, 0.999, 1e-8, 0.99])
+    >>> _cython.update(0, th, np.array([1.0, -1.0]), st, 0.5, hp, 1)
+    >>> th.tolist()
+    [0.5, 2.5]
+    """
+    cdef Py_ssize_t m = theta.shape[0]
+    with nogil:
+        _update(opt, &theta[0], &grad[0], &state[0, 0], &state[1, 0], m, lr, &hp[0], t)
+
+
+# ---------------------------------------------------------------- schedule
+
+
+cdef inline double _schedule(int sched, double lr0, const double* sched_hp,
+                             long long epoch) noexcept nogil:
+    if sched == 0:
+        return lr0
+    if sched == 1:
+        return lr0 / pow(epoch + 1.0, sched_hp[0])
+    return lr0 * pow(sched_hp[1], <double>epoch)
+
+
+def schedule(int sched, double lr0, const double[::1] sched_hp, long long epoch) -> float:
+    """Learning rate of (0-based) ``epoch``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _cython
+    >>> _cython.schedule(2, 1.0, np.array([0.25, 0.5]), 3)
+    0.125
+    """
+    return _schedule(sched, lr0, &sched_hp[0], epoch)
+
+
+# ---------------------------------------------------------------- epoch loop
+
+
+cdef inline bint _all_finite(const floating* theta, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(m):
+        if not isfinite(theta[j]):
+            return False
+    return True
+
+
+cdef inline bint _converged(const floating* theta, const floating* theta_prev, Py_ssize_t m,
+                            double tol) noexcept nogil:
+    """The stopping rule: max|dtheta| <= tol * max(1, max|theta|)."""
+    cdef double step = 0.0, scale = 1.0, a
+    cdef Py_ssize_t j
+    for j in range(m):
+        a = fabs(<double>(theta[j] - theta_prev[j]))  # difference in the data dtype
+        if a > step:
+            step = a
+        a = fabs(<double>theta[j])
+        if a > scale:
+            scale = a
+    return step <= tol * scale
+
+
+cdef void _moments_chunk(const floating* X, const floating* y, Py_ssize_t p, floating xs,
+                         Py_ssize_t lo, Py_ssize_t hi, double* buf) noexcept nogil:
+    """buf[m] += sum u**m (m <= 2p), buf[2p+1+j] += sum y u**j (j <= p), buf[3p+2] += sum y**2."""
+    cdef double* mb = buf + 2 * p + 1
+    cdef double u, yi, pw
+    cdef Py_ssize_t i, k
+    for i in range(lo, hi):
+        u = <double>(X[i] * xs)  # u in the data dtype, as the reference forms it
+        yi = <double>y[i]
+        pw = 1.0
+        for k in range(p + 1):
+            buf[k] += pw
+            mb[k] += yi * pw
+            pw *= u
+        for k in range(p + 1, 2 * p + 1):
+            buf[k] += pw
+            pw *= u
+        buf[3 * p + 2] += yi * yi
+
+
+cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_t p,
+                   floating xs, double* mom, double* work) noexcept nogil:
+    """mom (3p + 3 doubles) = the moments of the polynomial MSE problem, in one pass."""
+    cdef Py_ssize_t nch = _n_chunks(n, _row_cost(1, 1, p))
+    cdef Py_ssize_t width = 3 * p + 3, stride = _stride(3 * p + 3)
+    cdef Py_ssize_t c, j, lo, hi
+    cdef double* buf
+    cdef int nthreads
+    memset(mom, 0, width * sizeof(double))
+    if nch == 1:
+        _moments_chunk(X, y, p, xs, 0, n, mom)
+        return
+    nthreads = fastgd_max_threads()
+    if nthreads > nch:
+        nthreads = <int>nch
+    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
+        lo = (c * n) // nch
+        hi = ((c + 1) * n) // nch
+        buf = work + c * stride
+        memset(buf, 0, width * sizeof(double))
+        _moments_chunk(X, y, p, xs, lo, hi, buf)
+    for c in range(nch):
+        buf = work + c * stride
+        for j in range(width):
+            mom[j] += buf[j]
+
+
+cdef double _objective_grad_moments(const double* mom, Py_ssize_t n, Py_ssize_t p,
+                                    const floating* theta, const floating* l2w, int fit_icpt,
+                                    floating* grad, double* acc) noexcept nogil:
+    """Polynomial MSE objective and gradient from the moments, O(p**2).
+
+    With c_0 the intercept and c_k = theta[k-1], q_k = sum_i r_i u_i**k =
+    sum_l c_l M[k+l] - b_k; the gradient sums are 2 q and
+    sum r**2 = c.q - c.b + sum y**2.
+    """
+    cdef const double* mb = mom + 2 * p + 1
+    cdef double yy = mom[3 * p + 2], ck, q, ssr = 0.0, cb = 0.0
+    cdef Py_ssize_t k, l
+    for k in range(p + 1):
+        q = -mb[k]
+        for l in range(p + 1):
+            q += <double>(theta[p] if l == 0 else theta[l - 1]) * mom[k + l]
+        ck = <double>(theta[p] if k == 0 else theta[k - 1])
+        ssr += ck * q
+        cb += ck * mb[k]
+        if k == 0:
+            acc[p] = 2.0 * q
+        else:
+            acc[k - 1] = 2.0 * q
+    ssr = ssr - cb + yy
+    if ssr < 0.0:  # a sum of squares; rounding in the cancellation can dip below 0
+        ssr = 0.0
+    _finish(acc, n, theta, l2w, fit_icpt, grad, p)
+    return ssr / n + _penalty(theta, l2w, p)
+
+
+cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssize_t n,
+               Py_ssize_t ncol, floating* theta, Py_ssize_t p, double xscale, double delta,
+               const floating* l2w, int fit_icpt, int opt, const double* hp, floating* state,
+               long long t0, int sched, double lr0, const double* sched_hp, long long epoch0,
+               long long n_epochs, Py_ssize_t batch_size, const index_t* order, double tol,
+               int need_obj, floating* grad, double f0, double* hist_loss, int rec_loss,
+               floating* hist_params, int rec_params, floating* theta_prev, double* acc,
+               double* work, double* mom, long long* out_done, int* out_status,
+               long long* out_t, double* out_f) noexcept nogil:
+    """The epoch loop of ``run`` (see ``_numpy.run``, the specification)."""
+    cdef bint full = batch_size == 0
+    cdef bint use_mom = full and model == 1 and loss == 0
+    cdef Py_ssize_t m = p + 1, start, stop
+    cdef floating* s0 = state
+    cdef floating* s1 = state + m
+    cdef const index_t* idx
+    cdef long long t = t0, k, e, n_done = 0
+    cdef int status = 0
+    cdef double f, lr
+
+    if use_mom:
+        _moments(X, y, n, p, <floating>xscale, mom, work)
+    if not isnan(f0):
+        f = f0
+    elif use_mom:
+        f = _objective_grad_moments(mom, n, p, theta, l2w, fit_icpt, grad, acc)
+    elif full:
+        f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w, fit_icpt,
+                            grad, acc, work)
+    elif need_obj:
+        f = _objective(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w, acc, work)
+    else:
+        f = 0.0
+    if not isfinite(f):
+        out_done[0] = 0
+        out_status[0] = 2
+        out_t[0] = t
+        out_f[0] = f
+        return
+    if rec_loss:
+        hist_loss[epoch0] = f
+    if rec_params:
+        memcpy(hist_params + epoch0 * m, theta, m * sizeof(floating))
+
+    for k in range(n_epochs):
+        e = epoch0 + k
+        lr = _schedule(sched, lr0, sched_hp, e)
+        memcpy(theta_prev, theta, m * sizeof(floating))
+        if full:
+            t += 1
+            _update(opt, theta, grad, s0, s1, m, lr, hp, t)
+            if use_mom:
+                f = _objective_grad_moments(mom, n, p, theta, l2w, fit_icpt, grad, acc)
+            else:
+                f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w,
+                                    fit_icpt, grad, acc, work)
+        else:
+            idx = order + k * n
+            start = 0
+            while start < n:
+                stop = start + batch_size
+                if stop > n:
+                    stop = n
+                _batch_grad(model, loss, X, y, ncol, p, theta, xscale, delta, l2w, fit_icpt,
+                            idx, n, start, stop, grad, acc)
+                t += 1
+                _update(opt, theta, grad, s0, s1, m, lr, hp, t)
+                start = stop
+            if need_obj:
+                f = _objective(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w, acc,
+                               work)
+        if not (_all_finite(theta, m) and isfinite(f)):
+            memcpy(theta, theta_prev, m * sizeof(floating))
+            status = 2
+            break
+        n_done += 1
+        if rec_loss:
+            hist_loss[e + 1] = f
+        if rec_params:
+            memcpy(hist_params + (e + 1) * m, theta, m * sizeof(floating))
+        if _converged(theta, theta_prev, m, tol):
+            status = 1
+            break
+    out_done[0] = n_done
+    out_status[0] = status
+    out_t[0] = t
+    out_f[0] = f
+
+
+def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
+        floating[::1] theta, double xscale, double delta, const floating[::1] l2w,
+        int fit_icpt, int opt, const double[::1] hp, floating[:, ::1] state, long long t0,
+        int sched, double lr0, const double[::1] sched_hp, long long epoch0,
+        long long n_epochs, Py_ssize_t batch_size, const index_t[:, ::1] order, double tol,
+        int need_obj, floating[::1] grad, double f0, double[::1] hist_loss,
+        floating[:, ::1] hist_params) -> tuple:
+    """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
+
+    Exactly ``_numpy.run`` (the specification), with the whole loop in C and
+    the GIL released.  Full-batch polynomial MSE gathers the moments of the
+    data in one pass and then costs O(degree**2) per epoch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _cython
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([2.0, 4.0])
+    >>> theta = np.zeros(2); grad = np.zeros(2); state = np.zeros((2, 2))
+    >>> hp = np.array([0.9, 0.9, 0.999, 1e-8, 0.99]); shp = np.array([0.25, 0.99])
+    >>> done, status, t, f = _cython.run(
+    ...     0, 0, X, y, theta, 1.0, 1.0, np.zeros(2), 0, 0, hp, state, 0, 0, 0.1, shp,
+    ...     0, 500, 0, np.empty((0, 0), dtype=np.int32), 1e-12, 1, grad, float("nan"),
+    ...     np.empty(0), np.empty((0, 2)))
+    >>> status, round(float(theta[0]), 6)
+    (1, 2.0)
+    """
+    cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], p = theta.shape[0] - 1
+    cdef long long n_done = 0, t = t0
+    cdef int status = 0
+    cdef double f = f0
+    cdef floating* theta_prev = <floating*>malloc((p + 1) * sizeof(floating))
+    cdef double* acc = NULL
+    cdef double* work = NULL
+    cdef double* mom = NULL
+    cdef const index_t* order_ptr = &order[0, 0] if order.shape[0] > 0 else NULL
+    try:
+        if theta_prev == NULL:
+            raise MemoryError()
+        acc = _alloc_doubles(p + 1)
+        work = _alloc_doubles(_work_size(model, n, ncol, p))
+        mom = _alloc_doubles(3 * p + 3)
+        with nogil:
+            _run(model, loss, &X[0, 0], &y[0], n, ncol, &theta[0], p, xscale, delta, &l2w[0],
+                 fit_icpt, opt, &hp[0], &state[0, 0], t0, sched, lr0, &sched_hp[0], epoch0,
+                 n_epochs, batch_size, order_ptr, tol, need_obj, &grad[0], f0, &hist_loss[0],
+                 hist_loss.shape[0] > 0, &hist_params[0, 0], hist_params.shape[0] > 0,
+                 theta_prev, acc, work, mom, &n_done, &status, &t, &f)
+    finally:
+        free(theta_prev)
+        free(acc)
+        free(work)
+        free(mom)
+    return n_done, status, t, f
+
+
+# ---------------------------------------------------------------- minimize loop
+# The minimize loop calls user Python functions every step, so a compiled
+# loop would gain nothing: the reference loop is used (same update rules).
+
+from fastgd.backends._numpy import minimize_run  # noqa: E402,F401
