@@ -1,0 +1,680 @@
+"""The numba backend: every kernel of the interface compiled with ``@njit``.
+
+Design
+------
+Mirrors _cython.pyx, and both mirror the reference ``_numpy.py``: the same
+sections in the same order, the same function names and argument order.
+Shapes, dtypes and codes: ``fastgd/backends/__init__.py``.
+
+Sections: scalar losses -> model prediction -> fused objective/gradient over
+rows -> update rules -> schedule -> epoch loop -> minimize loop.
+
+* One compilation per data dtype (float32, float64): the model, loss, update
+  rule and schedule are integer codes switched on inside the kernels.  The
+  public functions at the bottom of each section pass ``X`` and ``y`` as
+  read-only views, so writeable arrays, ``np.memmap(mode="r")`` and arrays
+  with ``writeable=False`` share one compiled version.
+* Row sums go block by block (``_block_rows`` rows, about ``BLOCK_ELEMS``
+  elements of ``X``): each block sums into its own row of a float64 buffer,
+  and the rows are added in block order afterwards.  Large inputs run the
+  blocks in parallel (``prange``), small ones serially; both give the same
+  bits, whatever the number of threads or their scheduling.
+* Within a row, arithmetic follows the reference: the prediction (dot product
+  or Horner) and the residual in the data dtype, the gradient terms in
+  float64, results stored in the data dtype.
+* Full-batch polynomial least squares (poly model, MSE) gathers the moments
+  ``sum u**m`` (m <= 2p), ``sum y u**j`` and ``sum y**2`` in one pass when
+  ``run`` starts; every epoch's objective and gradient is then O(p**2),
+  the same quantities as the reference's pass over the rows.
+* Stochastic batches walk ``order``, which is known in advance: the rows a
+  few steps ahead are prefetched (``llvm.prefetch``), so random row access
+  does not wait on memory latency.
+* Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
+  ``isfinite``); the threading layer is chosen there too, before the first
+  parallel kernel runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .. import _config
+from . import _numpy
+
+_config.configure_numba()
+
+_FM = set(_config.FASTMATH)
+#: Target number of X elements per row block (a block fits in L2).
+BLOCK_ELEMS = 1 << 15
+#: Below this many X elements a pass over the rows runs serially (thread
+#: start-up would cost more than it saves).
+PARALLEL_MIN = 1 << 17
+#: How many rows ahead of the current one stochastic batches prefetch.
+PREFETCH_ROWS = 8
+
+_jit = dict(cache=True, nogil=True, fastmath=_FM)
+_jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
+
+
+@intrinsic
+def _prefetch(typingctx, addr):
+    """Hint the CPU to load the cache line at integer address ``addr``."""
+    if not isinstance(addr, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        ptr = builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read (0), high temporal locality (3), data cache (1)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(addr), codegen
+
+
+# ---------------------------------------------------------------- losses
+# loss 0: mse    rho = r**2                 psi = 2 r
+# loss 1: huber  rho = r**2/2 (|r|<=d)      psi = clip(r, -d, d)
+#                d (|r| - d/2) otherwise
+# Both return float64 (the row sums accumulate in float64).
+
+
+@njit(**_jit)
+def rho(loss, r, delta):
+    """Loss of one residual ``r``."""
+    rr = float(r)
+    if loss == 0:
+        return rr * rr
+    a = abs(rr)
+    if a <= delta:
+        return 0.5 * rr * rr
+    return delta * (a - 0.5 * delta)
+
+
+@njit(**_jit)
+def psi(loss, r, delta):
+    """Derivative of the loss at one residual ``r``."""
+    rr = float(r)
+    if loss == 0:
+        return 2.0 * rr
+    if rr > delta:
+        return delta
+    if rr < -delta:
+        return -delta
+    return rr
+
+
+# ---------------------------------------------------------------- model
+# model 0: linear  pred = X[i] @ coef + b          (dot product in the data dtype)
+# model 1: poly    pred = b + sum_j coef[j-1] u**j, u = x * xscale, by Horner
+
+
+@njit(**_jit)
+def predict_row(model, X, i, theta, xscale):
+    """Prediction for row ``i``, in the data dtype."""
+    p = theta.shape[0] - 1
+    if model == 0:
+        d = X.dtype.type(0.0)
+        for j in range(p):
+            d += X[i, j] * theta[j]
+        return d + theta[p]
+    u = X[i, 0] * X.dtype.type(xscale)
+    pred = theta[p - 1] * u  # Horner: ((c_k u + c_{k-1}) u + ... + c_1) u
+    for j in range(p - 2, -1, -1):
+        pred = (pred + theta[j]) * u
+    return pred + theta[p]
+
+
+@njit(**_jit)
+def _accumulate_row(model, X, i, s, xscale, acc):
+    """acc[:p] += s dpred_i/dcoef, acc[p] += s (float64 acc)."""
+    p = acc.shape[0] - 1
+    if model == 0:
+        for j in range(p):
+            acc[j] += s * X[i, j]
+    else:
+        u = X[i, 0] * X.dtype.type(xscale)
+        pw = u
+        for j in range(p):  # running power u**(j+1), in the data dtype
+            acc[j] += s * pw
+            pw = pw * u
+    acc[p] += s
+
+
+@njit(**_jit)
+def _finish(acc, m, theta, l2w, fit_icpt, grad):
+    """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
+    for j in range(grad.shape[0]):
+        grad[j] = acc[j] / m + l2w[j] * theta[j]
+    if not fit_icpt:
+        grad[grad.shape[0] - 1] = 0
+
+
+@njit(**_jit)
+def _penalty(theta, l2w):
+    s = 0.0
+    for j in range(theta.shape[0]):
+        t = float(theta[j])
+        s += float(l2w[j]) * (t * t)
+    return 0.5 * s
+
+
+# ---------------------------------------------------------------- fused objective/gradient
+
+
+@njit(**_jit)
+def _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc):
+    """Sum of rho over rows lo..hi-1; with ``want_grad`` also acc += sum psi dpred."""
+    f = 0.0
+    if want_grad:
+        for i in range(lo, hi):
+            r = predict_row(model, X, i, theta, xscale) - y[i]
+            f += rho(loss, r, delta)
+            _accumulate_row(model, X, i, psi(loss, r, delta), xscale, acc)
+    else:
+        for i in range(lo, hi):
+            r = predict_row(model, X, i, theta, xscale) - y[i]
+            f += rho(loss, r, delta)
+    return f
+
+
+@njit(**_jit)
+def _block_rows(X):
+    return max(1, BLOCK_ELEMS // max(1, X.shape[1]))
+
+
+@njit(**_jit)
+def _n_blocks(X):
+    rb = _block_rows(X)
+    return (X.shape[0] + rb - 1) // rb
+
+
+@njit(**_jit_par)
+def _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g):
+    n = X.shape[0]
+    rb = _block_rows(X)
+    for b in prange(part_f.shape[0]):
+        lo = b * rb
+        hi = min(lo + rb, n)
+        acc = part_g[b]
+        acc[:] = 0.0
+        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc)
+
+
+@njit(**_jit)
+def _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g):
+    n = X.shape[0]
+    rb = _block_rows(X)
+    for b in range(part_f.shape[0]):
+        lo = b * rb
+        hi = min(lo + rb, n)
+        acc = part_g[b]
+        acc[:] = 0.0
+        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc)
+
+
+@njit(**_jit)
+def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, acc):
+    """One pass over all rows; returns sum rho, acc = sum psi dpred (block order)."""
+    if X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1:
+        _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g)
+    else:
+        _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g)
+    f = 0.0
+    acc[:] = 0.0
+    for b in range(part_f.shape[0]):
+        f += part_f[b]
+        if want_grad:
+            for j in range(acc.shape[0]):
+                acc[j] += part_g[b, j]
+    return f
+
+
+@njit(**_jit)
+def _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
+                    part_f, part_g, acc):
+    n = X.shape[0]
+    f = _sweep(model, loss, X, y, theta, xscale, delta, 1, part_f, part_g, acc)
+    _finish(acc, n, theta, l2w, fit_icpt, grad)
+    return f / n + _penalty(theta, l2w)
+
+
+@njit(**_jit)
+def _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc):
+    n = X.shape[0]
+    f = _sweep(model, loss, X, y, theta, xscale, delta, 0, part_f, part_g, acc)
+    return f / n + _penalty(theta, l2w)
+
+
+@njit(**_jit)
+def _buffers(X, theta):
+    nb = _n_blocks(X)
+    p1 = theta.shape[0]
+    return np.empty(nb), np.empty((nb, p1)), np.empty(p1)
+
+
+@njit(**_jit)
+def _objective_grad_entry(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad):
+    part_f, part_g, acc = _buffers(X, theta)
+    return _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
+                           part_f, part_g, acc)
+
+
+@njit(**_jit)
+def _objective_entry(model, loss, X, y, theta, xscale, delta, l2w):
+    part_f, part_g, acc = _buffers(X, theta)
+    return _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc)
+
+
+@njit(**_jit)
+def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc):
+    """acc = sum over rows idx[start:stop] of psi dpred; prefetches rows ahead."""
+    acc[:] = 0.0
+    n = idx.shape[0]
+    # Rows PREFETCH_ROWS positions ahead in the order: their cache lines are
+    # requested now and arrive while this batch computes.
+    rowbytes = X.shape[1] * X.itemsize
+    base = X.ctypes.data
+    ybase = y.ctypes.data
+    for q in range(start + PREFETCH_ROWS, min(stop + PREFETCH_ROWS, n)):
+        row = idx[q]
+        a = base + row * rowbytes
+        end = a + rowbytes
+        a -= a & 63
+        while a < end:
+            _prefetch(a)
+            a += 64
+        _prefetch(ybase + row * y.itemsize)
+    for q in range(start, stop):
+        i = idx[q]
+        r = predict_row(model, X, i, theta, xscale) - y[i]
+        _accumulate_row(model, X, i, psi(loss, r, delta), xscale, acc)
+
+
+@njit(**_jit)
+def _batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, start, stop,
+                grad):
+    acc = np.empty(theta.shape[0])
+    _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc)
+    _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
+
+
+# Polynomial least squares from moments.  Row a_i = [u**1, ..., u**p, 1]
+# (coefficients, then the intercept as power 0); with M[m] = sum u**m,
+# Yv[j] = sum y u**j and S = sum y**2:
+#   (A^T A)[j, k] = M[pow_j + pow_k],  sum_i r_i a_ij = (A^T A theta - A^T y)_j,
+#   sum_i r_i**2 = S + sum_j theta_j ((A^T A theta)_j - 2 (A^T y)_j).
+# mom = [M[0..2p], Yv[0..p], S] in float64.
+
+
+@njit(**_jit)
+def _moment_rows(X, y, xscale, lo, hi, mom):
+    p = (mom.shape[0] - 4) // 3
+    q = 2 * p + 1
+    xs = X.dtype.type(xscale)
+    for i in range(lo, hi):
+        u = float(X[i, 0] * xs)  # u as the reference forms it, powers in float64
+        yi = float(y[i])
+        pw = 1.0
+        for m in range(p + 1):
+            mom[m] += pw
+            mom[q + m] += yi * pw
+            pw *= u
+        for m in range(p + 1, q):
+            mom[m] += pw
+            pw *= u
+        mom[mom.shape[0] - 1] += yi * yi
+
+
+@njit(**_jit_par)
+def _moments_parallel(X, y, xscale, part):
+    n = X.shape[0]
+    rb = _block_rows(X)
+    for b in prange(part.shape[0]):
+        lo = b * rb
+        acc = part[b]
+        acc[:] = 0.0
+        _moment_rows(X, y, xscale, lo, min(lo + rb, n), acc)
+
+
+@njit(**_jit)
+def _moments(X, y, xscale, p):
+    nb = _n_blocks(X)
+    part = np.empty((nb, 3 * p + 4))
+    if X.shape[0] >= PARALLEL_MIN and nb > 1:
+        _moments_parallel(X, y, xscale, part)
+    else:
+        rb = _block_rows(X)
+        for b in range(nb):
+            part[b, :] = 0.0
+            _moment_rows(X, y, xscale, b * rb, min(b * rb + rb, X.shape[0]), part[b])
+    mom = np.zeros(3 * p + 4)
+    for b in range(nb):
+        for m in range(mom.shape[0]):
+            mom[m] += part[b, m]
+    return mom
+
+
+@njit(**_jit)
+def _objective_grad_moments(mom, n, theta, l2w, fit_icpt, grad, acc):
+    """objective_grad for poly + MSE over all rows, in O(p**2) from the moments."""
+    p = theta.shape[0] - 1
+    q = 2 * p + 1
+    sr2 = mom[mom.shape[0] - 1]
+    for j in range(p + 1):
+        pj = j + 1 if j < p else 0
+        g = 0.0
+        for k in range(p + 1):
+            pk = k + 1 if k < p else 0
+            g += mom[pj + pk] * float(theta[k])
+        g -= mom[q + pj]  # g = sum_i r_i a_ij
+        acc[j] = 2.0 * g
+        sr2 += float(theta[j]) * (g - mom[q + pj])
+    sr2 = max(sr2, 0.0)  # a sum of squares; rounding must not make it negative
+    _finish(acc, n, theta, l2w, fit_icpt, grad)
+    return sr2 / n + _penalty(theta, l2w)
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view: one compiled version serves read-only and writeable data."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _threads() -> None:
+    k = _config.num_threads()
+    if k is not None:
+        numba.set_num_threads(min(k, numba.config.NUMBA_NUM_THREADS))
+
+
+def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
+                   xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+                   grad: np.ndarray) -> float:
+    """Objective and gradient over all rows, one fused (parallel) pass."""
+    _threads()
+    with _config.parallel_lock():
+        return _objective_grad_entry(int(model), int(loss), _ro(X), _ro(y), theta,
+                                     float(xscale), float(delta), l2w, int(fit_icpt), grad)
+
+
+def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
+              xscale: float, delta: float, l2w: np.ndarray) -> float:
+    """Objective over all rows."""
+    _threads()
+    with _config.parallel_lock():
+        return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale),
+                                float(delta), l2w)
+
+
+def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
+               xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+               idx: np.ndarray, start: int, stop: int, grad: np.ndarray) -> None:
+    """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty)."""
+    _batch_grad(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale), float(delta),
+                l2w, int(fit_icpt), idx, int(start), int(stop), grad)
+
+
+# ---------------------------------------------------------------- update rules
+# hp = [momentum, beta1, beta2, eps, rho]; state rows: 0 = v / s / m, 1 = Adam's v.
+# Each slot is stored after every partial step, as the reference's in-place
+# array operations do, so float32 state rounds where the reference rounds.
+
+
+@njit(**_jit)
+def update(opt, theta, grad, state, lr, hp, t):
+    """One step of update rule ``opt`` on ``theta`` in place (torch's conventions)."""
+    g = grad
+    k = theta.shape[0]
+    if opt == 0:    # gd
+        for j in range(k):
+            theta[j] -= lr * g[j]
+    elif opt == 1:  # momentum (heavy ball, torch SGD with dampening 0)
+        v = state[0]
+        mu = hp[0]
+        for j in range(k):
+            v[j] = v[j] * mu
+            v[j] = v[j] + g[j]
+            theta[j] -= lr * v[j]
+    elif opt == 2:  # nesterov (torch's form)
+        v = state[0]
+        mu = hp[0]
+        for j in range(k):
+            v[j] = v[j] * mu
+            v[j] = v[j] + g[j]
+            theta[j] -= lr * (g[j] + mu * v[j])
+    elif opt == 3:  # adagrad
+        s = state[0]
+        for j in range(k):
+            s[j] = s[j] + g[j] * g[j]
+            theta[j] -= lr * g[j] / (math.sqrt(s[j]) + hp[3])
+    elif opt == 4:  # rmsprop
+        s = state[0]
+        r = hp[4]
+        for j in range(k):
+            s[j] = s[j] * r
+            s[j] = s[j] + (1.0 - r) * (g[j] * g[j])
+            theta[j] -= lr * g[j] / (math.sqrt(s[j]) + hp[3])
+    else:           # adam, with bias correction of both moments
+        m = state[0]
+        v = state[1]
+        b1 = hp[1]
+        b2 = hp[2]
+        bc1 = 1.0 - b1 ** float(t)
+        bc2 = 1.0 - b2 ** float(t)
+        for j in range(k):
+            m[j] = m[j] * b1
+            m[j] = m[j] + (1.0 - b1) * g[j]
+            v[j] = v[j] * b2
+            v[j] = v[j] + (1.0 - b2) * (g[j] * g[j])
+            theta[j] -= lr * (m[j] / bc1) / (math.sqrt(v[j] / bc2) + hp[3])
+
+
+# ---------------------------------------------------------------- schedule
+
+
+@njit(**_jit)
+def schedule(sched, lr0, sched_hp, epoch):
+    """Learning rate of (0-based) ``epoch``."""
+    if sched == 0:
+        return lr0
+    if sched == 1:
+        return lr0 / (epoch + 1.0) ** sched_hp[0]
+    return lr0 * sched_hp[1] ** float(epoch)
+
+
+# ---------------------------------------------------------------- epoch loop
+
+
+@njit(**_jit)
+def _all_finite(theta):
+    for j in range(theta.shape[0]):
+        if not math.isfinite(theta[j]):
+            return False
+    return True
+
+
+@njit(**_jit)
+def _converged(theta, theta_prev, tol):
+    """The stopping rule: max|dtheta| <= tol * max(1, max|theta|)."""
+    step = 0.0
+    scale = 1.0
+    for j in range(theta.shape[0]):
+        step = max(step, float(abs(theta[j] - theta_prev[j])))
+        scale = max(scale, float(abs(theta[j])))
+    return step <= tol * scale
+
+
+@njit(**_jit)
+def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state, t0,
+         sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
+         grad, f0, hist_loss, hist_params):
+    n = X.shape[0]
+    p = theta.shape[0] - 1
+    full = batch_size == 0
+    rec_loss = hist_loss.shape[0] > 0
+    rec_params = hist_params.shape[0] > 0
+    theta_prev = np.empty_like(theta)
+    part_f, part_g, acc = _buffers(X, theta)
+    t = t0
+    # Full-batch polynomial least squares: one pass for the moments, then
+    # every epoch is O(p**2).
+    use_mom = full and model == 1 and loss == 0
+    if use_mom:
+        mom = _moments(X, y, xscale, p)
+    else:
+        mom = np.empty(0)
+
+    if not math.isnan(f0):
+        f = f0
+    elif full:
+        if use_mom:
+            f = _objective_grad_moments(mom, n, theta, l2w, fit_icpt, grad, acc)
+        else:
+            f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
+                                part_f, part_g, acc)
+    elif need_obj:
+        f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc)
+    else:
+        f = 0.0
+    if not math.isfinite(f):
+        return 0, 2, t, f
+    if rec_loss:
+        hist_loss[epoch0] = f
+    if rec_params:
+        hist_params[epoch0, :] = theta
+
+    n_done = 0
+    status = 0
+    for k in range(n_epochs):
+        e = epoch0 + k
+        lr = schedule(sched, lr0, sched_hp, e)
+        theta_prev[:] = theta
+        if full:
+            t += 1
+            update(opt, theta, grad, state, lr, hp, t)
+            if use_mom:
+                f = _objective_grad_moments(mom, n, theta, l2w, fit_icpt, grad, acc)
+            else:
+                f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt,
+                                    grad, part_f, part_g, acc)
+        else:
+            idx = order[k]
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc)
+                _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
+                t += 1
+                update(opt, theta, grad, state, lr, hp, t)
+            if need_obj:
+                f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc)
+        if not (_all_finite(theta) and math.isfinite(f)):
+            theta[:] = theta_prev
+            status = 2
+            break
+        n_done += 1
+        if rec_loss:
+            hist_loss[e + 1] = f
+        if rec_params:
+            hist_params[e + 1, :] = theta
+        if _converged(theta, theta_prev, tol):
+            status = 1
+            break
+    return n_done, status, t, f
+
+
+def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
+        xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+        opt: int, hp: np.ndarray, state: np.ndarray, t0: int,
+        sched: int, lr0: float, sched_hp: np.ndarray, epoch0: int, n_epochs: int,
+        batch_size: int, order: np.ndarray, tol: float, need_obj: int,
+        grad: np.ndarray, f0: float,
+        hist_loss: np.ndarray, hist_params: np.ndarray) -> tuple[int, int, int, float]:
+    """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
+
+    Exactly the reference's ``run`` (``fastgd.backends._numpy.run``), the
+    whole loop in compiled code.
+    """
+    _threads()
+    with _config.parallel_lock():
+        return _run(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale), float(delta),
+                    l2w, int(fit_icpt), int(opt), hp, state, int(t0), int(sched), float(lr0),
+                    sched_hp, int(epoch0), int(n_epochs), int(batch_size), order, float(tol),
+                    int(need_obj), grad, float(f0), hist_loss, hist_params)
+
+
+# ---------------------------------------------------------------- minimize loop
+
+
+@njit(nogil=True, fastmath=_FM)  # specialised per user function: not cacheable
+def _minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, tol,
+                  hist_f, hist_x):
+    x_prev = np.empty_like(x)
+    g = np.empty_like(x)
+    f = float(fun(x))
+    if not math.isfinite(f):
+        return 0, 2, f
+    if hist_f.shape[0] > 0:
+        hist_f[0] = f
+    if hist_x.shape[0] > 0:
+        hist_x[0, :] = x
+    n_done = 0
+    status = 0
+    for k in range(max_iter):
+        lr = schedule(sched, lr0, sched_hp, k)
+        gv = grad(x)
+        for j in range(x.shape[0]):
+            g[j] = gv[j]
+        x_prev[:] = x
+        update(opt, x, g, state, lr, hp, k + 1)
+        f_new = float(fun(x)) if _all_finite(x) else math.nan
+        if not math.isfinite(f_new):
+            x[:] = x_prev
+            status = 2
+            break
+        f = f_new
+        n_done += 1
+        if hist_f.shape[0] > 0:
+            hist_f[k + 1] = f
+        if hist_x.shape[0] > 0:
+            hist_x[k + 1, :] = x
+        if _converged(x, x_prev, tol):
+            status = 1
+            break
+    return n_done, status, f
+
+
+def _is_jitted(f: Any) -> bool:
+    return isinstance(f, numba.core.registry.CPUDispatcher)
+
+
+def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.ndarray,
+                 state: np.ndarray, sched: int, lr0: float, sched_hp: np.ndarray,
+                 max_iter: int, tol: float, hist_f: np.ndarray,
+                 hist_x: np.ndarray) -> tuple[int, int, float]:
+    """Minimize ``fun`` from ``x`` (in place); returns ``(n_done, status, f)``.
+
+    When ``fun`` and ``grad`` are numba-jitted functions the whole loop is
+    compiled (once per pair of functions); otherwise, or when numba cannot
+    compile the loop for them, this is the reference's Python loop.
+    """
+    if _is_jitted(fun) and _is_jitted(grad):
+        try:
+            return _minimize_run(fun, grad, x, int(opt), hp, state, int(sched), float(lr0),
+                                 sched_hp, int(max_iter), float(tol), hist_f, hist_x)
+        except numba.core.errors.TypingError:
+            pass  # e.g. grad returns a list: run the Python loop instead
+    return _numpy.minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter,
+                               tol, hist_f, hist_x)
