@@ -395,6 +395,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     if status == 2 or not math.isfinite(f) or (stochastic and not need_obj):
         with np.errstate(over="ignore", invalid="ignore"):
             f = be.objective(model, lspec.code, Xc, yc, theta, xscale, delta, l2w)
+        if math.isnan(f):  # e.g. 0 * inf in the penalty of an overflowing coefficient
+            f = math.inf
     hist = History(loss=hist_loss[:epoch + 1] if record is not None else np.empty(0))
     if record == "params":
         hp_out = hist_params[:epoch + 1].copy()
