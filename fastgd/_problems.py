@@ -1,0 +1,735 @@
+"""The benchmark problems and their sizes, defined once.
+
+Both benchmark entry points read from here: the pytest-benchmark suite in
+``bench/`` and the ``fastgd bench`` command (``fastgd._bench``).  A *problem*
+is one thing to compute (say, the MSE objective and gradient of problem P in
+float64); its *cases* are the ways of computing it that are compared: every
+fastgd backend, plus outside anchors (scikit-learn, ``np.polyfit``).  The
+first case of a problem is its reference (the numpy backend, or the plain
+Python gradient for ``minimize``); speedups are relative to it.
+
+Sizes scale with one setting, the ``FASTGD_BENCH_SCALE`` environment variable
+or ``fastgd bench --scale``: ``full`` (the default: P = 1,000,000 x 100
+float64, polynomial on 10,000,000 points), ``small``, ``tiny`` (seconds, for
+CI), or a number in (0, 1] that multiplies the full row counts.
+
+Where the numpy reference would take minutes at full size, its case times a
+fraction of the work and multiplies the time by ``factor`` (stated in the
+case's ``note``):
+
+* one shuffled SGD epoch: the reference runs the epoch on the first
+  ``sgd_ref_rows`` rows; the cost of an SGD epoch is linear in the number of
+  rows, so the time is extrapolated per row;
+* polynomial fit to ``np.polyfit`` accuracy: the reference runs
+  ``poly_ref_epochs`` epochs; every backend follows the same trajectory, so
+  the time is extrapolated per epoch to the number of epochs the fit needs
+  (taken from a compiled backend's run of the same fit).
+
+Nothing here imports numba or scikit-learn until a case that needs them is
+prepared, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from . import datasets
+from .backends import available_backends, backend_names, resolve
+
+#: Environment variable selecting the benchmark size.
+SCALE_ENV = "FASTGD_BENCH_SCALE"
+
+#: The 11-point problem of the "tiny fit" benchmark (y = x, no intercept).
+TINY_X = (0.18, 0.1, 0.16, 0.08, 0.09, 0.11, 0.12, 0.17, 0.15, 0.14, 0.13)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every size a benchmark problem depends on.
+
+    Attributes
+    ----------
+    name : str
+        ``"full"``, ``"small"``, ``"tiny"`` or ``"x<factor>"``.
+    n, p : int
+        Rows and features of problem P (``make_linear``, float64; the float32
+        problems use the same numbers cast to float32).
+    n_poly : int
+        Points of the degree-3 polynomial problem.
+    gd_epochs : int
+        Epochs of the full-batch gradient-descent fit.
+    adam_epochs, adam_batch : int
+        Epochs and batch size of the mini-batch Adam fit.
+    sgd_ref_rows : int
+        Rows on which the numpy reference runs its SGD epoch (extrapolated
+        per row to ``n`` when smaller).
+    poly_ref_epochs : int
+        Epochs the numpy reference runs of the polynomial fit (extrapolated
+        per epoch to the epochs the fit needs).
+    rosen_iter : int
+        Iterations of ``minimize`` on the Rosenbrock function.
+    scaling_n : tuple of int
+        Row counts of ``fastgd bench --scaling``.
+    scaling_p : int
+        Features in the scaling mode (10: 1e7 rows are 800 MB, the size of P).
+    """
+
+    name: str
+    n: int
+    p: int
+    n_poly: int
+    gd_epochs: int
+    adam_epochs: int
+    adam_batch: int
+    sgd_ref_rows: int
+    poly_ref_epochs: int
+    rosen_iter: int
+    scaling_n: tuple[int, ...]
+    scaling_p: int
+
+    @property
+    def p_bytes(self) -> int:
+        """Bytes of X and y of problem P in float64."""
+        return self.n * (self.p + 1) * 8
+
+
+SCALES: dict[str, Sizes] = {
+    "full": Sizes("full", n=1_000_000, p=100, n_poly=10_000_000, gd_epochs=10, adam_epochs=2,
+                  adam_batch=256, sgd_ref_rows=20_000, poly_ref_epochs=3, rosen_iter=5_000,
+                  scaling_n=(100_000, 1_000_000, 10_000_000), scaling_p=10),
+    "small": Sizes("small", n=100_000, p=100, n_poly=1_000_000, gd_epochs=10, adam_epochs=2,
+                   adam_batch=256, sgd_ref_rows=20_000, poly_ref_epochs=3, rosen_iter=5_000,
+                   scaling_n=(10_000, 100_000, 1_000_000), scaling_p=10),
+    "tiny": Sizes("tiny", n=2_000, p=20, n_poly=20_000, gd_epochs=5, adam_epochs=1,
+                  adam_batch=64, sgd_ref_rows=2_000, poly_ref_epochs=5, rosen_iter=200,
+                  scaling_n=(1_000, 10_000, 100_000), scaling_p=10),
+}
+
+
+def get_sizes(scale: str | float | None = None) -> Sizes:
+    """The sizes for a scale name or factor.
+
+    Parameters
+    ----------
+    scale : str, float or None
+        ``"full"``, ``"small"``, ``"tiny"``, or a factor in (0, 1] (also as a
+        string, e.g. ``"0.1"``) multiplying the full row counts.  ``None``
+        reads ``FASTGD_BENCH_SCALE`` (default ``"full"``).
+
+    Returns
+    -------
+    Sizes
+
+    Examples
+    --------
+    >>> from fastgd._problems import get_sizes
+    >>> get_sizes("tiny").n, get_sizes(0.1).n
+    (2000, 100000)
+    """
+    if scale is None:
+        scale = os.environ.get(SCALE_ENV, "full") or "full"
+    if isinstance(scale, str):
+        key = scale.strip().lower()
+        if key in SCALES:
+            return SCALES[key]
+        try:
+            scale = float(key)
+        except ValueError:
+            raise ValueError(f"scale must be one of {list(SCALES)} or a number in (0, 1], "
+                             f"got {scale!r}") from None
+    factor = float(scale)
+    if not (0.0 < factor <= 1.0) or not math.isfinite(factor):
+        raise ValueError(f"scale factor must be in (0, 1], got {scale!r}")
+    full = SCALES["full"]
+    if factor == 1.0:
+        return full
+    n = max(1_000, int(round(full.n * factor)))
+    return replace(full, name=f"x{factor:g}", n=n,
+                   n_poly=max(10_000, int(round(full.n_poly * factor))),
+                   sgd_ref_rows=min(full.sgd_ref_rows, n),
+                   scaling_n=tuple(max(1_000, int(round(k * factor))) for k in full.scaling_n))
+
+
+# ---------------------------------------------------------------- data
+
+
+class Data:
+    """The benchmark datasets for one :class:`Sizes`, generated on first use and kept.
+
+    Parameters
+    ----------
+    sizes : Sizes
+    seed : int
+        Seed of every generated dataset.
+    """
+
+    def __init__(self, sizes: Sizes, seed: int = 0):
+        self.sizes = sizes
+        self.seed = seed
+        self._cache: dict[Any, Any] = {}
+
+    def _get(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def linear(self, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """Problem P ``(X, y)``; float32 is the float64 data cast."""
+        dt = np.dtype(dtype)
+        if dt == np.float64:
+            def make():
+                X, y, _, _ = datasets.make_linear(self.sizes.n, self.sizes.p, noise=0.1,
+                                                  seed=self.seed)
+                return X, y
+            return self._get("P64", make)
+        X, y = self.linear(np.float64)
+        return self._get(("P", dt.str), lambda: (X.astype(dt), y.astype(dt)))
+
+    def poly(self) -> tuple[np.ndarray, np.ndarray]:
+        """The degree-3 polynomial problem ``(x, y)`` on ``n_poly`` points."""
+        def make():
+            x, y, _, _ = datasets.make_polynomial(self.sizes.n_poly, 3, noise=0.1, seed=self.seed)
+            return x, y
+        return self._get("poly", make)
+
+    def scaling(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A ``make_linear`` problem with ``n`` rows and ``scaling_p`` features."""
+        def make():
+            X, y, _, _ = datasets.make_linear(n, self.sizes.scaling_p, noise=0.1, seed=self.seed)
+            return X, y
+        return self._get(("scaling", n), make)
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        """Any other value computed once per dataset (e.g. a reference result)."""
+        return self._get(("memo", key), make)
+
+    def drop(self, *prefixes: str) -> None:
+        """Forget cached datasets whose key starts with one of ``prefixes``."""
+        for key in list(self._cache):
+            k0 = key[0] if isinstance(key, tuple) else key
+            if any(str(k0).startswith(pre) for pre in prefixes):
+                del self._cache[key]
+
+
+# ---------------------------------------------------------------- cases
+
+
+class Unavailable(Exception):
+    """A case cannot run here (a backend or an optional dependency is missing)."""
+
+
+@dataclass
+class Prepared:
+    """A case ready to time.
+
+    Attributes
+    ----------
+    fn : callable
+        The timed call, no arguments.
+    check : callable or None
+        ``check(result) -> dict`` validates the result of ``fn`` (raises
+        ``AssertionError`` when it is wrong) and returns figures worth
+        reporting (e.g. the relative error against ``np.polyfit``).
+    factor : float
+        Multiplies the measured time (1 unless the reference is extrapolated).
+    note : str
+        Says how the time was obtained when it is not a plain measurement.
+    """
+
+    fn: Callable[[], Any]
+    check: Callable[[Any], dict[str, Any]] | None = None
+    factor: float = 1.0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One way of computing a problem.
+
+    Attributes
+    ----------
+    label : str
+        Row label in tables, e.g. ``"numba"`` or ``"sklearn SGDRegressor"``.
+    kind : {"backend", "anchor", "probe"}
+        A fastgd backend, an outside anchor, or the read-bandwidth probe of a
+        memory-bound problem (a sum over the same bytes).
+    backend : str or None
+        The fastgd backend this case needs (``None`` for anchors).
+    requires : tuple of str
+        Importable modules this case needs (e.g. ``("sklearn",)``).
+    prepare : callable
+        ``prepare(data) -> Prepared``.
+    """
+
+    label: str
+    kind: str
+    backend: str | None
+    requires: tuple[str, ...]
+    prepare: Callable[[Data], Prepared]
+
+    def missing(self) -> str | None:
+        """Why this case cannot run here, or ``None`` when it can."""
+        if self.backend is not None and self.backend not in available_backends():
+            return f"fastgd backend {self.backend!r} is not available"
+        for mod in self.requires:
+            if importlib.util.find_spec(mod) is None:
+                extra = " (pip install 'fastgd[bench]')" if mod == "sklearn" else ""
+                return f"{mod} is not installed{extra}"
+        return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem and the cases compared on it.
+
+    Attributes
+    ----------
+    name : str
+        Also the pytest-benchmark group, e.g. ``"loss_and_grad-mse-float64"``.
+    title : str
+        One line saying what is computed.
+    cases : tuple of Case
+        The first is the reference for speedups.
+    nbytes : callable or None
+        ``nbytes(data) -> int``: bytes one call must read, for the
+        memory-bound problems (``fastgd bench`` reports GB/s from it).
+    family : str
+        The ``bench/test_<family>.py`` file holding it.
+    """
+
+    name: str
+    title: str
+    cases: tuple[Case, ...]
+    nbytes: Callable[[Data], int] | None = None
+    family: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reference(self) -> str:
+        return self.cases[0].label
+
+
+def _be(name: str):
+    return resolve(name)[1]
+
+
+def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max |b|."""
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+# ---- loss_and_grad
+
+
+def _lag_case(loss: str, dtype: Any, backend: str, kernel: bool = False) -> Case:
+    """``fastgd.loss_and_grad`` (or the backend kernel alone) on P."""
+    dt = np.dtype(dtype)
+
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        X, y = data.linear(dt)
+        p = X.shape[1]
+        coef = np.linspace(-1.0, 1.0, p).astype(dt)
+        intercept = 0.5
+        ref = data.memo(("lag", loss, dt.str), lambda: fastgd.loss_and_grad(
+            X, y, coef, intercept, loss=loss, backend="numpy"))
+        rtol = 1e-9 if dt == np.float64 else 2e-3
+
+        def check(res) -> dict[str, Any]:
+            v, gc, gb = res
+            assert math.isclose(v, ref[0], rel_tol=rtol), (v, ref[0])
+            scale = max(float(np.max(np.abs(ref[1]))), abs(ref[2]), 1e-300)
+            err = max(float(np.max(np.abs(gc - ref[1]))), abs(gb - ref[2])) / scale
+            assert err <= rtol, err
+            return {"grad_rel_err_vs_numpy": err}
+
+        if not kernel:
+            return Prepared(lambda: fastgd.loss_and_grad(X, y, coef, intercept, loss=loss,
+                                                         backend=backend), check)
+        # The compiled pass alone, on already validated arrays (what
+        # loss_and_grad adds on top is input validation).
+        from . import _registry as reg
+        be = _be(backend)
+        theta = np.r_[coef, intercept].astype(dt)
+        l2w = np.zeros(p + 1, dtype=dt)
+        grad = np.empty(p + 1, dtype=dt)
+        code = reg.LOSSES[loss].code
+
+        def fn():
+            v = be.objective_grad(0, code, X, y, theta, 1.0, 1.0, l2w, 1, grad)
+            return float(v), grad[:p].copy(), float(grad[p])
+        return Prepared(fn, check, note="kernel only (no input validation)")
+
+    label = f"{backend} (kernel)" if kernel else backend
+    return Case(label, "backend", backend, (), prepare)
+
+
+# ---- the machine's read bandwidth, over the same bytes
+
+#: numba's fast-math subset that keeps isnan/isfinite (the probe only sums).
+_PROBE_FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
+_PROBE: dict[str, Any] = {}
+
+
+#: ``numba.prange`` once :func:`read_probe` has imported numba (keeps numba lazy).
+_prange = range
+
+
+def _read_sum_py(a: np.ndarray) -> float:  # pragma: no cover - compiled
+    s = 0.0
+    for i in _prange(a.shape[0]):  # numba's parallel reduction: one partial sum per thread
+        s += a[i]
+    return s
+
+
+def read_probe() -> Callable[[np.ndarray], float]:
+    """A parallel numba sum over a 1-D array: reads every byte once, does nothing else.
+
+    Its time over the bytes of ``X`` and ``y`` is the machine's read bandwidth
+    the memory-bound kernels are compared with.  Needs numba; uses numba's
+    current number of threads.
+    """
+    global _prange
+    if "f" not in _PROBE:
+        import numba
+        _prange = numba.prange
+        _PROBE["f"] = numba.njit(parallel=True, cache=True, fastmath=_PROBE_FASTMATH)(_read_sum_py)
+    return _PROBE["f"]
+
+
+def _probe_case(dtype: Any, use_numba: bool) -> Case:
+    dt = np.dtype(dtype)
+
+    def prepare(data: Data) -> Prepared:
+        X, y = data.linear(dt)
+        flat = X.reshape(-1)
+        if use_numba:
+            probe = read_probe()
+            return Prepared(lambda: probe(flat) + probe(y), note="parallel numba sum of X and y")
+        return Prepared(lambda: float(flat.sum()) + float(y.sum()),
+                        note="numpy sum of X and y (one thread)")
+    if use_numba:
+        return Case("read bandwidth (numba parallel sum)", "probe", None, ("numba",), prepare)
+    return Case("read bandwidth (numpy sum)", "probe", None, (), prepare)
+
+
+def _lag_problem(loss: str, dtype: Any) -> Problem:
+    dt = np.dtype(dtype)
+    cases = [_lag_case(loss, dt, b) for b in backend_names()]
+    cases += [_lag_case(loss, dt, b, kernel=True) for b in backend_names() if b != "numpy"]
+    cases += [_probe_case(dt, True), _probe_case(dt, False)]
+    return Problem(
+        f"loss_and_grad-{loss}-{dt.name}",
+        f"loss_and_grad, {loss}, full batch on P ({dt.name})",
+        tuple(cases),
+        nbytes=lambda data: (data.sizes.n * (data.sizes.p + 1)) * dt.itemsize,
+        family="loss_and_grad",
+        info={"loss": loss, "dtype": dt.name},
+    )
+
+
+# ---- fits on P
+
+
+def _auto_lr(data: Data, stochastic: bool) -> float:
+    """The ``lr="auto"`` value for P (computed once, outside the timings)."""
+    import fastgd
+
+    def make():
+        X, y = data.linear(np.float64)
+        kw = {"batch_size": 1} if stochastic else {}
+        return fastgd.fit(X[:1000] if stochastic else X, y[:1000] if stochastic else y,
+                          max_iter=1, backend="numpy", record=None, **kw).lr
+    # Per-sample curvature on 1000 rows is close to all rows' (Gaussian
+    # features); halve it for margin.
+    lr = data.memo(("auto_lr", stochastic), make)
+    return lr * 0.5 if stochastic else lr
+
+
+def _finite_check(res) -> dict[str, Any]:
+    assert np.all(np.isfinite(res.coef)) and math.isfinite(res.intercept), res.status
+    assert res.status != "diverged"
+    return {"objective": res.objective, "n_iter": res.n_iter}
+
+
+def _gd_case(backend: str) -> Case:
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        X, y = data.linear(np.float64)
+        lr = _auto_lr(data, False)
+        epochs = data.sizes.gd_epochs
+        return Prepared(lambda: fastgd.fit(X, y, optimizer="gd", lr=lr, max_iter=epochs, tol=0.0,
+                                           backend=backend), _finite_check)
+    return Case(backend, "backend", backend, (), prepare)
+
+
+def _sgd_case(backend: str) -> Case:
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        X, y = data.linear(np.float64)
+        lr = _auto_lr(data, True)
+        m = X.shape[0]
+        factor, note = 1.0, ""
+        if backend == "numpy" and data.sizes.sgd_ref_rows < m:
+            m = data.sizes.sgd_ref_rows
+            factor = X.shape[0] / m
+            note = (f"timed on the first {m:,} rows, extrapolated per row to {X.shape[0]:,} "
+                    f"(x{factor:g})")
+        Xs, ys = X[:m], y[:m]
+        return Prepared(lambda: fastgd.fit(Xs, ys, optimizer="gd", lr=lr, batch_size=1,
+                                           max_iter=1, tol=0.0, seed=0, record=None,
+                                           backend=backend), _finite_check, factor, note)
+    return Case(backend, "backend", backend, (), prepare)
+
+
+def _sgd_sklearn_case() -> Case:
+    def prepare(data: Data) -> Prepared:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import SGDRegressor
+        X, y = data.linear(np.float64)
+        # scikit-learn's squared error is r**2/2, fastgd's mse r**2: the same
+        # trajectory needs twice fastgd's step.
+        eta0 = 2.0 * _auto_lr(data, True)
+
+        def fn():
+            est = SGDRegressor(max_iter=1, tol=None, learning_rate="constant", eta0=eta0,
+                               penalty=None, shuffle=True, random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return est.fit(X, y)
+
+        def check(est) -> dict[str, Any]:
+            assert np.all(np.isfinite(est.coef_))
+            return {}
+        return Prepared(fn, check)
+    return Case("sklearn SGDRegressor", "anchor", None, ("sklearn",), prepare)
+
+
+def _adam_case(backend: str) -> Case:
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        X, y = data.linear(np.float64)
+        s = data.sizes
+        return Prepared(lambda: fastgd.fit(X, y, optimizer="adam", lr=0.01, batch_size=s.adam_batch,
+                                           max_iter=s.adam_epochs, tol=0.0, seed=0, record=None,
+                                           backend=backend), _finite_check)
+    return Case(backend, "backend", backend, (), prepare)
+
+
+# ---- polynomial
+
+#: Settings of the polynomial fit (reaches np.polyfit's coefficients to ~1e-8).
+POLY_FIT = {"degree": 3, "optimizer": "nesterov", "lr": "auto", "tol": 1e-10,
+            "max_iter": 100_000, "record": None}
+#: Required agreement with np.polyfit: max|c - c_polyfit| / max|c_polyfit|.
+POLY_RTOL = 1e-6
+
+
+def _poly_ref(data: Data) -> np.ndarray:
+    """np.polyfit's coefficients, ascending (intercept first)."""
+    x, y = data.poly()
+    return data.memo("polyfit", lambda: np.polyfit(x, y, 3)[::-1].copy())
+
+
+def _poly_check(data: Data):
+    ref = _poly_ref(data)
+
+    def check(res) -> dict[str, Any]:
+        if isinstance(res, np.ndarray):
+            return {}
+        err = _rel_err(np.r_[res.intercept, res.coef], ref)
+        out = {"rel_err_vs_polyfit": err, "n_iter": res.n_iter, "status": res.status}
+        if res.status != "max_iter" or res.n_iter == POLY_FIT["max_iter"]:
+            assert err <= POLY_RTOL, f"coefficients differ from np.polyfit by {err:.2e} (relative)"
+        return out
+    return check
+
+
+def _poly_epochs(data: Data) -> tuple[int, str]:
+    """Epochs the polynomial fit needs, and where that number comes from."""
+    import fastgd
+
+    def make():
+        x, y = data.poly()
+        for b in ("numba", "cython"):
+            if b in available_backends():
+                return fastgd.fit(x, y, backend=b, **POLY_FIT).n_iter, f"the {b} run"
+        if x.shape[0] <= 100_000:
+            return fastgd.fit(x, y, backend="numpy", **POLY_FIT).n_iter, "the numpy run"
+        # No compiled backend: estimate on the first 100,000 points.
+        res = fastgd.fit(x[:100_000], y[:100_000], backend="numpy", **POLY_FIT)
+        return res.n_iter, "a numpy run on 100,000 points (estimate)"
+    return data.memo("poly_epochs", make)
+
+
+def _poly_case(backend: str) -> Case:
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        x, y = data.poly()
+        check = _poly_check(data)
+        if backend != "numpy":
+            return Prepared(lambda: fastgd.fit(x, y, backend=backend, **POLY_FIT), check)
+        need, source = _poly_epochs(data)
+        cap = data.sizes.poly_ref_epochs
+        if need <= cap:
+            return Prepared(lambda: fastgd.fit(x, y, backend="numpy", **POLY_FIT), check)
+        kw = dict(POLY_FIT, max_iter=cap, tol=0.0)
+        factor = need / cap
+        note = (f"{cap} epochs timed, extrapolated per epoch to the {need} epochs the fit needs "
+                f"(from {source})")
+        return Prepared(lambda: fastgd.fit(x, y, backend="numpy", **kw), None, factor, note)
+    return Case(backend, "backend", backend, (), prepare)
+
+
+def _polyfit_case() -> Case:
+    def prepare(data: Data) -> Prepared:
+        x, y = data.poly()
+        return Prepared(lambda: np.polyfit(x, y, 3))
+    return Case("np.polyfit", "anchor", None, (), prepare)
+
+
+# ---- tiny fit
+
+#: The 11-point fit: 500 epochs of full-batch gd at lr 0.1, y = x, no intercept.
+TINY_FIT = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0}
+
+
+def _tiny_data() -> tuple[np.ndarray, np.ndarray]:
+    x = np.array(TINY_X)
+    return x.reshape(-1, 1), x.copy()
+
+
+def _tiny_case(backend: str) -> Case:
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        X, y = _tiny_data()
+
+        def check(res) -> dict[str, Any]:
+            assert res.n_iter == TINY_FIT["max_iter"] and np.isfinite(res.coef).all()
+            return {"coef": float(res.coef[0])}
+        return Prepared(lambda: fastgd.fit(X, y, backend=backend, **TINY_FIT), check)
+    return Case(backend, "backend", backend, (), prepare)
+
+
+def _tiny_sklearn_case() -> Case:
+    def prepare(data: Data) -> Prepared:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import SGDRegressor
+        X, y = _tiny_data()
+
+        def fn():
+            # 500 epochs of per-sample SGD (scikit-learn has no full-batch gd);
+            # eta0 = 2 * lr for its r**2/2 loss.
+            est = SGDRegressor(fit_intercept=False, max_iter=TINY_FIT["max_iter"], tol=None,
+                               learning_rate="constant", eta0=2 * TINY_FIT["lr"], penalty=None,
+                               shuffle=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return est.fit(X, y)
+        return Prepared(fn, note="per-sample SGD, 500 epochs, no shuffling")
+    return Case("sklearn SGDRegressor", "anchor", None, ("sklearn",), prepare)
+
+
+# ---- minimize on Rosenbrock
+
+#: Start and settings of the Rosenbrock minimization (fixed iteration count).
+ROSEN_X0 = (-1.2, 1.0)
+ROSEN_OPT = {"optimizer": "momentum", "lr": 5e-4, "momentum": 0.9, "tol": 0.0}
+
+
+def rosen(x: np.ndarray) -> float:
+    """The Rosenbrock function ``(1 - x0)**2 + 100 (x1 - x0**2)**2``."""
+    return (1.0 - x[0]) ** 2 + 100.0 * (x[1] - x[0] ** 2) ** 2
+
+
+def rosen_grad(x: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`rosen`."""
+    g = np.empty_like(x)
+    g[0] = -2.0 * (1.0 - x[0]) - 400.0 * x[0] * (x[1] - x[0] ** 2)
+    g[1] = 200.0 * (x[1] - x[0] ** 2)
+    return g
+
+
+_JITTED: dict[str, Any] = {}
+
+
+def jitted_rosen() -> tuple[Any, Any]:
+    """:func:`rosen` and :func:`rosen_grad` compiled with numba (imported here, lazily)."""
+    if not _JITTED:
+        import numba
+        _JITTED["f"] = numba.njit(cache=True)(rosen)
+        _JITTED["g"] = numba.njit(cache=True)(rosen_grad)
+    return _JITTED["f"], _JITTED["g"]
+
+
+def _rosen_case(backend: str, jit: bool) -> Case:
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        if jit:
+            f, g = jitted_rosen()
+        else:
+            f, g = rosen, rosen_grad
+            if backend != "numpy" and not hasattr(_be(backend), "minimize_run"):
+                raise Unavailable(f"the {backend} backend has no compiled minimize loop")
+        x0 = np.array(ROSEN_X0)
+        iters = data.sizes.rosen_iter
+
+        def check(res) -> dict[str, Any]:
+            assert res.n_iter == iters and np.isfinite(res.x).all(), (res.status, res.n_iter)
+            return {"fun": res.fun}
+        return Prepared(lambda: fastgd.minimize(f, g, x0, backend=backend, max_iter=iters,
+                                                **ROSEN_OPT), check)
+    if jit:
+        return Case(f"{backend} loop, numba-jitted f/grad", "backend", backend, ("numba",), prepare)
+    label = "python f/grad" if backend == "numpy" else f"{backend} loop, python f/grad"
+    return Case(label, "backend", backend, (), prepare)
+
+
+# ---------------------------------------------------------------- the list
+
+
+def problems() -> list[Problem]:
+    """Every benchmark problem, with all its cases (available here or not).
+
+    Returns
+    -------
+    list of Problem
+        In the order the tables show them.
+
+    Examples
+    --------
+    >>> from fastgd._problems import problems
+    >>> [p.name for p in problems()][:2]
+    ['loss_and_grad-mse-float64', 'loss_and_grad-huber-float64']
+    """
+    out = [_lag_problem(loss, dt) for dt in (np.float64, np.float32) for loss in ("mse", "huber")]
+    names = backend_names()
+    out += [
+        Problem("gd_fit", "full-batch gd fit of P, fixed epochs, lr = 1/L",
+                tuple(_gd_case(b) for b in names), family="fit"),
+        Problem("sgd_epoch", "one shuffled SGD epoch on P (batch_size=1, constant lr)",
+                tuple(_sgd_case(b) for b in names) + (_sgd_sklearn_case(),), family="fit"),
+        Problem("adam_fit", "mini-batch Adam fit of P, fixed epochs",
+                tuple(_adam_case(b) for b in names), family="fit"),
+        Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (nesterov, lr=auto)",
+                tuple(_poly_case(b) for b in names) + (_polyfit_case(),), family="fit"),
+        Problem("tiny_fit", "11-point fit, 500 epochs of gd, no intercept",
+                tuple(_tiny_case(b) for b in names) + (_tiny_sklearn_case(),), family="fit"),
+        Problem("rosenbrock", "minimize on Rosenbrock, fixed iterations (momentum)",
+                (_rosen_case("numpy", False), _rosen_case("numba", True))
+                + tuple(_rosen_case(b, False) for b in names if b not in ("numpy", "numba")),
+                family="minimize"),
+    ]
+    return out
+
+
+def problem_names() -> list[str]:
+    """Names of every problem (for ``--problems``)."""
+    return [p.name for p in problems()]
