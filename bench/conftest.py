@@ -14,8 +14,9 @@ directly.  Every case gets one untimed warm-up call first (JIT compilation,
 cache loading) whose result is also checked.  Cases that cannot run here (a
 backend not built, scikit-learn not installed) are skipped with the reason.
 Reference times that are extrapolated (see ``fastgd._problems``) carry
-``time_factor`` and ``note`` in ``extra_info`` and are listed at the end of
-the run; ``bench/plot_results.py`` applies the factor.
+``time_factor``, ``time_offset`` and ``note`` in ``extra_info`` and are listed
+at the end of the run; the time they stand for is ``time_offset + time_factor
+* measured``, which ``bench/plot_results.py`` computes.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def run_case(benchmark, data: P.Data, prob: P.Problem, case: P.Case) -> None:
     benchmark.group = prob.name
     benchmark.extra_info.update(problem=prob.name, case=case.label, kind=case.kind,
                                 reference=prob.reference, scale=SIZES.name,
-                                time_factor=prep.factor, note=prep.note)
+                                time_factor=prep.factor, time_offset=prep.offset,
+                                note=prep.note)
     if prob.nbytes is not None:
         benchmark.extra_info["bytes"] = prob.nbytes(data)
     if benchmark.disabled:
@@ -101,5 +103,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for line in _notes:
             terminalreporter.write_line(line)
         terminalreporter.write_line(
-            "(the table shows the measured time of the reduced work; multiply by the factor, "
-            "as bench/plot_results.py does)")
+            "(the table shows the measured time of the reduced work; the reported time is "
+            "time_offset + time_factor * measured, from extra_info, as bench/plot_results.py "
+            "computes it)")

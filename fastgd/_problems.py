@@ -20,10 +20,12 @@ case's ``note``):
 * one shuffled SGD epoch: the reference runs the epoch on the first
   ``sgd_ref_rows`` rows; the cost of an SGD epoch is linear in the number of
   rows, so the time is extrapolated per row;
-* polynomial fit to ``np.polyfit`` accuracy: the reference runs
-  ``poly_ref_epochs`` epochs; every backend follows the same trajectory, so
-  the time is extrapolated per epoch to the number of epochs the fit needs
-  (taken from a compiled backend's run of the same fit).
+* polynomial fit to ``np.polyfit`` accuracy: the reference fit is timed with
+  ``1 + poly_ref_epochs`` epochs (B) and, once, with 1 epoch (A); every
+  backend follows the same trajectory, so the time of the ``N`` epochs the fit
+  needs (taken from a compiled backend's run of the same fit) is
+  ``A + (N - 1) * (B - A) / poly_ref_epochs``: the fixed costs (validation,
+  the ``lr="auto"`` pass) counted once, the epochs extrapolated.
 
 Nothing here imports numba or scikit-learn until a case that needs them is
 prepared, so importing this module is cheap.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import time
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -237,8 +240,9 @@ class Prepared:
         ``check(result) -> dict`` validates the result of ``fn`` (raises
         ``AssertionError`` when it is wrong) and returns figures worth
         reporting (e.g. the relative error against ``np.polyfit``).
-    factor : float
-        Multiplies the measured time (1 unless the reference is extrapolated).
+    factor, offset : float
+        The reported time is ``offset + factor * measured`` (``factor`` 1 and
+        ``offset`` 0 unless the reference is extrapolated).
     note : str
         Says how the time was obtained when it is not a plain measurement.
     """
@@ -247,6 +251,11 @@ class Prepared:
     check: Callable[[Any], dict[str, Any]] | None = None
     factor: float = 1.0
     note: str = ""
+    offset: float = 0.0
+
+    def report(self, measured: float) -> float:
+        """The time to report for a measured time of ``fn``."""
+        return self.offset + self.factor * measured
 
 
 @dataclass(frozen=True)
@@ -578,14 +587,29 @@ def _poly_case(backend: str) -> Case:
             return Prepared(lambda: fastgd.fit(x, y, backend=backend, **POLY_FIT), check)
         need, source = _poly_epochs(data)
         cap = data.sizes.poly_ref_epochs
-        if need <= cap:
+        if need <= cap + 1:
             return Prepared(lambda: fastgd.fit(x, y, backend="numpy", **POLY_FIT), check)
-        kw = dict(POLY_FIT, max_iter=cap, tol=0.0)
-        factor = need / cap
-        note = (f"{cap} epochs timed, extrapolated per epoch to the {need} epochs the fit needs "
-                f"(from {source})")
-        return Prepared(lambda: fastgd.fit(x, y, backend="numpy", **kw), None, factor, note)
+        one = dict(POLY_FIT, max_iter=1, tol=0.0)
+        fn_one = lambda: fastgd.fit(x, y, backend="numpy", **one)  # noqa: E731
+        fn_one()
+        t_one = _median_time(fn_one, 3)
+        factor = (need - 1) / cap
+        kw = dict(POLY_FIT, max_iter=cap + 1, tol=0.0)
+        note = (f"extrapolated to the {need} epochs the fit needs (from {source}): "
+                f"T(1 epoch) + {need - 1} x [T({cap + 1} epochs) - T(1 epoch)] / {cap}, "
+                f"T(1 epoch) = {t_one:.3g} s")
+        return Prepared(lambda: fastgd.fit(x, y, backend="numpy", **kw), None, factor, note,
+                        offset=t_one * (1.0 - factor))
     return Case(backend, "backend", backend, (), prepare)
+
+
+def _median_time(fn: Callable[[], Any], k: int) -> float:
+    times = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 def _polyfit_case() -> Case:
