@@ -11,9 +11,9 @@ import numpy as np
 
 from . import _registry as reg
 
-#: Elements per block when scanning for NaN/inf: the boolean temporary stays
-#: at 1 MiB whatever the shape (no n-sized temporaries).
-_CHECK_ELEMS = 1 << 20
+#: Elements per block when scanning for NaN/inf: the one boolean buffer stays
+#: at 256 KiB whatever the shape (no n-sized temporaries).
+_CHECK_ELEMS = 1 << 18
 
 
 def _scalar(value: Any) -> Any:
@@ -235,9 +235,10 @@ def check_finite(name: str, a: np.ndarray, note: str = "") -> None:
         return
     n = a.shape[0]
     step = max(1, _CHECK_ELEMS // max(1, a.size // n))
+    buf = np.empty((min(step, n),) + a.shape[1:], dtype=bool)  # reused by every block
     for lo in range(0, n, step):
         block = a[lo:lo + step]
-        ok = np.isfinite(block)
+        ok = np.isfinite(block, out=buf[:block.shape[0]])
         if not ok.all():
             pos = tuple(int(i) for i in np.argwhere(~ok)[0])
             what = block[pos]
