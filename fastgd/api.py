@@ -25,6 +25,10 @@ from .backends import resolve
 CHUNK_WORK = 1 << 27
 #: Cap on the sample-order buffer of one chunk (elements).
 ORDER_CAP = 1 << 21
+#: ... and on its bytes: at most 1/ORDER_FRACTION of X's (but ORDER_MIN_BYTES
+#: always allowed), so that SGD on big data adds no hidden copy of X.
+ORDER_FRACTION = 20
+ORDER_MIN_BYTES = 1 << 18
 _BLOCK = 1 << 14
 _STATUS = {0: "max_iter", 1: "converged", 2: "diverged"}
 
@@ -33,7 +37,7 @@ _STATUS = {0: "max_iter", 1: "converged", 2: "diverged"}
 
 def _poly_scale(x: np.ndarray) -> float:
     """Multiplier that maps x into [-1, 1] (conditioning of the power basis)."""
-    m = float(np.max(np.abs(x))) if x.size else 0.0
+    m = float(max(np.max(x), -np.min(x))) if x.size else 0.0  # no |x| temporary
     return 1.0 / m if m > 0 else 1.0
 
 
@@ -337,8 +341,10 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
 
     if stochastic:
         per_epoch = n
-        chunk = max(1, min(CHUNK_WORK // max(n * Xc.shape[1], 1), ORDER_CAP // n))
         perm = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        order_budget = max(ORDER_MIN_BYTES, Xc.nbytes // ORDER_FRACTION) // (n * perm.itemsize)
+        chunk = max(1, min(CHUNK_WORK // max(n * Xc.shape[1], 1), ORDER_CAP // n, order_budget))
+        order_buf = np.empty((0, n), dtype=perm.dtype)  # one buffer, reused by every chunk
         bsz = batch_size
     else:
         per_epoch = 0
@@ -358,7 +364,9 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
                     rng.shuffle(perm)
                     order = perm[None, :]
                 else:
-                    order = np.empty((n_ep, per_epoch), dtype=perm.dtype)
+                    if order_buf.shape[0] < n_ep:
+                        order_buf = np.empty((n_ep, per_epoch), dtype=perm.dtype)
+                    order = order_buf[:n_ep]
                     for k in range(n_ep):
                         rng.shuffle(perm)
                         order[k] = perm
