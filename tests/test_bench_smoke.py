@@ -1,6 +1,7 @@
 """``fastgd bench`` at tiny size: the table and the JSON have the promised shape."""
 
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -97,3 +98,19 @@ def test_bench_scaling_mode(tmp_path, capsys):
 def test_bench_rejects_bad_options(argv, capsys):
     assert _bench.run(_args("--no-progress", *argv)) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_extrapolated_references_are_labelled_and_positive():
+    sizes = dataclasses.replace(_problems.get_sizes("tiny"), poly_ref_epochs=2, sgd_ref_rows=500)
+    probs = [p for p in _problems.problems() if p.name in ("poly3_fit", "sgd_epoch")]
+    results, _ = _bench.run_problems(sizes, probs, {"numpy", "numba", "polyfit"}, repeats=2,
+                                     progress=False)
+    ref = {r.problem: r for r in results if r.case == "numpy"}
+    for name in ("poly3_fit", "sgd_epoch"):
+        assert ref[name].status == "ok", ref[name].reason
+        assert ref[name].note.startswith(("extrapolated", "timed on"))
+        assert ref[name].median > 0 and ref[name].factor > 1
+    poly = {r.case: r for r in results if r.problem == "poly3_fit"}
+    if "numba" in fastgd.available_backends():
+        assert poly["numba"].extra["rel_err_vs_polyfit"] <= _problems.POLY_RTOL
+        assert str(poly["numba"].extra["n_iter"]) in ref["poly3_fit"].note
