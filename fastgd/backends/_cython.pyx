@@ -35,7 +35,8 @@ and dtypes of the arguments):
   the power basis), independent of n.
 """
 
-from libc.math cimport fabs, sqrt, pow, isfinite, isnan
+from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport NAN, fabs, sqrt, pow, isfinite, isnan
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int32_t, int64_t
@@ -57,10 +58,72 @@ cdef extern from * nogil:
     #else
     #define fastgd_prefetch(p) ((void)(p))
     #endif
+
+    /* Row primitives.  The dot product keeps 8 (float64) or 16 (float32)
+       partial sums in four 16-byte vector accumulators: the adds do not wait
+       on one another, and 16-byte vectors are native on every x86-64 (SSE2)
+       and arm64 (NEON) CPU.  Generic vectors are a GCC/Clang extension; other
+       compilers get an 8-way scalar version. */
+    #if defined(__GNUC__) || defined(__clang__)
+    typedef double fgd_v2d __attribute__((vector_size(16)));
+    typedef float fgd_v4f __attribute__((vector_size(16)));
+    #define FGD_DOT_BODY(T, V, L)                                              \
+        V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, u0, u1, u2, u3, w0, w1, w2, w3; \
+        Py_ssize_t j = 0;                                                      \
+        T s = 0;                                                               \
+        for (; j + 4 * (L) <= p; j += 4 * (L)) {                               \
+            memcpy(&u0, x + j, sizeof(V)); memcpy(&w0, w + j, sizeof(V));      \
+            memcpy(&u1, x + j + (L), sizeof(V)); memcpy(&w1, w + j + (L), sizeof(V)); \
+            memcpy(&u2, x + j + 2 * (L), sizeof(V)); memcpy(&w2, w + j + 2 * (L), sizeof(V)); \
+            memcpy(&u3, x + j + 3 * (L), sizeof(V)); memcpy(&w3, w + j + 3 * (L), sizeof(V)); \
+            a0 += u0 * w0; a1 += u1 * w1; a2 += u2 * w2; a3 += u3 * w3;       \
+        }                                                                      \
+        for (; j + (L) <= p; j += (L)) {                                       \
+            memcpy(&u0, x + j, sizeof(V)); memcpy(&w0, w + j, sizeof(V));      \
+            a0 += u0 * w0;                                                     \
+        }                                                                      \
+        a0 = (a0 + a1) + (a2 + a3);                                            \
+        for (int l = 0; l < (L); l++) s += a0[l];                              \
+        for (; j < p; j++) s += x[j] * w[j];                                   \
+        return s;
+    static inline double fgd_dot_d(const double *x, const double *w, Py_ssize_t p)
+    { FGD_DOT_BODY(double, fgd_v2d, 2) }
+    static inline float fgd_dot_f(const float *x, const float *w, Py_ssize_t p)
+    { FGD_DOT_BODY(float, fgd_v4f, 4) }
+    #else
+    #define FGD_DOT_BODY(T)                                                    \
+        T s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;                              \
+        Py_ssize_t j = 0;                                                      \
+        for (; j + 8 <= p; j += 8)                                             \
+            for (int l = 0; l < 8; l++) s[l] += x[j + l] * w[j + l];           \
+        for (; j < p; j++) t += x[j] * w[j];                                   \
+        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+    static double fgd_dot_d(const double *x, const double *w, Py_ssize_t p) { FGD_DOT_BODY(double) }
+    static float fgd_dot_f(const float *x, const float *w, Py_ssize_t p) { FGD_DOT_BODY(float) }
+    #endif
+
+    /* acc += sa * xa + sb * xb: two rows per sweep over the accumulator. */
+    #define FGD_AXPY2(NAME, T)                                                 \
+    static inline void NAME(T *FGD_RESTRICT acc, T sa, const T *FGD_RESTRICT xa, \
+                            T sb, const T *FGD_RESTRICT xb, Py_ssize_t p)      \
+    { for (Py_ssize_t j = 0; j < p; j++) acc[j] += sa * xa[j] + sb * xb[j]; }
+    #if defined(_MSC_VER)
+    #define FGD_RESTRICT __restrict
+    #else
+    #define FGD_RESTRICT __restrict__
+    #endif
+    FGD_AXPY2(fgd_axpy2_d, double)
+    FGD_AXPY2(fgd_axpy2_f, float)
     """
     const int FASTGD_OPENMP
     int fastgd_max_threads()
     void fastgd_prefetch(const void *p)
+    double fgd_dot_d(const double* x, const double* w, Py_ssize_t p)
+    float fgd_dot_f(const float* x, const float* w, Py_ssize_t p)
+    void fgd_axpy2_d(double* acc, double sa, const double* xa, double sb, const double* xb,
+                     Py_ssize_t p)
+    void fgd_axpy2_f(float* acc, float sa, const float* xa, float sb, const float* xb,
+                     Py_ssize_t p)
 
 #: True when this extension was compiled with OpenMP (row-parallel passes).
 openmp: bool = bool(FASTGD_OPENMP)
@@ -79,6 +142,11 @@ cdef Py_ssize_t MAX_CHUNKS = 64
 cdef Py_ssize_t FBLOCK = 64
 # Stochastic batches: prefetch the row this many samples ahead.
 cdef Py_ssize_t PREFETCH = 6
+
+
+def _set_prefetch(Py_ssize_t k):
+    global PREFETCH
+    PREFETCH = k
 cdef Py_ssize_t CACHE_LINE = 64
 
 
@@ -122,23 +190,19 @@ cdef inline floating psi(int loss, floating r, floating delta) noexcept nogil:
 
 
 cdef inline floating _dot(const floating* x, const floating* w, Py_ssize_t p) noexcept nogil:
-    """x . w with eight partial sums (breaks the add latency chain, vectorizes)."""
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef Py_ssize_t j = 0
-    while j + 8 <= p:
-        s0 += x[j] * w[j]
-        s1 += x[j + 1] * w[j + 1]
-        s2 += x[j + 2] * w[j + 2]
-        s3 += x[j + 3] * w[j + 3]
-        s4 += x[j + 4] * w[j + 4]
-        s5 += x[j + 5] * w[j + 5]
-        s6 += x[j + 6] * w[j + 6]
-        s7 += x[j + 7] * w[j + 7]
-        j += 8
-    while j < p:
-        s0 += x[j] * w[j]
-        j += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """x . w with many partial sums (see the C primitives above)."""
+    if floating is double:
+        return fgd_dot_d(x, w, p)
+    else:
+        return fgd_dot_f(x, w, p)
+
+
+cdef inline void _axpy2(floating* acc, floating sa, const floating* xa, floating sb,
+                        const floating* xb, Py_ssize_t p) noexcept nogil:
+    if floating is double:
+        fgd_axpy2_d(acc, sa, xa, sb, xb, p)
+    else:
+        fgd_axpy2_f(acc, sa, xa, sb, xb, p)
 
 
 cdef inline floating predict_row(int model, const floating* x, Py_ssize_t p,
@@ -218,50 +282,66 @@ cdef double _og_chunk(int model, int loss, const floating* X, const floating* y,
     """sum rho(r_i) over rows lo..hi-1; acc[:p+1] += sum psi(r_i) dpred_i/dtheta.
 
     float64: the products go straight into the float64 ``acc``.  float32: they
-    are summed in float32 over ``FBLOCK`` rows, then added to ``acc``.
+    are summed in float32 over ``FBLOCK`` rows, then added to ``acc``.  The
+    linear model takes rows two at a time (one sweep of the accumulator for
+    both); each row's own arithmetic is unchanged.
     """
     cdef double f = 0.0
-    cdef Py_ssize_t i, j, m = p + 1, nb = 0
-    cdef floating r, s
+    cdef Py_ssize_t i = lo, j, m = p + 1, nb = 0, step
+    cdef floating r, s, rb, sb
     cdef const floating* x
     cdef floating stack_blk[64]
-    cdef floating* blk = NULL
-    if floating is float:
-        if want_grad:
-            if m <= 64:
-                blk = &stack_blk[0]
-            else:
-                blk = <floating*>malloc(m * sizeof(floating))
-            if blk == NULL:  # out of memory: fall back to float64 accumulation
+    cdef floating* a
+    if floating is double:
+        a = acc
+    else:
+        a = &stack_blk[0]
+        if want_grad and m > 64:
+            a = <floating*>malloc(m * sizeof(floating))
+            if a == NULL:  # out of memory: sum straight into float64
                 for i in range(lo, hi):
                     x = X + i * ncol
                     r = predict_row(model, x, p, theta, xs) - y[i]
                     f += <double>rho(loss, r, delta)
                     accumulate_row64(model, x, p, psi(loss, r, delta), xs, acc)
                 return f
-            memset(blk, 0, m * sizeof(floating))
-    for i in range(lo, hi):
-        x = X + i * ncol
-        r = predict_row(model, x, p, theta, xs) - y[i]
-        f += <double>rho(loss, r, delta)
         if want_grad:
-            s = psi(loss, r, delta)
-            if floating is double:
-                accumulate_row(model, x, p, s, xs, acc)
-            else:
-                accumulate_row(model, x, p, s, xs, blk)
-                nb += 1
-                if nb == FBLOCK:
+            memset(a, 0, m * sizeof(floating))
+    while i < hi:
+        x = X + i * ncol
+        if model == 0 and i + 1 < hi:
+            r = (_dot(x, theta, p) + theta[p]) - y[i]
+            rb = (_dot(x + ncol, theta, p) + theta[p]) - y[i + 1]
+            f += <double>rho(loss, r, delta)
+            f += <double>rho(loss, rb, delta)
+            if want_grad:
+                s = psi(loss, r, delta)
+                sb = psi(loss, rb, delta)
+                _axpy2(a, s, x, sb, x + ncol, p)
+                a[p] += s
+                a[p] += sb
+            step = 2
+        else:
+            r = predict_row(model, x, p, theta, xs) - y[i]
+            f += <double>rho(loss, r, delta)
+            if want_grad:
+                accumulate_row(model, x, p, psi(loss, r, delta), xs, a)
+            step = 1
+        i += step
+        if floating is float:
+            if want_grad:
+                nb += step
+                if nb >= FBLOCK:
                     for j in range(m):
-                        acc[j] += <double>blk[j]
-                        blk[j] = 0
+                        acc[j] += <double>a[j]
+                        a[j] = 0
                     nb = 0
     if floating is float:
         if want_grad:
             for j in range(m):
-                acc[j] += <double>blk[j]
-            if blk != &stack_blk[0]:
-                free(blk)
+                acc[j] += <double>a[j]
+            if a != &stack_blk[0]:
+                free(a)
     return f
 
 
@@ -635,7 +715,7 @@ cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_
 cdef double _objective_grad_moments(const double* mom, Py_ssize_t n, Py_ssize_t p,
                                     const floating* theta, const floating* l2w, int fit_icpt,
                                     floating* grad, double* acc) noexcept nogil:
-    """Polynomial MSE objective and gradient from the moments, O(p**2).
+    """Polynomial MSE objective and gradient from the moments, O(p**2); NaN near overflow.
 
     With c_0 the intercept and c_k = theta[k-1], q_k = sum_i r_i u_i**k =
     sum_l c_l M[k+l] - b_k; the gradient sums are 2 q and
@@ -658,8 +738,46 @@ cdef double _objective_grad_moments(const double* mom, Py_ssize_t n, Py_ssize_t 
     ssr = ssr - cb + yy
     if ssr < 0.0:  # a sum of squares; rounding in the cancellation can dip below 0
         ssr = 0.0
+    # Overflow is the reference's divergence signal: r_i**2 in the data dtype
+    # becomes inf.  Below half (float32) / a quarter (float64) of the largest
+    # finite value no r_i**2 <= sum r**2 can overflow; above it (or NaN) the
+    # caller takes the exact pass over the rows instead.
+    if floating is float:
+        if not (ssr <= 0.5 * FLT_MAX):
+            return NAN
+    else:
+        if not (ssr <= 0.25 * DBL_MAX):
+            return NAN
     _finish(acc, n, theta, l2w, fit_icpt, grad, p)
     return ssr / n + _penalty(theta, l2w, p)
+
+
+cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, Py_ssize_t ncol,
+                         floating* theta, Py_ssize_t p, double delta, const floating* l2w,
+                         int fit_icpt, const index_t* idx, Py_ssize_t n_idx, Py_ssize_t start,
+                         Py_ssize_t stop, double lr) noexcept nogil:
+    """Samples idx[start:stop], one gd step each, linear model (batch_size 1).
+
+    The same arithmetic as ``_batch_grad`` over one row followed by
+    ``_update`` (opt 0), in one sweep over the row: g_j = s x_j + l2w_j
+    theta_j (float64 sum, rounded to the data dtype), theta_j -= lr g_j.
+    """
+    cdef floating d = <floating>delta, lrf = <floating>lr, r, s, g
+    cdef Py_ssize_t k, i, j
+    cdef const floating* x
+    for k in range(start, stop):
+        if k + PREFETCH < n_idx:
+            _prefetch_row(X, y, ncol, <Py_ssize_t>idx[k + PREFETCH])
+        i = <Py_ssize_t>idx[k]
+        x = X + i * ncol
+        r = (_dot(x, theta, p) + theta[p]) - y[i]
+        s = psi(loss, r, d)
+        for j in range(p):
+            g = <floating>(<double>(s * x[j]) + <double>(l2w[j] * theta[j]))
+            theta[j] -= lrf * g
+        if fit_icpt:
+            g = <floating>(<double>s + <double>(l2w[p] * theta[p]))
+            theta[p] -= lrf * g
 
 
 cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssize_t n,
@@ -688,6 +806,9 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
         f = f0
     elif use_mom:
         f = _objective_grad_moments(mom, n, p, theta, l2w, fit_icpt, grad, acc)
+        if isnan(f):
+            f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w,
+                                fit_icpt, grad, acc, work)
     elif full:
         f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w, fit_icpt,
                             grad, acc, work)
@@ -715,12 +836,19 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
             _update(opt, theta, grad, s0, s1, m, lr, hp, t)
             if use_mom:
                 f = _objective_grad_moments(mom, n, p, theta, l2w, fit_icpt, grad, acc)
-            else:
+            if not use_mom or isnan(f):
                 f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w,
                                     fit_icpt, grad, acc, work)
         else:
             idx = order + k * n
             start = 0
+            if batch_size == 1 and opt == 0 and model == 0 and n > 1:
+                # all but the last sample fused; the last one below leaves
+                # ``grad`` as the reference does
+                _sgd_gd_linear(loss, X, y, ncol, theta, p, delta, l2w, fit_icpt, idx, n,
+                               0, n - 1, lr)
+                t += n - 1
+                start = n - 1
             while start < n:
                 stop = start + batch_size
                 if stop > n:
