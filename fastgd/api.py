@@ -322,8 +322,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     n = Xc.shape[0]
     p = degree if model == 1 else Xc.shape[1]
     xscale = _poly_scale(Xc) if model == 1 else 1.0
-    if model == 1:  # tiny |x|: keep the basis factors xscale**degree finite in the data dtype
-        xscale = min(xscale, float(np.finfo(dt).max * 1e-6) ** (1.0 / p))
+    if model == 1:  # tiny |x|: keep xscale**(2*degree) (basis factors, l2 weights) finite
+        xscale = min(xscale, float(np.finfo(dt).max * 1e-6) ** (1.0 / (2 * p)))
     factors = _basis_factors(p, model, xscale)
     theta = np.zeros(p + 1, dtype=dt)
     if coef_init is not None:
