@@ -190,6 +190,7 @@ class _Threads:
         self.n = n
         self._ctx = None
         self._numba_prev: int | None = None
+        self._fastgd_prev: int | None = None
 
     def __enter__(self) -> "_Threads":
         if self.n is None:
@@ -199,8 +200,13 @@ class _Threads:
         fastgd.available_backends()  # load the extensions so their OpenMP runtime is seen
         try:
             import numba
+            from . import _config
+            _config.configure_numba()
             self._numba_prev = numba.get_num_threads()
-            numba.set_num_threads(min(self.n, numba.config.NUMBA_NUM_THREADS))
+            self._fastgd_prev = _config.num_threads()
+            n = min(self.n, numba.config.NUMBA_NUM_THREADS)
+            numba.set_num_threads(n)
+            _config.set_num_threads(n)  # the cap fastgd's numba kernels apply
         except ImportError:
             pass
         try:
@@ -216,7 +222,9 @@ class _Threads:
             self._ctx.__exit__(*exc)
         if self._numba_prev is not None:
             import numba
+            from . import _config
             numba.set_num_threads(self._numba_prev)
+            _config.set_num_threads(self._fastgd_prev)
 
 
 # ---------------------------------------------------------------- timing
@@ -460,13 +468,40 @@ def format_results(problems: list[P.Problem], results: list[Result], summaries: 
         lines.append("% read bw: GB/s over the bytes of X and y, relative to the faster read probe "
                      "of the same problem in this run (a parallel numba sum, a numpy sum).")
     lines += [f"[{i + 1}] {note}" for i, note in enumerate(notes)]
+    lines += _compile_summary(results)
     return "\n".join(lines)
 
 
+def compile_times(results: list[Result]) -> dict[str, float]:
+    """Per compiled backend: the sum over its cases of (first call - median), in seconds.
+
+    The first call of a case compiles its kernels (or loads them from numba's
+    cache), which the timed runs exclude.
+    """
+    out: dict[str, float] = {}
+    for r in results:
+        if r.status == "ok" and r.backend in ("numba", "cython") and r.first_call is not None:
+            out[r.backend] = out.get(r.backend, 0.0) + max(0.0, r.first_call - r.median / r.factor)
+    return out
+
+
+def _compile_summary(results: list[Result]) -> list[str]:
+    ct = compile_times(results)
+    if not ct:
+        return []
+    parts = ", ".join(f"{b} {t:.2f} s" for b, t in ct.items())
+    return [f"compilation / cache loading, untimed (sum of first call - median): {parts}"]
+
+
 def format_targets(targets: list[Target], sizes: P.Sizes) -> str:
-    rows = [[t.name, t.backend, t.measured,
-             "met" if t.met else ("n/a" if t.met is None else "NOT met")] for t in targets]
-    lines = _table(rows, ["target", "backend", "measured", ""], right=set())
+    """The target checks that could be measured in this run, met or not."""
+    rows = [[t.name, t.backend, t.measured, "met" if t.met else "NOT met"]
+            for t in targets if t.met is not None]
+    lines = _table(rows, ["target", "backend", "measured", ""], right=set()) if rows else []
+    skipped = sum(t.met is None for t in targets)
+    if skipped:
+        lines.append(f"{skipped} target checks not measured in this run (problem not selected or "
+                     f"backend not available)")
     if sizes.name != "full":
         lines.append(f"(scale {sizes.name}: the targets are defined at full size; these checks "
                      f"are indicative only)")
@@ -643,6 +678,7 @@ def run(args: argparse.Namespace) -> int:
             print()
             print(format_targets(targets, sizes))
             out.update(results=[asdict(r) for r in results], read_bandwidth=summaries,
+                       compile_s=compile_times(results),
                        targets=[asdict(t) for t in targets],
                        problems={p.name: p.title for p in problems})
             if any(r.status == "error" for r in results):

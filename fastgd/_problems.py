@@ -408,6 +408,11 @@ def read_probe() -> Callable[[np.ndarray], float]:
     global _prange
     if "f" not in _PROBE:
         import numba
+        try:  # let fastgd pick numba's (thread-safe) threading layer before any parallel run
+            from . import _config
+            _config.configure_numba()
+        except (ImportError, AttributeError):  # pragma: no cover - older layouts
+            pass
         _prange = numba.prange
         _PROBE["f"] = numba.njit(parallel=True, cache=True, fastmath=_PROBE_FASTMATH)(_read_sum_py)
     return _PROBE["f"]
