@@ -30,7 +30,9 @@ def _figure(figsize: tuple[float, float]) -> Any:
 
 def _save(fig: Any, path: str | os.PathLike[str] | None, dpi: int = 110) -> None:
     if path is not None:
-        fig.savefig(os.fspath(path), dpi=dpi)
+        # mplot3d's projection can raise spurious floating-point flags in np.dot.
+        with np.errstate(over="ignore", invalid="ignore"):
+            fig.savefig(os.fspath(path), dpi=dpi)
 
 
 def _label(res: Any, i: int) -> str:
