@@ -59,9 +59,14 @@ BLOCK_ELEMS = 1 << 15
 PARALLEL_MIN = 1 << 17
 #: How many rows ahead of the current one stochastic batches prefetch.
 PREFETCH_ROWS = 8
+#: Rows whose gradient terms are summed in the data dtype before joining
+#: the float64 sums (linear model, full passes).
+_FLUSH = 128
 
 _jit = dict(cache=True, nogil=True, fastmath=_FM)
 _jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
+#: Small helpers called per row or per step are inlined into their callers.
+_jit_inline = dict(_jit, inline="always")
 
 
 @intrinsic
@@ -89,7 +94,7 @@ def _prefetch(typingctx, addr):
 # Both return float64 (the row sums accumulate in float64).
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def rho(loss, r, delta):
     """Loss of one residual ``r``."""
     rr = float(r)
@@ -101,7 +106,7 @@ def rho(loss, r, delta):
     return delta * (a - 0.5 * delta)
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def psi(loss, r, delta):
     """Derivative of the loss at one residual ``r``."""
     rr = float(r)
@@ -119,7 +124,7 @@ def psi(loss, r, delta):
 # model 1: poly    pred = b + sum_j coef[j-1] u**j, u = x * xscale, by Horner
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def predict_row(model, X, i, theta, xscale):
     """Prediction for row ``i``, in the data dtype."""
     p = theta.shape[0] - 1
@@ -135,7 +140,7 @@ def predict_row(model, X, i, theta, xscale):
     return pred + theta[p]
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def _accumulate_row(model, X, i, s, xscale, acc):
     """acc[:p] += s dpred_i/dcoef, acc[p] += s (float64 acc)."""
     p = acc.shape[0] - 1
@@ -151,7 +156,7 @@ def _accumulate_row(model, X, i, s, xscale, acc):
     acc[p] += s
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def _finish(acc, m, theta, l2w, fit_icpt, grad):
     """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
     for j in range(grad.shape[0]):
@@ -160,7 +165,7 @@ def _finish(acc, m, theta, l2w, fit_icpt, grad):
         grad[grad.shape[0] - 1] = 0
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def _penalty(theta, l2w):
     s = 0.0
     for j in range(theta.shape[0]):
@@ -172,9 +177,54 @@ def _penalty(theta, l2w):
 # ---------------------------------------------------------------- fused objective/gradient
 
 
-@njit(**_jit)
-def _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc):
+@njit(**_jit_inline)
+def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
+    """_rows for the linear model, the hot loop of a full pass.
+
+    Each row is read once: its dot product, then (while the row is in L1)
+    its gradient term.  Gradient terms are summed in the data dtype over
+    ``_FLUSH`` rows at a time and those partial sums added to the float64
+    ``acc`` (float32 data then runs at float32 SIMD width; the reference
+    sums whole 16384-row blocks in float32).  Indexing ``X[i, j]`` rather
+    than row views keeps reference counting out of the loop.
+    """
+    p = theta.shape[0] - 1
+    dt = X.dtype.type
+    b = theta[p]
+    part[:] = 0.0
+    f = 0.0
+    s_icpt = 0.0
+    c = 0
+    for i in range(lo, hi):
+        d = dt(0.0)
+        for j in range(p):
+            d += X[i, j] * theta[j]
+        r = (d + b) - y[i]
+        f += rho(loss, r, delta)
+        if want_grad:
+            s = psi(loss, r, delta)
+            sd = dt(s)
+            for j in range(p):
+                part[j] += sd * X[i, j]
+            s_icpt += s
+            c += 1
+            if c == _FLUSH:
+                for j in range(p):
+                    acc[j] += part[j]
+                    part[j] = 0.0
+                c = 0
+    if want_grad:
+        for j in range(p):
+            acc[j] += part[j]
+        acc[p] += s_icpt
+    return f
+
+
+@njit(**_jit_inline)
+def _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc, tmp):
     """Sum of rho over rows lo..hi-1; with ``want_grad`` also acc += sum psi dpred."""
+    if model == 0:
+        return _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, tmp)
     f = 0.0
     if want_grad:
         for i in range(lo, hi):
@@ -200,7 +250,8 @@ def _n_blocks(X):
 
 
 @njit(**_jit_par)
-def _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g):
+def _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
+                     part_t):
     n = X.shape[0]
     rb = _block_rows(X)
     for b in prange(part_f.shape[0]):
@@ -208,11 +259,13 @@ def _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f,
         hi = min(lo + rb, n)
         acc = part_g[b]
         acc[:] = 0.0
-        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc)
+        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
+                          part_t[b])
 
 
-@njit(**_jit)
-def _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g):
+@njit(**_jit_inline)
+def _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
+                     part_t):
     n = X.shape[0]
     rb = _block_rows(X)
     for b in range(part_f.shape[0]):
@@ -220,16 +273,19 @@ def _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, p
         hi = min(lo + rb, n)
         acc = part_g[b]
         acc[:] = 0.0
-        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc)
+        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
+                          part_t[b])
 
 
-@njit(**_jit)
-def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, acc):
+@njit(**_jit_inline)
+def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t, acc):
     """One pass over all rows; returns sum rho, acc = sum psi dpred (block order)."""
     if X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1:
-        _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g)
+        _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
+                         part_t)
     else:
-        _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g)
+        _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
+                         part_t)
     f = 0.0
     acc[:] = 0.0
     for b in range(part_f.shape[0]):
@@ -240,19 +296,19 @@ def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, a
     return f
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
-                    part_f, part_g, acc):
+                    part_f, part_g, part_t, acc):
     n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, xscale, delta, 1, part_f, part_g, acc)
+    f = _sweep(model, loss, X, y, theta, xscale, delta, 1, part_f, part_g, part_t, acc)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return f / n + _penalty(theta, l2w)
 
 
-@njit(**_jit)
-def _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc):
+@njit(**_jit_inline)
+def _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc):
     n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, xscale, delta, 0, part_f, part_g, acc)
+    f = _sweep(model, loss, X, y, theta, xscale, delta, 0, part_f, part_g, part_t, acc)
     return f / n + _penalty(theta, l2w)
 
 
@@ -260,23 +316,23 @@ def _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc
 def _buffers(X, theta):
     nb = _n_blocks(X)
     p1 = theta.shape[0]
-    return np.empty(nb), np.empty((nb, p1)), np.empty(p1)
+    return np.empty(nb), np.empty((nb, p1)), np.empty((nb, p1), X.dtype), np.empty(p1)
 
 
 @njit(**_jit)
 def _objective_grad_entry(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad):
-    part_f, part_g, acc = _buffers(X, theta)
+    part_f, part_g, part_t, acc = _buffers(X, theta)
     return _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
-                           part_f, part_g, acc)
+                           part_f, part_g, part_t, acc)
 
 
 @njit(**_jit)
 def _objective_entry(model, loss, X, y, theta, xscale, delta, l2w):
-    part_f, part_g, acc = _buffers(X, theta)
-    return _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc)
+    part_f, part_g, part_t, acc = _buffers(X, theta)
+    return _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc)
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc):
     """acc = sum over rows idx[start:stop] of psi dpred; prefetches rows ahead."""
     acc[:] = 0.0
@@ -309,16 +365,21 @@ def _batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, sta
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
 
 
-# Polynomial least squares from moments.  Row a_i = [u**1, ..., u**p, 1]
-# (coefficients, then the intercept as power 0); with M[m] = sum u**m,
-# Yv[j] = sum y u**j and S = sum y**2:
-#   (A^T A)[j, k] = M[pow_j + pow_k],  sum_i r_i a_ij = (A^T A theta - A^T y)_j,
-#   sum_i r_i**2 = S + sum_j theta_j ((A^T A theta)_j - 2 (A^T y)_j).
-# mom = [M[0..2p], Yv[0..p], S] in float64.
+# Least squares from sufficient statistics (MSE, full batch).  With the
+# design rows a_i = [features, 1] (poly: [u**1, ..., u**p, 1]), G = A^T A,
+# c = A^T y and S = y^T y, all in float64:
+#   sum_i r_i a_i = G theta - c,   sum_i r_i**2 = S + theta . (G theta - 2 c).
+# ``run`` gathers them in one pass and then every epoch costs O(p**2): the
+# same objective and gradient as a pass over the rows, up to rounding.
+# Polynomial: G[j, k] = M[pow_j + pow_k] from the moments M[m] = sum u**m
+# (pow_j = j + 1 for the coefficients, 0 for the intercept), c[j] = sum y u**pow_j.
+# Linear: the Gram matrix itself, used when the chunk has more epochs than
+# parameters (building G costs about p passes).
 
 
 @njit(**_jit)
 def _moment_rows(X, y, xscale, lo, hi, mom):
+    """mom += [M[0..2p], sum y u**(0..p), S] over rows lo..hi-1."""
     p = (mom.shape[0] - 4) // 3
     q = 2 * p + 1
     xs = X.dtype.type(xscale)
@@ -336,50 +397,98 @@ def _moment_rows(X, y, xscale, lo, hi, mom):
         mom[mom.shape[0] - 1] += yi * yi
 
 
+@njit(**_jit)
+def _gram_rows(X, y, lo, hi, st):
+    """st += [G (upper triangle, row major, (p+1)**2), c, S] over rows lo..hi-1."""
+    p = X.shape[1]
+    p1 = p + 1
+    off_c = p1 * p1
+    for i in range(lo, hi):
+        yi = float(y[i])
+        for j in range(p):
+            xj = float(X[i, j])
+            row = j * p1
+            for k in range(j, p):
+                st[row + k] += xj * float(X[i, k])
+            st[row + p] += xj
+            st[off_c + j] += yi * xj
+        st[off_c - 1] += 1.0
+        st[off_c + p] += yi
+        st[off_c + p1] += yi * yi
+
+
+@njit(**_jit)
+def _stat_rows(model, X, y, xscale, lo, hi, st):
+    if model == 1:
+        _moment_rows(X, y, xscale, lo, hi, st)
+    else:
+        _gram_rows(X, y, lo, hi, st)
+
+
 @njit(**_jit_par)
-def _moments_parallel(X, y, xscale, part):
+def _stats_parallel(model, X, y, xscale, rb, part):
     n = X.shape[0]
-    rb = _block_rows(X)
     for b in prange(part.shape[0]):
         lo = b * rb
         acc = part[b]
         acc[:] = 0.0
-        _moment_rows(X, y, xscale, lo, min(lo + rb, n), acc)
+        _stat_rows(model, X, y, xscale, lo, min(lo + rb, n), acc)
 
 
 @njit(**_jit)
-def _moments(X, y, xscale, p):
-    nb = _n_blocks(X)
-    part = np.empty((nb, 3 * p + 4))
-    if X.shape[0] >= PARALLEL_MIN and nb > 1:
-        _moments_parallel(X, y, xscale, part)
-    else:
+def _lsq_stats(model, X, y, xscale, p):
+    """G, c, S of the least-squares objective, one (parallel) pass over the rows."""
+    n = X.shape[0]
+    p1 = p + 1
+    if model == 1:
+        size = 3 * p + 4
         rb = _block_rows(X)
+    else:
+        size = p1 * p1 + p1 + 1
+        rb = max(1, (n + 7) // 8)  # few blocks: each holds a whole G
+    nb = (n + rb - 1) // rb
+    part = np.empty((nb, size))
+    if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
+        _stats_parallel(model, X, y, xscale, rb, part)
+    else:
         for b in range(nb):
             part[b, :] = 0.0
-            _moment_rows(X, y, xscale, b * rb, min(b * rb + rb, X.shape[0]), part[b])
-    mom = np.zeros(3 * p + 4)
+            _stat_rows(model, X, y, xscale, b * rb, min(b * rb + rb, n), part[b])
+    st = np.zeros(size)
     for b in range(nb):
-        for m in range(mom.shape[0]):
-            mom[m] += part[b, m]
-    return mom
+        for m in range(size):
+            st[m] += part[b, m]
+    G = np.empty((p1, p1))
+    c = np.empty(p1)
+    if model == 1:
+        q = 2 * p + 1
+        for j in range(p1):
+            pj = j + 1 if j < p else 0
+            c[j] = st[q + pj]
+            for k in range(p1):
+                pk = k + 1 if k < p else 0
+                G[j, k] = st[pj + pk]
+    else:
+        for j in range(p1):
+            c[j] = st[p1 * p1 + j]
+            for k in range(j, p1):
+                G[j, k] = st[j * p1 + k]
+                G[k, j] = st[j * p1 + k]
+    return G, c, st[size - 1]
 
 
-@njit(**_jit)
-def _objective_grad_moments(mom, n, theta, l2w, fit_icpt, grad, acc):
-    """objective_grad for poly + MSE over all rows, in O(p**2) from the moments."""
-    p = theta.shape[0] - 1
-    q = 2 * p + 1
-    sr2 = mom[mom.shape[0] - 1]
-    for j in range(p + 1):
-        pj = j + 1 if j < p else 0
+@njit(**_jit_inline)
+def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc):
+    """objective_grad for MSE over all rows, in O(p**2) from G, c, S."""
+    p1 = theta.shape[0]
+    sr2 = S
+    for j in range(p1):
         g = 0.0
-        for k in range(p + 1):
-            pk = k + 1 if k < p else 0
-            g += mom[pj + pk] * float(theta[k])
-        g -= mom[q + pj]  # g = sum_i r_i a_ij
+        for k in range(p1):
+            g += G[j, k] * float(theta[k])
+        g -= c[j]  # g = sum_i r_i a_ij
         acc[j] = 2.0 * g
-        sr2 += float(theta[j]) * (g - mom[q + pj])
+        sr2 += float(theta[j]) * (g - c[j])
     sr2 = max(sr2, 0.0)  # a sum of squares; rounding must not make it negative
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return sr2 / n + _penalty(theta, l2w)
@@ -433,7 +542,7 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
 # array operations do, so float32 state rounds where the reference rounds.
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def update(opt, theta, grad, state, lr, hp, t):
     """One step of update rule ``opt`` on ``theta`` in place (torch's conventions)."""
     g = grad
@@ -485,7 +594,7 @@ def update(opt, theta, grad, state, lr, hp, t):
 # ---------------------------------------------------------------- schedule
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def schedule(sched, lr0, sched_hp, epoch):
     """Learning rate of (0-based) ``epoch``."""
     if sched == 0:
@@ -498,7 +607,7 @@ def schedule(sched, lr0, sched_hp, epoch):
 # ---------------------------------------------------------------- epoch loop
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def _all_finite(theta):
     for j in range(theta.shape[0]):
         if not math.isfinite(theta[j]):
@@ -506,7 +615,7 @@ def _all_finite(theta):
     return True
 
 
-@njit(**_jit)
+@njit(**_jit_inline)
 def _converged(theta, theta_prev, tol):
     """The stopping rule: max|dtheta| <= tol * max(1, max|theta|)."""
     step = 0.0
@@ -527,26 +636,25 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
     rec_loss = hist_loss.shape[0] > 0
     rec_params = hist_params.shape[0] > 0
     theta_prev = np.empty_like(theta)
-    part_f, part_g, acc = _buffers(X, theta)
+    part_f, part_g, part_t, acc = _buffers(X, theta)
     t = t0
-    # Full-batch polynomial least squares: one pass for the moments, then
-    # every epoch is O(p**2).
-    use_mom = full and model == 1 and loss == 0
-    if use_mom:
-        mom = _moments(X, y, xscale, p)
+    # Full-batch least squares: one pass for G, c, S, then every epoch is O(p**2).
+    use_lsq = full and loss == 0 and (model == 1 or n_epochs > p + 1)
+    if use_lsq:
+        G, c, S = _lsq_stats(model, X, y, xscale, p)
     else:
-        mom = np.empty(0)
+        G, c, S = np.empty((0, 0)), np.empty(0), 0.0
 
     if not math.isnan(f0):
         f = f0
     elif full:
-        if use_mom:
-            f = _objective_grad_moments(mom, n, theta, l2w, fit_icpt, grad, acc)
+        if use_lsq:
+            f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc)
         else:
             f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
-                                part_f, part_g, acc)
+                                part_f, part_g, part_t, acc)
     elif need_obj:
-        f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc)
+        f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -565,11 +673,11 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
         if full:
             t += 1
             update(opt, theta, grad, state, lr, hp, t)
-            if use_mom:
-                f = _objective_grad_moments(mom, n, theta, l2w, fit_icpt, grad, acc)
+            if use_lsq:
+                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc)
             else:
                 f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt,
-                                    grad, part_f, part_g, acc)
+                                    grad, part_f, part_g, part_t, acc)
         else:
             idx = order[k]
             for start in range(0, n, batch_size):
@@ -579,7 +687,7 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
                 t += 1
                 update(opt, theta, grad, state, lr, hp, t)
             if need_obj:
-                f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, acc)
+                f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
