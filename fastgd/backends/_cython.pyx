@@ -114,6 +114,67 @@ cdef extern from * nogil:
     #endif
     FGD_AXPY2(fgd_axpy2_d, double)
     FGD_AXPY2(fgd_axpy2_f, float)
+
+    /* Moments of polynomial least squares over rows lo..hi-1, added to buf:
+       buf[m] = sum u**m (m <= 2p), buf[2p+1+j] = sum y u**j (j <= p),
+       buf[3p+2] = sum y**2, with u = x * xscale formed in the data dtype and
+       the powers in float64.  Two rows per vector; for degrees 1..4 the
+       degree is a compile-time constant, so the accumulators live in
+       registers. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FGD_MOMENTS(NAME, T)                                               \
+    static inline __attribute__((always_inline)) void NAME##_p(                \
+        const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T xs, const int P, \
+        double *buf)                                                           \
+    {                                                                          \
+        fgd_v2d am[2 * P + 1], ay[P + 1], a2 = {0.0, 0.0};                     \
+        Py_ssize_t i = lo;                                                     \
+        for (int m = 0; m <= 2 * P; m++) am[m] = (fgd_v2d){0.0, 0.0};          \
+        for (int m = 0; m <= P; m++) ay[m] = (fgd_v2d){0.0, 0.0};              \
+        for (; i + 2 <= hi; i += 2) {                                          \
+            fgd_v2d u = {(double)(T)(x[i] * xs), (double)(T)(x[i + 1] * xs)}; \
+            fgd_v2d yv = {(double)y[i], (double)y[i + 1]};                     \
+            fgd_v2d pw = {1.0, 1.0};                                           \
+            for (int m = 0; m <= P; m++) { am[m] += pw; ay[m] += yv * pw; pw *= u; } \
+            for (int m = P + 1; m <= 2 * P; m++) { am[m] += pw; pw *= u; }     \
+            a2 += yv * yv;                                                     \
+        }                                                                      \
+        for (; i < hi; i++) {                                                  \
+            double u = (double)(T)(x[i] * xs), yi = (double)y[i], pw = 1.0;    \
+            for (int m = 0; m <= P; m++) { am[m][0] += pw; ay[m][0] += yi * pw; pw *= u; } \
+            for (int m = P + 1; m <= 2 * P; m++) { am[m][0] += pw; pw *= u; } \
+            a2[0] += yi * yi;                                                  \
+        }                                                                      \
+        for (int m = 0; m <= 2 * P; m++) buf[m] += am[m][0] + am[m][1];        \
+        for (int m = 0; m <= P; m++) buf[2 * P + 1 + m] += ay[m][0] + ay[m][1]; \
+        buf[3 * P + 2] += a2[0] + a2[1];                                       \
+    }                                                                          \
+    static void NAME(const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T xs, int p, \
+                     double *buf)                                              \
+    {                                                                          \
+        switch (p) {                                                           \
+        case 1: NAME##_p(x, y, lo, hi, xs, 1, buf); break;                     \
+        case 2: NAME##_p(x, y, lo, hi, xs, 2, buf); break;                     \
+        case 3: NAME##_p(x, y, lo, hi, xs, 3, buf); break;                     \
+        case 4: NAME##_p(x, y, lo, hi, xs, 4, buf); break;                     \
+        default: NAME##_p(x, y, lo, hi, xs, p, buf);                           \
+        }                                                                      \
+    }
+    #else
+    #define FGD_MOMENTS(NAME, T)                                               \
+    static void NAME(const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T xs, int p, \
+                     double *buf)                                              \
+    {                                                                          \
+        for (Py_ssize_t i = lo; i < hi; i++) {                                 \
+            double u = (double)(T)(x[i] * xs), yi = (double)y[i], pw = 1.0;    \
+            for (int m = 0; m <= p; m++) { buf[m] += pw; buf[2 * p + 1 + m] += yi * pw; pw *= u; } \
+            for (int m = p + 1; m <= 2 * p; m++) { buf[m] += pw; pw *= u; }    \
+            buf[3 * p + 2] += yi * yi;                                         \
+        }                                                                      \
+    }
+    #endif
+    FGD_MOMENTS(fgd_moments_d, double)
+    FGD_MOMENTS(fgd_moments_f, float)
     """
     const int FASTGD_OPENMP
     int fastgd_max_threads()
@@ -124,6 +185,10 @@ cdef extern from * nogil:
                      Py_ssize_t p)
     void fgd_axpy2_f(float* acc, float sa, const float* xa, float sb, const float* xb,
                      Py_ssize_t p)
+    void fgd_moments_d(const double* x, const double* y, Py_ssize_t lo, Py_ssize_t hi,
+                       double xs, int p, double* buf)
+    void fgd_moments_f(const float* x, const float* y, Py_ssize_t lo, Py_ssize_t hi, float xs,
+                       int p, double* buf)
 
 #: True when this extension was compiled with OpenMP (row-parallel passes).
 openmp: bool = bool(FASTGD_OPENMP)
@@ -665,24 +730,14 @@ cdef inline bint _converged(const floating* theta, const floating* theta_prev, P
     return step <= tol * scale
 
 
-cdef void _moments_chunk(const floating* X, const floating* y, Py_ssize_t p, floating xs,
-                         Py_ssize_t lo, Py_ssize_t hi, double* buf) noexcept nogil:
+cdef inline void _moments_chunk(const floating* X, const floating* y, Py_ssize_t p,
+                                floating xs, Py_ssize_t lo, Py_ssize_t hi,
+                                double* buf) noexcept nogil:
     """buf[m] += sum u**m (m <= 2p), buf[2p+1+j] += sum y u**j (j <= p), buf[3p+2] += sum y**2."""
-    cdef double* mb = buf + 2 * p + 1
-    cdef double u, yi, pw
-    cdef Py_ssize_t i, k
-    for i in range(lo, hi):
-        u = <double>(X[i] * xs)  # u in the data dtype, as the reference forms it
-        yi = <double>y[i]
-        pw = 1.0
-        for k in range(p + 1):
-            buf[k] += pw
-            mb[k] += yi * pw
-            pw *= u
-        for k in range(p + 1, 2 * p + 1):
-            buf[k] += pw
-            pw *= u
-        buf[3 * p + 2] += yi * yi
+    if floating is double:
+        fgd_moments_d(X, y, lo, hi, xs, <int>p, buf)
+    else:
+        fgd_moments_f(X, y, lo, hi, xs, <int>p, buf)
 
 
 cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_t p,
