@@ -210,6 +210,8 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            self.bar.total = self.bar.n  # a fit that stopped early ends the bar at 100 %
+            self.bar.refresh()
             self.bar.close()
 
 

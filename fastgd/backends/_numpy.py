@@ -73,7 +73,7 @@ def _accumulate_grad(model: int, Xb: np.ndarray, s: np.ndarray, xscale: float,
         u = Xb[:, 0] * Xb.dtype.type(xscale)
         pw = u.copy()
         for j in range(p):  # running power u**(j+1)
-            acc[j] += np.dot(pw, s)
+            acc[j] += np.einsum("i,i->", pw, s)
             pw *= u
     acc[p] += np.sum(s, dtype=np.float64)
 
