@@ -92,8 +92,8 @@ def as_float(name: str, value: Any, *, low: float | None = None, high: float | N
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
-    lo_txt = "(" if low_open else "["
-    hi_txt = ")" if high_open else "]"
+    lo_txt = "(" if low_open or low is None else "["
+    hi_txt = ")" if high_open or high is None else "]"
     interval = f"{lo_txt}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_txt}"
     bad = not math.isfinite(value)
     if low is not None and (value < low or (low_open and value == low)):
