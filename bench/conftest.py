@@ -27,6 +27,7 @@ import time
 import pytest
 
 import fastgd
+from fastgd import _bench
 from fastgd import _problems as P
 
 SIZES = P.get_sizes()
@@ -37,6 +38,8 @@ FAST = 0.02
 ROUNDS = 5
 
 _notes: list[str] = []
+_extrapolated: list[str] = []
+_results: list[_bench.Result] = []
 
 
 def pytest_report_header(config):
@@ -98,14 +101,34 @@ def run_case(benchmark, data: P.Data, prob: P.Problem, case: P.Case) -> None:
         benchmark.pedantic(prep.fn, rounds=ROUNDS, iterations=1)
     if prep.note:
         _notes.append(f"{prob.name} / {case.label}: {prep.note}")
+    if prep.factor != 1.0 or prep.offset != 0.0:
+        _extrapolated.append(prob.name)
+    res = _bench.Result(prob.name, case.label, case.kind, case.backend, factor=prep.factor,
+                        note=prep.note, median=prep.report(benchmark.stats.stats.median),
+                        extra=dict(benchmark.extra_info))
+    if prob.nbytes is not None:
+        res.nbytes = benchmark.extra_info["bytes"]
+        res.gbps = res.nbytes / res.median / 1e9
+    _results.append(res)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _notes:
-        terminalreporter.section("fastgd: times that are not plain measurements")
-        for line in _notes:
+    if _results:
+        for prob in PROBLEMS:
+            _bench._finish_problem(prob, [r for r in _results if r.problem == prob.name])
+        terminalreporter.section("fastgd: speed targets (medians of this run)")
+        for line in _bench.format_targets(_bench.evaluate_targets(_results), SIZES).splitlines():
             terminalreporter.write_line(line)
         terminalreporter.write_line(
-            "(the table shows the measured time of the reduced work; the reported time is "
-            "time_offset + time_factor * measured, from extra_info, as bench/plot_results.py "
-            "computes it)")
+            "% read bandwidth: against the faster read probe of the same group; "
+            "'fastgd bench' prints the full table")
+    if _notes:
+        terminalreporter.section("fastgd: notes on the cases")
+        for line in _notes:
+            terminalreporter.write_line(line)
+    if _extrapolated:
+        terminalreporter.write_line(
+            f"extrapolated references ({', '.join(_extrapolated)}): the table shows the measured "
+            "time of the reduced work; the time it stands for is time_offset + time_factor * "
+            "median (extra_info), as bench/plot_results.py computes it")
