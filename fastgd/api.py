@@ -412,7 +412,7 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     hist = History(loss=hist_loss[:epoch + 1] if record is not None else np.empty(0))
     if record == "params":
         hp_out = hist_params[:epoch + 1].copy()
-        hp_out[:, :p] *= factors.astype(dt)
+        hp_out[:, :p] = hp_out[:, :p] * factors  # in float64, exactly as coef below
         hist.params = hp_out
     status_name = {3: "callback", 4: "interrupted"}.get(status) or _STATUS[status]
     return FitResult(
