@@ -664,13 +664,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     progress = not getattr(args, "no_progress", False)
     scaling = getattr(args, "scaling", False)
+    threads = threads or os.cpu_count() or 1
     out: dict[str, Any] = {"scale": asdict(sizes), "repeats": repeats, "threads": threads}
 
-    with _Threads(threads or os.cpu_count()):
+    with _Threads(threads):
         machine = machine_info()
         print(f"fastgd bench: scale {sizes.name} (P = {sizes.n:,} x {sizes.p} float64, polynomial "
               f"on {sizes.n_poly:,} points), {machine['cpu']}, {machine['cores']} cores, "
-              f"threads {threads or os.cpu_count()}, backends {machine['backends']}")
+              f"threads {threads}, backends {machine['backends']}")
         status = 0
         if scaling:
             rows = run_scaling(sizes, wanted, repeats, progress)
