@@ -247,7 +247,7 @@ def check_finite(name: str, a: np.ndarray, note: str = "") -> None:
                              f"{note}; inputs must be finite (drop or impute those values)")
 
 
-def _coerce(name: str, a: np.ndarray, dt: type) -> np.ndarray:
+def _coerce(name: str, a: np.ndarray, dt: type, finite: bool = True) -> np.ndarray:
     """C-contiguous in ``dt`` (no copy when it already is), checked finite.
 
     A float64 value beyond float32's range becomes inf when the data are
@@ -258,12 +258,17 @@ def _coerce(name: str, a: np.ndarray, dt: type) -> np.ndarray:
     note = ""
     if a.dtype.kind == "f" and np.dtype(dt).itemsize < a.dtype.itemsize:
         note = f" after conversion from {a.dtype} to {np.dtype(dt).name} (X is {np.dtype(dt).name})"
-    check_finite(name, out, note)
+    if finite:
+        check_finite(name, out, note)
     return out
 
 
-def check_data(X: Any, y: Any, degree: int | None) -> tuple[np.ndarray, np.ndarray, int, type]:
+def check_data(X: Any, y: Any, degree: int | None, finite: bool = True
+               ) -> tuple[np.ndarray, np.ndarray, int, type]:
     """Validate and coerce ``X``, ``y``: C-contiguous, one float dtype, finite.
+
+    ``finite=False`` skips the NaN/inf scan (the caller's ``check_finite=False``:
+    it must then scan itself when a result comes out non-finite).
 
     Returns ``(X2d, y, model_code, dtype)``; for the polynomial model X2d is
     the 1-D x viewed as (n, 1) (no copy).  Copies happen only when the input
@@ -291,8 +296,8 @@ def check_data(X: Any, y: Any, degree: int | None) -> tuple[np.ndarray, np.ndarr
     if ya.shape[0] != n:
         raise ValueError(f"X and y must have the same number of samples, got {n} and {ya.shape[0]}")
     dt = float_dtype(Xa)
-    Xc = _coerce("X", Xa, dt)
-    yc = _coerce("y", ya, dt)
+    Xc = _coerce("X", Xa, dt, finite)
+    yc = _coerce("y", ya, dt, finite)
     if model == 1:
         Xc = Xc.reshape(n, 1)
     return Xc, yc, model, dt

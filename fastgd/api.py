@@ -427,7 +427,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
 
 def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: str = "mse",
                   delta: float = 1.0, degree: int | None = None, l2: float = 0.0,
-                  backend: str = "auto") -> tuple[float, np.ndarray, float]:
+                  backend: str = "auto", check_finite: bool = True
+                  ) -> tuple[float, np.ndarray, float]:
     """The objective and its exact gradient at ``(coef, intercept)``.
 
     Objective: ``mean_i rho(pred_i - y_i) + (l2/2) * ||coef||^2`` with ``rho`` as in
@@ -441,6 +442,12 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     intercept : float
     loss, delta, degree, l2, backend
         As in :func:`fit`.
+    check_finite : bool
+        Scan ``X`` and ``y`` for NaN/inf before computing (the default).  With
+        ``False`` the data are read once, by the fused kernel alone (as
+        ``scipy.linalg``'s ``check_finite``); a NaN or inf in the data always
+        makes the objective non-finite, and the scan then runs to raise the
+        same ``ValueError`` naming the array and position.
 
     Returns
     -------
@@ -461,7 +468,7 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
         degree = val.as_int("degree", degree, 1)
     l2 = val.as_float("l2", l2, low=0.0)
     _, be = resolve(backend)
-    Xc, yc, model, dt = val.check_data(X, y, degree)
+    Xc, yc, model, dt = val.check_data(X, y, degree, finite=bool(check_finite))
     p = degree if model == 1 else Xc.shape[1]
     theta = np.empty(p + 1, dtype=dt)
     theta[:p] = val.check_vector("coef", coef, p, dt)
@@ -469,6 +476,9 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     grad = np.empty(p + 1, dtype=dt)
     l2w = _l2_weights(l2, p, model, 1.0, dt)
     value = be.objective_grad(model, lspec.code, Xc, yc, theta, 1.0, delta, l2w, 1, grad)
+    if not check_finite and not math.isfinite(value):
+        val.check_finite("X", Xc)  # raises, naming the first NaN/inf, if the data hold one
+        val.check_finite("y", yc)
     return float(value), grad[:p].copy(), float(grad[p])
 
 

@@ -293,3 +293,19 @@ def test_unavailable_backend_says_what_to_install(monkeypatch):
     monkeypatch.delitem(backends._loaded, "numba", raising=False)
     with pytest.raises(ImportError, match="pip install"):
         backends.resolve("numba")
+
+
+def test_loss_and_grad_check_finite_false_still_names_bad_data(backend):
+    X = np.ones((6, 2))
+    y = np.zeros(6)
+    X[4, 1] = np.inf
+    with pytest.raises(ValueError, match=r"X contains inf at position \(4, 1\)"):
+        fastgd.loss_and_grad(X, y, np.zeros(2), backend=backend, check_finite=False)
+    y2 = y.copy()
+    y2[2] = np.nan
+    with pytest.raises(ValueError, match="y contains nan at position 2"):
+        fastgd.loss_and_grad(np.ones((6, 2)), y2, np.zeros(2), backend=backend, check_finite=False)
+    v, gc, gb = fastgd.loss_and_grad(np.ones((6, 2)), y + 1, np.ones(2), backend=backend,
+                                     check_finite=False)
+    assert v == pytest.approx(1.0) and gb == pytest.approx(2.0)  # residual 1 on every row
+    np.testing.assert_allclose(gc, [2.0, 2.0])
