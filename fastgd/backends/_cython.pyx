@@ -43,6 +43,8 @@ from libc.stdint cimport int32_t, int64_t
 from cython cimport floating
 from cython.parallel cimport prange
 
+import os as _os
+
 cdef extern from * nogil:
     """
     #ifdef _OPENMP
@@ -59,61 +61,121 @@ cdef extern from * nogil:
     #define fastgd_prefetch(p) ((void)(p))
     #endif
 
-    /* Row primitives.  The dot product keeps 8 (float64) or 16 (float32)
-       partial sums in four 16-byte vector accumulators: the adds do not wait
-       on one another, and 16-byte vectors are native on every x86-64 (SSE2)
-       and arm64 (NEON) CPU.  Generic vectors are a GCC/Clang extension; other
-       compilers get an 8-way scalar version. */
-    #if defined(__GNUC__) || defined(__clang__)
-    typedef double fgd_v2d __attribute__((vector_size(16)));
-    typedef float fgd_v4f __attribute__((vector_size(16)));
-    #define FGD_DOT_BODY(T, V, L)                                              \
-        V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, u0, u1, u2, u3, w0, w1, w2, w3; \
-        Py_ssize_t j = 0;                                                      \
-        T s = 0;                                                               \
-        for (; j + 4 * (L) <= p; j += 4 * (L)) {                               \
-            memcpy(&u0, x + j, sizeof(V)); memcpy(&w0, w + j, sizeof(V));      \
-            memcpy(&u1, x + j + (L), sizeof(V)); memcpy(&w1, w + j + (L), sizeof(V)); \
-            memcpy(&u2, x + j + 2 * (L), sizeof(V)); memcpy(&w2, w + j + 2 * (L), sizeof(V)); \
-            memcpy(&u3, x + j + 3 * (L), sizeof(V)); memcpy(&w3, w + j + 3 * (L), sizeof(V)); \
-            a0 += u0 * w0; a1 += u1 * w1; a2 += u2 * w2; a3 += u3 * w3;       \
-        }                                                                      \
-        for (; j + (L) <= p; j += (L)) {                                       \
-            memcpy(&u0, x + j, sizeof(V)); memcpy(&w0, w + j, sizeof(V));      \
-            a0 += u0 * w0;                                                     \
-        }                                                                      \
-        a0 = (a0 + a1) + (a2 + a3);                                            \
-        for (int l = 0; l < (L); l++) s += a0[l];                              \
-        for (; j < p; j++) s += x[j] * w[j];                                   \
-        return s;
-    static inline double fgd_dot_d(const double *x, const double *w, Py_ssize_t p)
-    { FGD_DOT_BODY(double, fgd_v2d, 2) }
-    static inline float fgd_dot_f(const float *x, const float *w, Py_ssize_t p)
-    { FGD_DOT_BODY(float, fgd_v4f, 4) }
-    #else
-    #define FGD_DOT_BODY(T)                                                    \
-        T s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;                              \
-        Py_ssize_t j = 0;                                                      \
-        for (; j + 8 <= p; j += 8)                                             \
-            for (int l = 0; l < 8; l++) s[l] += x[j + l] * w[j + l];           \
-        for (; j < p; j++) t += x[j] * w[j];                                   \
-        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
-    static double fgd_dot_d(const double *x, const double *w, Py_ssize_t p) { FGD_DOT_BODY(double) }
-    static float fgd_dot_f(const float *x, const float *w, Py_ssize_t p) { FGD_DOT_BODY(float) }
-    #endif
+    /* Row primitives: dot product, two-row accumulate, one-sample gd step.
 
-    /* acc += sa * xa + sb * xb: two rows per sweep over the accumulator. */
-    #define FGD_AXPY2(NAME, T)                                                 \
-    static inline void NAME(T *FGD_RESTRICT acc, T sa, const T *FGD_RESTRICT xa, \
-                            T sb, const T *FGD_RESTRICT xb, Py_ssize_t p)      \
-    { for (Py_ssize_t j = 0; j < p; j++) acc[j] += sa * xa[j] + sb * xb[j]; }
-    #if defined(_MSC_VER)
+       The dot product keeps NP partial sums (8 for float64, 16 for float32):
+       partial k sums the products j = k (mod NP) in increasing j, the rest
+       (p mod NP) is summed separately, and everything is combined in one
+       fixed pairwise order.  The adds then do not wait on one another, and
+       the result is the same bits whatever the SIMD width: the x86-64
+       baseline (SSE2) and the AVX2 variant, chosen at import from the CPU,
+       compute identical numbers (no FMA contraction in either).  Generic
+       vectors are a GCC/Clang extension; other compilers get the same
+       partial sums in scalar code. */
+    #if defined(_MSC_VER) && !defined(__clang__)
     #define FGD_RESTRICT __restrict
     #else
     #define FGD_RESTRICT __restrict__
     #endif
-    FGD_AXPY2(fgd_axpy2_d, double)
-    FGD_AXPY2(fgd_axpy2_f, float)
+
+    #define FGD_REDUCE8(s) ((((s)[0] + (s)[1]) + ((s)[2] + (s)[3])) + (((s)[4] + (s)[5]) + ((s)[6] + (s)[7])))
+
+    #if defined(__GNUC__) || defined(__clang__)
+    typedef double fgd_v2d __attribute__((vector_size(16)));
+    typedef float fgd_v4f __attribute__((vector_size(16)));
+    typedef double fgd_v4d __attribute__((vector_size(32)));
+    typedef float fgd_v8f __attribute__((vector_size(32)));
+    /* V: vector type with L lanes; NP partial sums in NP / L vectors. */
+    #define FGD_DOT_BODY(T, V, L, NP)                                          \\
+        V acc[(NP) / (L)], u, v;                                               \\
+        T s[NP], tail = 0;                                                     \\
+        Py_ssize_t j = 0;                                                      \\
+        for (int k = 0; k < (NP) / (L); k++)                                   \\
+            for (int l = 0; l < (L); l++) acc[k][l] = 0;                       \\
+        for (; j + (NP) <= p; j += (NP))                                       \\
+            for (int k = 0; k < (NP) / (L); k++) {                             \\
+                memcpy(&u, x + j + k * (L), sizeof(V));                        \\
+                memcpy(&v, w + j + k * (L), sizeof(V));                        \\
+                acc[k] += u * v;                                               \\
+            }                                                                  \\
+        for (int k = 0; k < (NP) / (L); k++)                                   \\
+            for (int l = 0; l < (L); l++) s[k * (L) + l] = acc[k][l];          \\
+        for (; j < p; j++) tail += x[j] * w[j];
+    #define FGD_PRIMITIVES(SUF, ATTR, VD, LD, VF, LF)                          \\
+    ATTR static double fgd_dot_d_##SUF(const double *x, const double *w, Py_ssize_t p) \\
+    { FGD_DOT_BODY(double, VD, LD, 8) return FGD_REDUCE8(s) + tail; }          \\
+    ATTR static float fgd_dot_f_##SUF(const float *x, const float *w, Py_ssize_t p) \\
+    { FGD_DOT_BODY(float, VF, LF, 16) return (FGD_REDUCE8(s) + FGD_REDUCE8(s + 8)) + tail; } \\
+    FGD_ELEMENTWISE(SUF, ATTR)
+    #else
+    #define FGD_DOT_BODY(T, NP)                                                \\
+        T s[NP], tail = 0;                                                     \\
+        Py_ssize_t j = 0;                                                      \\
+        for (int k = 0; k < (NP); k++) s[k] = 0;                               \\
+        for (; j + (NP) <= p; j += (NP))                                       \\
+            for (int k = 0; k < (NP); k++) s[k] += x[j + k] * w[j + k];        \\
+        for (; j < p; j++) tail += x[j] * w[j];
+    #define FGD_PRIMITIVES(SUF, ATTR, VD, LD, VF, LF)                          \\
+    static double fgd_dot_d_##SUF(const double *x, const double *w, Py_ssize_t p) \\
+    { FGD_DOT_BODY(double, 8) return FGD_REDUCE8(s) + tail; }                  \\
+    static float fgd_dot_f_##SUF(const float *x, const float *w, Py_ssize_t p) \\
+    { FGD_DOT_BODY(float, 16) return (FGD_REDUCE8(s) + FGD_REDUCE8(s + 8)) + tail; } \\
+    FGD_ELEMENTWISE(SUF, ATTR)
+    #endif
+
+    /* Elementwise loops (the compiler vectorizes them; any width gives the
+       same bits).  axpy2: acc += sa * xa + sb * xb, two rows per sweep over
+       the accumulator.  gd_step: the gradient of one row, g_j = s x_j +
+       l2w_j theta_j (float64 sum of data-dtype products, rounded to the data
+       dtype), and theta_j -= lr g_j. */
+    #define FGD_ELEMENTWISE(SUF, ATTR)                                         \\
+    ATTR static void fgd_axpy2_d_##SUF(double *FGD_RESTRICT acc, double sa,    \\
+        const double *FGD_RESTRICT xa, double sb, const double *FGD_RESTRICT xb, Py_ssize_t p) \\
+    { for (Py_ssize_t j = 0; j < p; j++) acc[j] += sa * xa[j] + sb * xb[j]; } \\
+    ATTR static void fgd_axpy2_f_##SUF(float *FGD_RESTRICT acc, float sa,      \\
+        const float *FGD_RESTRICT xa, float sb, const float *FGD_RESTRICT xb, Py_ssize_t p) \\
+    { for (Py_ssize_t j = 0; j < p; j++) acc[j] += sa * xa[j] + sb * xb[j]; } \\
+    ATTR static void fgd_gd_step_d_##SUF(double *FGD_RESTRICT theta,          \\
+        const double *FGD_RESTRICT x, const double *FGD_RESTRICT l2w, double s, double lr, \\
+        Py_ssize_t p)                                                          \\
+    { for (Py_ssize_t j = 0; j < p; j++)                                       \\
+          theta[j] -= lr * (s * x[j] + l2w[j] * theta[j]); }                   \\
+    ATTR static void fgd_gd_step_f_##SUF(float *FGD_RESTRICT theta,           \\
+        const float *FGD_RESTRICT x, const float *FGD_RESTRICT l2w, float s, float lr, \\
+        Py_ssize_t p)                                                          \\
+    { for (Py_ssize_t j = 0; j < p; j++)                                       \\
+          theta[j] -= lr * (float)((double)(s * x[j]) + (double)(l2w[j] * theta[j])); }
+
+    FGD_PRIMITIVES(base, , fgd_v2d, 2, fgd_v4f, 4)
+
+    static double (*fgd_dot_d)(const double *, const double *, Py_ssize_t) = fgd_dot_d_base;
+    static float (*fgd_dot_f)(const float *, const float *, Py_ssize_t) = fgd_dot_f_base;
+    static void (*fgd_axpy2_d)(double *, double, const double *, double, const double *,
+                               Py_ssize_t) = fgd_axpy2_d_base;
+    static void (*fgd_axpy2_f)(float *, float, const float *, float, const float *,
+                               Py_ssize_t) = fgd_axpy2_f_base;
+    static void (*fgd_gd_step_d)(double *, const double *, const double *, double, double,
+                                 Py_ssize_t) = fgd_gd_step_d_base;
+    static void (*fgd_gd_step_f)(float *, const float *, const float *, float, float,
+                                 Py_ssize_t) = fgd_gd_step_f_base;
+
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    FGD_PRIMITIVES(avx2, __attribute__((target("avx2"))), fgd_v4d, 4, fgd_v8f, 8)
+    static int fgd_select_simd(void)
+    {
+        __builtin_cpu_init();
+        if (!__builtin_cpu_supports("avx2")) return 0;
+        fgd_dot_d = fgd_dot_d_avx2;
+        fgd_dot_f = fgd_dot_f_avx2;
+        fgd_axpy2_d = fgd_axpy2_d_avx2;
+        fgd_axpy2_f = fgd_axpy2_f_avx2;
+        fgd_gd_step_d = fgd_gd_step_d_avx2;
+        fgd_gd_step_f = fgd_gd_step_f_avx2;
+        return 1;
+    }
+    #else
+    static int fgd_select_simd(void) { return 0; }
+    #endif
 
     /* Moments of polynomial least squares over rows lo..hi-1, added to buf:
        buf[m] = sum u**m (m <= 2p), buf[2p+1+j] = sum y u**j (j <= p),
@@ -185,6 +247,11 @@ cdef extern from * nogil:
                      Py_ssize_t p)
     void fgd_axpy2_f(float* acc, float sa, const float* xa, float sb, const float* xb,
                      Py_ssize_t p)
+    void fgd_gd_step_d(double* theta, const double* x, const double* l2w, double s, double lr,
+                       Py_ssize_t p)
+    void fgd_gd_step_f(float* theta, const float* x, const float* l2w, float s, float lr,
+                       Py_ssize_t p)
+    int fgd_select_simd()
     void fgd_moments_d(const double* x, const double* y, Py_ssize_t lo, Py_ssize_t hi,
                        double xs, int p, double* buf)
     void fgd_moments_f(const float* x, const float* y, Py_ssize_t lo, Py_ssize_t hi, float xs,
@@ -192,6 +259,11 @@ cdef extern from * nogil:
 
 #: True when this extension was compiled with OpenMP (row-parallel passes).
 openmp: bool = bool(FASTGD_OPENMP)
+#: The row primitives in use: "avx2" (chosen at import when the CPU has it)
+#: or "baseline" (the compile target, SSE2 on x86-64).  Both give the same
+#: bits; FASTGD_SIMD=baseline in the environment keeps the baseline.
+simd: str = ("avx2" if _os.environ.get("FASTGD_SIMD", "") != "baseline" and fgd_select_simd()
+             else "baseline")
 
 ctypedef fused index_t:
     int32_t
@@ -209,9 +281,13 @@ cdef Py_ssize_t FBLOCK = 64
 cdef Py_ssize_t PREFETCH = 6
 
 
-def _set_prefetch(Py_ssize_t k):
-    global PREFETCH
+cdef Py_ssize_t PF_STEP = 64
+
+
+def _set_prefetch(Py_ssize_t k, Py_ssize_t step=64):
+    global PREFETCH, PF_STEP
     PREFETCH = k
+    PF_STEP = step
 cdef Py_ssize_t CACHE_LINE = 64
 
 
@@ -226,15 +302,24 @@ def max_threads() -> int:
 #                d (|r| - d/2) otherwise
 
 
+cdef inline floating _clip(floating r, floating delta) noexcept nogil:
+    """clip(r, -delta, delta), written so that it compiles to min/max (no branch)."""
+    cdef floating c = delta if r > delta else r
+    return -delta if c < -delta else c
+
+
 cdef inline floating rho(int loss, floating r, floating delta) noexcept nogil:
-    """Loss of the residual ``r`` (in the data dtype, like the reference)."""
-    cdef floating a, half = 0.5
+    """Loss of the residual ``r`` (in the data dtype, like the reference).
+
+    Huber as c (r - c/2) with c = clip(r): inside the kink r - r/2 is exact,
+    so this is the reference's r**2/2 bit for bit; outside it is
+    delta (|r| - delta/2) up to an exact sign flip.  No data-dependent branch.
+    """
+    cdef floating c, half = 0.5
     if loss == 0:
         return r * r
-    a = <floating>fabs(r)
-    if a <= delta:
-        return half * r * r
-    return delta * (a - half * delta)
+    c = _clip(r, delta)
+    return c * (r - half * c)
 
 
 cdef inline floating psi(int loss, floating r, floating delta) noexcept nogil:
@@ -242,11 +327,7 @@ cdef inline floating psi(int loss, floating r, floating delta) noexcept nogil:
     cdef floating two = 2
     if loss == 0:
         return two * r
-    if r > delta:
-        return delta
-    if r < -delta:
-        return -delta
-    return r
+    return _clip(r, delta)
 
 
 # ---------------------------------------------------------------- model
@@ -489,7 +570,7 @@ cdef inline void _prefetch_row(const floating* X, const floating* y, Py_ssize_t 
     off = 0
     while off < nbytes:
         fastgd_prefetch(row + off)
-        off += CACHE_LINE
+        off += PF_STEP
     fastgd_prefetch(y + i)
 
 
@@ -818,7 +899,7 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, Py_ssiz
     theta_j (float64 sum, rounded to the data dtype), theta_j -= lr g_j.
     """
     cdef floating d = <floating>delta, lrf = <floating>lr, r, s, g
-    cdef Py_ssize_t k, i, j
+    cdef Py_ssize_t k, i
     cdef const floating* x
     for k in range(start, stop):
         if k + PREFETCH < n_idx:
@@ -827,9 +908,10 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, Py_ssiz
         x = X + i * ncol
         r = (_dot(x, theta, p) + theta[p]) - y[i]
         s = psi(loss, r, d)
-        for j in range(p):
-            g = <floating>(<double>(s * x[j]) + <double>(l2w[j] * theta[j]))
-            theta[j] -= lrf * g
+        if floating is double:
+            fgd_gd_step_d(theta, x, l2w, s, lrf, p)
+        else:
+            fgd_gd_step_f(theta, x, l2w, s, lrf, p)
         if fit_icpt:
             g = <floating>(<double>s + <double>(l2w[p] * theta[p]))
             theta[p] -= lrf * g
