@@ -475,7 +475,8 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     theta[p] = val.as_float("intercept", intercept)
     grad = np.empty(p + 1, dtype=dt)
     l2w = _l2_weights(l2, p, model, 1.0, dt)
-    value = be.objective_grad(model, lspec.code, Xc, yc, theta, 1.0, delta, l2w, 1, grad)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are handled below
+        value = be.objective_grad(model, lspec.code, Xc, yc, theta, 1.0, delta, l2w, 1, grad)
     if not check_finite and not math.isfinite(value):
         val.check_finite("X", Xc)  # raises, naming the first NaN/inf, if the data hold one
         val.check_finite("y", yc)
