@@ -80,11 +80,24 @@ def _prefetch(typingctx, addr):
         ptr = builder.inttoptr(args[0], ir.IntType(8).as_pointer())
         fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # read (0), high temporal locality (3), data cache (1)
-        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        # read (0), locality 2 (into L2: keeps L1 for the rows being used), data cache (1)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
     return types.void(addr), codegen
+
+
+@intrinsic
+def _address(typingctx, arr):
+    """The address of ``arr``'s data as an integer (no reference counting)."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        return builder.ptrtoint(ary.data, ir.IntType(64))
+
+    return types.int64(arr), codegen
 
 
 # ---------------------------------------------------------------- losses
@@ -191,7 +204,8 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
     p = theta.shape[0] - 1
     dt = X.dtype.type
     b = theta[p]
-    part[:] = 0.0
+    for j in range(p):
+        part[j] = 0.0
     f = 0.0
     s_icpt = 0.0
     c = 0
@@ -258,7 +272,8 @@ def _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f,
         lo = b * rb
         hi = min(lo + rb, n)
         acc = part_g[b]
-        acc[:] = 0.0
+        for j in range(acc.shape[0]):
+            acc[j] = 0.0
         part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
                           part_t[b])
 
@@ -272,7 +287,8 @@ def _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, p
         lo = b * rb
         hi = min(lo + rb, n)
         acc = part_g[b]
-        acc[:] = 0.0
+        for j in range(acc.shape[0]):
+            acc[j] = 0.0
         part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
                           part_t[b])
 
@@ -287,7 +303,8 @@ def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, p
         _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
                          part_t)
     f = 0.0
-    acc[:] = 0.0
+    for j in range(acc.shape[0]):
+        acc[j] = 0.0
     for b in range(part_f.shape[0]):
         f += part_f[b]
         if want_grad:
@@ -335,14 +352,27 @@ def _objective_entry(model, loss, X, y, theta, xscale, delta, l2w):
 @njit(**_jit_inline)
 def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc):
     """acc = sum over rows idx[start:stop] of psi dpred; prefetches rows ahead."""
-    acc[:] = 0.0
-    n = idx.shape[0]
-    # Rows PREFETCH_ROWS positions ahead in the order: their cache lines are
-    # requested now and arrive while this batch computes.
+    for j in range(acc.shape[0]):
+        acc[j] = 0.0
+    _prefetch_rows(X, y, idx, start + PREFETCH_ROWS, stop + PREFETCH_ROWS)
+    for q in range(start, stop):
+        i = idx[q]
+        r = predict_row(model, X, i, theta, xscale) - y[i]
+        _accumulate_row(model, X, i, psi(loss, r, delta), xscale, acc)
+
+
+@njit(**_jit_inline)
+def _prefetch_rows(X, y, idx, qlo, qhi):
+    """Request the cache lines of rows idx[qlo:qhi] (clipped to the order).
+
+    Stochastic batches visit rows in a random order known in advance; rows
+    PREFETCH_ROWS positions ahead are requested while the current ones
+    compute, so the loop does not wait on memory latency.
+    """
     rowbytes = X.shape[1] * X.itemsize
-    base = X.ctypes.data
-    ybase = y.ctypes.data
-    for q in range(start + PREFETCH_ROWS, min(stop + PREFETCH_ROWS, n)):
+    base = _address(X)
+    ybase = _address(y)
+    for q in range(qlo, min(qhi, idx.shape[0])):
         row = idx[q]
         a = base + row * rowbytes
         end = a + rowbytes
@@ -351,10 +381,6 @@ def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc):
             _prefetch(a)
             a += 64
         _prefetch(ybase + row * y.itemsize)
-    for q in range(start, stop):
-        i = idx[q]
-        r = predict_row(model, X, i, theta, xscale) - y[i]
-        _accumulate_row(model, X, i, psi(loss, r, delta), xscale, acc)
 
 
 @njit(**_jit)
@@ -544,51 +570,72 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
 
 @njit(**_jit_inline)
 def update(opt, theta, grad, state, lr, hp, t):
-    """One step of update rule ``opt`` on ``theta`` in place (torch's conventions)."""
-    g = grad
+    """One step of update rule ``opt`` on ``theta`` in place (torch's conventions).
+
+    Each slot is stored after every partial step, as the reference's in-place
+    array operations do, so float32 state rounds where the reference rounds.
+    """
     k = theta.shape[0]
     if opt == 0:    # gd
         for j in range(k):
-            theta[j] -= lr * g[j]
+            theta[j] -= lr * grad[j]
     elif opt == 1:  # momentum (heavy ball, torch SGD with dampening 0)
-        v = state[0]
         mu = hp[0]
         for j in range(k):
-            v[j] = v[j] * mu
-            v[j] = v[j] + g[j]
-            theta[j] -= lr * v[j]
+            state[0, j] = state[0, j] * mu
+            state[0, j] = state[0, j] + grad[j]
+            theta[j] -= lr * state[0, j]
     elif opt == 2:  # nesterov (torch's form)
-        v = state[0]
         mu = hp[0]
         for j in range(k):
-            v[j] = v[j] * mu
-            v[j] = v[j] + g[j]
-            theta[j] -= lr * (g[j] + mu * v[j])
+            state[0, j] = state[0, j] * mu
+            state[0, j] = state[0, j] + grad[j]
+            theta[j] -= lr * (grad[j] + mu * state[0, j])
     elif opt == 3:  # adagrad
-        s = state[0]
         for j in range(k):
-            s[j] = s[j] + g[j] * g[j]
-            theta[j] -= lr * g[j] / (math.sqrt(s[j]) + hp[3])
+            state[0, j] = state[0, j] + grad[j] * grad[j]
+            theta[j] -= lr * grad[j] / (math.sqrt(state[0, j]) + hp[3])
     elif opt == 4:  # rmsprop
-        s = state[0]
         r = hp[4]
         for j in range(k):
-            s[j] = s[j] * r
-            s[j] = s[j] + (1.0 - r) * (g[j] * g[j])
-            theta[j] -= lr * g[j] / (math.sqrt(s[j]) + hp[3])
+            state[0, j] = state[0, j] * r
+            state[0, j] = state[0, j] + (1.0 - r) * (grad[j] * grad[j])
+            theta[j] -= lr * grad[j] / (math.sqrt(state[0, j]) + hp[3])
     else:           # adam, with bias correction of both moments
-        m = state[0]
-        v = state[1]
         b1 = hp[1]
         b2 = hp[2]
         bc1 = 1.0 - b1 ** float(t)
         bc2 = 1.0 - b2 ** float(t)
         for j in range(k):
-            m[j] = m[j] * b1
-            m[j] = m[j] + (1.0 - b1) * g[j]
-            v[j] = v[j] * b2
-            v[j] = v[j] + (1.0 - b2) * (g[j] * g[j])
-            theta[j] -= lr * (m[j] / bc1) / (math.sqrt(v[j] / bc2) + hp[3])
+            state[0, j] = state[0, j] * b1
+            state[0, j] = state[0, j] + (1.0 - b1) * grad[j]
+            state[1, j] = state[1, j] * b2
+            state[1, j] = state[1, j] + (1.0 - b2) * (grad[j] * grad[j])
+            theta[j] -= lr * (state[0, j] / bc1) / (math.sqrt(state[1, j] / bc2) + hp[3])
+
+
+@njit(**_jit_inline)
+def _sample_step(model, opt, X, i, s, xscale, theta, l2w, fit_icpt, grad, state, lr, hp, t):
+    """batch_grad + update for a batch of one row, without the float64 buffer.
+
+    ``grad[j] = s dpred_i/dtheta_j / 1 + l2w[j] theta[j]``: the same numbers
+    as ``_finish`` on a one-row ``acc``.
+    """
+    p = theta.shape[0] - 1
+    if model == 0:
+        for j in range(p):
+            grad[j] = s * X[i, j] + l2w[j] * theta[j]
+    else:
+        u = X[i, 0] * X.dtype.type(xscale)
+        pw = u
+        for j in range(p):
+            grad[j] = s * pw + l2w[j] * theta[j]
+            pw = pw * u
+    if fit_icpt:
+        grad[p] = s + l2w[p] * theta[p]
+    else:
+        grad[p] = 0
+    update(opt, theta, grad, state, lr, hp, t)
 
 
 # ---------------------------------------------------------------- schedule
@@ -669,7 +716,8 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
     for k in range(n_epochs):
         e = epoch0 + k
         lr = schedule(sched, lr0, sched_hp, e)
-        theta_prev[:] = theta
+        for j in range(p + 1):
+            theta_prev[j] = theta[j]
         if full:
             t += 1
             update(opt, theta, grad, state, lr, hp, t)
@@ -680,7 +728,15 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
                                     grad, part_f, part_g, part_t, acc)
         else:
             idx = order[k]
-            for start in range(0, n, batch_size):
+            if batch_size == 1:
+                for q in range(n):
+                    _prefetch_rows(X, y, idx, q + PREFETCH_ROWS, q + PREFETCH_ROWS + 1)
+                    i = idx[q]
+                    r = predict_row(model, X, i, theta, xscale) - y[i]
+                    t += 1
+                    _sample_step(model, opt, X, i, psi(loss, r, delta), xscale, theta, l2w,
+                                 fit_icpt, grad, state, lr, hp, t)
+            for start in range(0, n if batch_size > 1 else 0, batch_size):
                 stop = min(start + batch_size, n)
                 _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc)
                 _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
