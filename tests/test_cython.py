@@ -9,6 +9,7 @@ moments code paths.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -323,3 +324,37 @@ def test_minimize_through_the_cython_backend():
                           optimizer="adam", lr=0.1, max_iter=2000, tol=1e-10, backend="cython")
     assert res.backend == "cython"
     np.testing.assert_allclose(res.x, 0.0, atol=1e-4)
+
+
+def test_simd_variants_give_the_same_bits(tmp_path):
+    """The AVX2 row primitives (chosen at import) and the baseline ones agree bit for bit."""
+    X, y, theta, _, l2w = _problem(0, np.float64, n=3000, p=37)
+    X32, y32 = X.astype(np.float32), y.astype(np.float32)
+    np.savez(tmp_path / "d.npz", X=X, y=y, X32=X32, y32=y32, theta=theta, l2w=l2w)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        import fastgd
+        from fastgd.backends import _cython as cy
+        d = np.load({str(tmp_path / "d.npz")!r})
+        out = {{"simd": cy.simd}}
+        for tag, X, y in (("64", d["X"], d["y"]), ("32", d["X32"], d["y32"])):
+            th = d["theta"].astype(X.dtype); l2w = d["l2w"].astype(X.dtype)
+            g = np.empty_like(th)
+            f = cy.objective_grad(0, 1, X, y, th, 1.0, 0.7, l2w, 1, g)
+            r = fastgd.fit(X, y, batch_size=1, lr=0.002, max_iter=2, tol=0.0, seed=1, l2=0.01,
+                           backend="cython")
+            out[tag] = np.r_[f, g.astype(np.float64), r.coef.astype(np.float64), r.intercept,
+                             r.history.loss].tolist()
+        print(repr(out))
+    """)
+    runs = {}
+    for simd in ("", "baseline"):
+        env = dict(os.environ, FASTGD_SIMD=simd)
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[simd] = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert runs["baseline"]["simd"] == "baseline"
+    for tag in ("64", "32"):
+        assert runs[""][tag] == runs["baseline"][tag]
