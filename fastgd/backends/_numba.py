@@ -62,6 +62,8 @@ PREFETCH_ROWS = 8
 #: Rows whose gradient terms are summed in the data dtype before joining
 #: the float64 sums (linear model, full passes).
 _FLUSH = 128
+#: Rows per chunk of the polynomial moment pass.
+_CHUNK = 256
 
 _jit = dict(cache=True, nogil=True, fastmath=_FM)
 _jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
@@ -405,22 +407,38 @@ def _batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, sta
 
 @njit(**_jit)
 def _moment_rows(X, y, xscale, lo, hi, mom):
-    """mom += [M[0..2p], sum y u**(0..p), S] over rows lo..hi-1."""
+    """mom += [M[0..2p], sum y u**(0..p), S] over rows lo..hi-1.
+
+    Rows go in chunks of ``_CHUNK``: the chunk's u and running powers sit in
+    small buffers and every power's sum is one SIMD reduction over the chunk.
+    """
     p = (mom.shape[0] - 4) // 3
     q = 2 * p + 1
     xs = X.dtype.type(xscale)
-    for i in range(lo, hi):
-        u = float(X[i, 0] * xs)  # u as the reference forms it, powers in float64
-        yi = float(y[i])
-        pw = 1.0
-        for m in range(p + 1):
-            mom[m] += pw
-            mom[q + m] += yi * pw
-            pw *= u
-        for m in range(p + 1, q):
-            mom[m] += pw
-            pw *= u
-        mom[mom.shape[0] - 1] += yi * yi
+    u = np.empty(_CHUNK)
+    yy = np.empty(_CHUNK)
+    pw = np.empty(_CHUNK)
+    for c0 in range(lo, hi, _CHUNK):
+        L = min(_CHUNK, hi - c0)
+        sy2 = 0.0
+        for k in range(L):
+            u[k] = float(X[c0 + k, 0] * xs)  # u as the reference forms it; powers in float64
+            yy[k] = float(y[c0 + k])
+            pw[k] = 1.0
+            sy2 += yy[k] * yy[k]
+        mom[mom.shape[0] - 1] += sy2
+        for m in range(q):
+            sm = 0.0
+            for k in range(L):
+                sm += pw[k]
+            mom[m] += sm
+            if m <= p:
+                sm = 0.0
+                for k in range(L):
+                    sm += yy[k] * pw[k]
+                mom[q + m] += sm
+            for k in range(L):
+                pw[k] *= u[k]
 
 
 @njit(**_jit)

@@ -1,0 +1,282 @@
+"""The numba backend: what the cross-backend test does not reach.
+
+Lazy import, parallel kernels from several Python threads at once, results
+independent of the thread count, read-only and memory-mapped inputs, int64
+sample orders, divergence detection in compiled code, the compiled minimize
+loop, and the least-squares shortcut agreeing with the pass over the rows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import fastgd
+from fastgd import _config
+from fastgd._result import DivergenceWarning
+
+from .conftest import AVAILABLE
+
+pytestmark = pytest.mark.skipif("numba" not in AVAILABLE, reason="numba not installed")
+
+
+def _nb():
+    from fastgd.backends import _numba
+    return _numba
+
+
+def _big(dtype=np.float64, seed=0):
+    """Large enough (rows x columns) for the parallel kernels."""
+    nb = _nb()
+    n, p = 4 * nb.PARALLEL_MIN // 8 + 123, 8
+    X, y, coef, b = fastgd.datasets.make_linear(n, p, noise=0.5, outliers=0.05, seed=seed, dtype=dtype)
+    assert X.size >= nb.PARALLEL_MIN and nb._n_blocks(X) > 1
+    return X, y, coef, b
+
+
+def _run_concurrently(jobs):
+    barrier = threading.Barrier(len(jobs))
+    out = [None] * len(jobs)
+    errors = []
+
+    def worker(k):
+        try:
+            barrier.wait()
+            out[k] = jobs[k]()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def test_import_fastgd_does_not_import_numba():
+    code = ("import sys, numpy as np, fastgd\n"
+            "fastgd.fit(np.arange(5.0)[:, None], np.arange(5.0), backend='numpy', max_iter=3)\n"
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_fastmath_flags_keep_nan_semantics():
+    assert not _config.FASTMATH & {"fast", "nnan", "ninf"}
+    assert _config.FASTMATH <= {"reassoc", "contract", "arcp", "nsz", "afn"}
+
+
+def test_threading_layer_is_thread_safe():
+    _nb()
+    assert _config.threading_layer() is not None
+    assert _config.thread_safe() or _config.parallel_lock() is not None
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+def test_eight_threads_give_the_sequential_results(loss):
+    """Parallel kernels entered from 8 Python threads at once: no abort, same bits."""
+    problems = [_big(np.float32 if k % 4 == 3 else np.float64, seed=k) for k in range(8)]
+    opts = ["gd", "momentum", "nesterov", "adam"]
+
+    def fit_job(k):
+        X, y, _, _ = problems[k]
+        return lambda: fastgd.fit(X, y, loss=loss, optimizer=opts[k % 4], max_iter=6, tol=0.0,
+                                  lr=0.05, l2=0.01, backend="numba")
+
+    def lag_job(k):
+        X, y, coef, b = problems[k]
+        return lambda: fastgd.loss_and_grad(X, y, 0.5 * coef, b, loss=loss, backend="numba")
+
+    jobs = [fit_job(k) if k % 2 == 0 else lag_job(k) for k in range(8)]
+    sequential = [job() for job in jobs]
+    for _ in range(2):
+        concurrent = _run_concurrently(jobs)
+        for seq, con in zip(sequential, concurrent):
+            if isinstance(seq, tuple):  # loss_and_grad
+                assert seq[0] == con[0] and seq[2] == con[2]
+                assert np.array_equal(seq[1], con[1])
+            else:
+                assert np.array_equal(seq.coef, con.coef)
+                assert seq.intercept == con.intercept
+                assert np.array_equal(seq.history.loss, con.history.loss)
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+def test_results_do_not_depend_on_the_thread_count(loss):
+    import numba
+    X, y, coef, b = _big()
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fastgd.loss_and_grad(X, y, 0.5 * coef, b, loss=loss, backend="numba")
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = fastgd.loss_and_grad(X, y, 0.5 * coef, b, loss=loss, backend="numba")
+    finally:
+        numba.set_num_threads(before)
+    assert one[0] == many[0] and one[2] == many[2]
+    assert np.array_equal(one[1], many[1])
+
+
+def test_parallel_pass_matches_the_reference():
+    X, y, coef, b = _big()
+    for loss in ("mse", "huber"):
+        ref = fastgd.loss_and_grad(X, y, 0.5 * coef, b, loss=loss, l2=0.1, backend="numpy")
+        got = fastgd.loss_and_grad(X, y, 0.5 * coef, b, loss=loss, l2=0.1, backend="numba")
+        assert got[0] == pytest.approx(ref[0], rel=1e-12)
+        np.testing.assert_allclose(got[1], ref[1], rtol=1e-10, atol=1e-12 * np.abs(ref[1]).max())
+        assert got[2] == pytest.approx(ref[2], rel=1e-10)
+
+
+def test_read_only_and_memmap_inputs(tmp_path):
+    X, y, coef, b = fastgd.datasets.make_linear(500, 4, seed=1)
+    expected = fastgd.fit(X, y, max_iter=30, tol=0.0, lr=0.05, backend="numba", batch_size=16, seed=2)
+    Xr, yr = X.copy(), y.copy()
+    Xr.flags.writeable = False
+    yr.flags.writeable = False
+    Xm = np.memmap(tmp_path / "X.dat", dtype=X.dtype, mode="w+", shape=X.shape)
+    ym = np.memmap(tmp_path / "y.dat", dtype=y.dtype, mode="w+", shape=y.shape)
+    Xm[:] = X
+    ym[:] = y
+    Xm.flush()
+    ym.flush()
+    del Xm, ym
+    Xm = np.memmap(tmp_path / "X.dat", dtype=X.dtype, mode="r", shape=X.shape)
+    ym = np.memmap(tmp_path / "y.dat", dtype=y.dtype, mode="r", shape=y.shape)
+    for Xi, yi in ((Xr, yr), (Xm, ym)):
+        got = fastgd.fit(Xi, yi, max_iter=30, tol=0.0, lr=0.05, backend="numba", batch_size=16, seed=2)
+        assert np.array_equal(got.coef, expected.coef)
+        assert got.intercept == expected.intercept
+        v = fastgd.loss_and_grad(Xi, yi, coef, b, backend="numba")
+        w = fastgd.loss_and_grad(X, y, coef, b, backend="numba")
+        assert v[0] == w[0] and np.array_equal(v[1], w[1])
+
+
+def _run_args(X, y, order, n_epochs, batch_size, epoch0=0, theta=None, f0=float("nan"),
+              grad=None, state=None, hist=None):
+    p = X.shape[1]
+    theta = np.zeros(p + 1) if theta is None else theta
+    return (0, 0, X, y, theta, 1.0, 1.0, np.full(p + 1, 0.01), 1, 1,
+            np.array([0.9, 0.9, 0.999, 1e-8, 0.99]),
+            np.zeros((2, p + 1)) if state is None else state, 0, 0, 0.01, np.array([0.25, 0.99]),
+            epoch0, n_epochs, batch_size, order, 0.0, 1,
+            np.zeros(p + 1) if grad is None else grad, f0,
+            np.empty(n_epochs + 1) if hist is None else hist, np.empty((0, p + 1)))
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_int64_order_same_as_int32(batch_size):
+    nb = _nb()
+    X, y, _, _ = fastgd.datasets.make_linear(200, 3, seed=4)
+    rng = np.random.default_rng(0)
+    order = np.stack([rng.permutation(200) for _ in range(3)])
+    a = _run_args(X, y, order.astype(np.int32), 3, batch_size)
+    b = _run_args(X, y, order.astype(np.int64), 3, batch_size)
+    ra, rb = nb.run(*a), nb.run(*b)
+    assert ra == rb
+    assert np.array_equal(a[4], b[4])
+    assert not np.array_equal(a[4], np.zeros(4))
+
+
+def test_least_squares_shortcut_matches_the_row_pass():
+    """Chunks of one epoch take the pass over the rows; one chunk of 40 epochs
+    the Gram matrix: both follow the same trajectory."""
+    nb = _nb()
+    X, y, _, _ = fastgd.datasets.make_linear(300, 3, noise=0.3, seed=5)
+    empty = np.empty((0, 0), dtype=np.int32)
+    whole = _run_args(X, y, empty, 40, 0)
+    assert nb.run(*whole)[:3] == (40, 0, 40)
+
+    theta, grad, state = np.zeros(4), np.zeros(4), np.zeros((2, 4))
+    hist = np.empty(41)
+    f, t = float("nan"), 0
+    for e in range(40):
+        args = list(_run_args(X, y, empty, 1, 0, epoch0=e, theta=theta, f0=f, grad=grad,
+                              state=state, hist=hist))
+        args[12] = t
+        done, status, t, f = nb.run(*args)
+        assert (done, status) == (1, 0)
+    np.testing.assert_allclose(theta, whole[4], rtol=1e-11)
+    np.testing.assert_allclose(hist, whole[24], rtol=1e-11)
+
+
+def test_poly_least_squares_matches_reference_and_polyfit():
+    x, y, _, _ = fastgd.datasets.make_polynomial(20_000, 3, noise=0.1, seed=6)
+    kw = dict(degree=3, optimizer="nesterov", max_iter=3000, tol=1e-12)
+    got = fastgd.fit(x, y, backend="numba", **kw)
+    ref = fastgd.fit(x, y, backend="numpy", **dict(kw, max_iter=50, tol=0.0))
+    short = fastgd.fit(x, y, backend="numba", **dict(kw, max_iter=50, tol=0.0))
+    np.testing.assert_allclose(short.history.loss, ref.history.loss, rtol=1e-10)
+    np.testing.assert_allclose(short.coef, ref.coef, rtol=1e-9)
+    assert got.status == "converged"
+    c = np.polyfit(x, y, 3)[::-1]
+    np.testing.assert_allclose(np.r_[got.intercept, got.coef], c, rtol=1e-6)
+
+
+def test_divergence_detected_in_compiled_code():
+    X, y, _, _ = fastgd.datasets.make_linear(300, 3, seed=7)
+    for kw in (dict(loss="mse"), dict(batch_size=7, seed=1), dict(batch_size=1, seed=1)):
+        with pytest.warns(DivergenceWarning):
+            got = fastgd.fit(X, y, lr=1e6, max_iter=50, backend="numba", **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DivergenceWarning)
+            ref = fastgd.fit(X, y, lr=1e6, max_iter=50, backend="numpy", **kw)
+        assert got.status == ref.status == "diverged"
+        assert got.n_iter == ref.n_iter
+        assert np.all(np.isfinite(got.coef)) and np.isfinite(got.intercept)
+        np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-9)
+
+
+def test_minimize_with_jitted_functions():
+    import numba
+
+    @numba.njit
+    def rosen(x):
+        return (1.0 - x[0]) ** 2 + 100.0 * (x[1] - x[0] ** 2) ** 2
+
+    @numba.njit
+    def rosen_grad(x):
+        g = np.empty_like(x)
+        g[0] = -2.0 * (1.0 - x[0]) - 400.0 * x[0] * (x[1] - x[0] ** 2)
+        g[1] = 200.0 * (x[1] - x[0] ** 2)
+        return g
+
+    kw = dict(optimizer="momentum", lr=1e-3, max_iter=3000, tol=0.0, record="params")
+    got = fastgd.minimize(rosen, rosen_grad, np.array([-1.0, 1.5]), **kw)
+    ref = fastgd.minimize(rosen.py_func, rosen_grad.py_func, np.array([-1.0, 1.5]),
+                          backend="numpy", **kw)
+    assert got.backend == "numba"
+    np.testing.assert_allclose(got.history.params, ref.history.params, rtol=1e-9, atol=1e-12)
+    assert got.fun == pytest.approx(ref.fun, rel=1e-9)
+    assert np.allclose(got.x, [1.0, 1.0], atol=0.05)
+
+
+def test_minimize_plain_python_functions_on_numba_backend():
+    got = fastgd.minimize(lambda x: float(x @ x), lambda x: 2 * x, np.array([3.0, -4.0]),
+                          backend="numba", lr=0.1)
+    assert got.status == "converged"
+    assert np.allclose(got.x, 0.0, atol=1e-5)
+
+
+def test_minimize_jitted_divergence():
+    import numba
+
+    @numba.njit
+    def f(x):
+        return np.sum(x ** 4)
+
+    @numba.njit
+    def g(x):
+        return 4.0 * x ** 3
+
+    with pytest.warns(DivergenceWarning):
+        got = fastgd.minimize(f, g, np.array([3.0, 1.0]), lr=10.0, max_iter=100)
+    assert got.status == "diverged"
+    assert np.all(np.isfinite(got.x))
