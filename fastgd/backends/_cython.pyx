@@ -80,7 +80,20 @@ cdef extern from * nogil:
     #define FGD_RESTRICT __restrict__
     #endif
 
-    #define FGD_REDUCE8(s) ((((s)[0] + (s)[1]) + ((s)[2] + (s)[3])) + (((s)[4] + (s)[5]) + ((s)[6] + (s)[7])))
+    /* The partial sums are combined as a halving tree (s_k + s_{k+NP/2},
+       ...), which is what a vector horizontal sum does anyway. */
+    static inline double fgd_tree8_d(const double *s)
+    {
+        double t0 = s[0] + s[4], t1 = s[1] + s[5], t2 = s[2] + s[6], t3 = s[3] + s[7];
+        return (t0 + t2) + (t1 + t3);
+    }
+    static inline float fgd_tree16_f(const float *s)
+    {
+        float t[8];
+        for (int k = 0; k < 8; k++) t[k] = s[k] + s[k + 8];
+        float u0 = t[0] + t[4], u1 = t[1] + t[5], u2 = t[2] + t[6], u3 = t[3] + t[7];
+        return (u0 + u2) + (u1 + u3);
+    }
 
     #if defined(__GNUC__) || defined(__clang__)
     typedef double fgd_v2d __attribute__((vector_size(16)));
@@ -129,12 +142,12 @@ cdef extern from * nogil:
             theta[j] -= lr * (s * x[j] + l2w[j] * theta[j]);                   \\
             tail += xn[j] * theta[j];                                          \\
         }                                                                      \\
-        return FGD_REDUCE8(s8) + tail;
+        return fgd_tree8_d(s8) + tail;
     #define FGD_PRIMITIVES(SUF, ATTR, VD, LD, VF, LF)                          \\
     ATTR static double fgd_dot_d_##SUF(const double *x, const double *w, Py_ssize_t p) \\
-    { FGD_DOT_BODY(double, VD, LD, 8) return FGD_REDUCE8(s) + tail; }          \\
+    { FGD_DOT_BODY(double, VD, LD, 8) return fgd_tree8_d(s) + tail; }          \\
     ATTR static float fgd_dot_f_##SUF(const float *x, const float *w, Py_ssize_t p) \\
-    { FGD_DOT_BODY(float, VF, LF, 16) return (FGD_REDUCE8(s) + FGD_REDUCE8(s + 8)) + tail; } \\
+    { FGD_DOT_BODY(float, VF, LF, 16) return fgd_tree16_f(s) + tail; } \\
     ATTR static double fgd_gd_step_dot_d_##SUF(double *FGD_RESTRICT theta,    \\
         const double *FGD_RESTRICT x, const double *FGD_RESTRICT l2w, double s, double lr, \\
         const double *FGD_RESTRICT xn, Py_ssize_t p)                           \\
@@ -150,9 +163,9 @@ cdef extern from * nogil:
         for (; j < p; j++) tail += x[j] * w[j];
     #define FGD_PRIMITIVES(SUF, ATTR, VD, LD, VF, LF)                          \\
     static double fgd_dot_d_##SUF(const double *x, const double *w, Py_ssize_t p) \\
-    { FGD_DOT_BODY(double, 8) return FGD_REDUCE8(s) + tail; }                  \\
+    { FGD_DOT_BODY(double, 8) return fgd_tree8_d(s) + tail; }                  \\
     static float fgd_dot_f_##SUF(const float *x, const float *w, Py_ssize_t p) \\
-    { FGD_DOT_BODY(float, 16) return (FGD_REDUCE8(s) + FGD_REDUCE8(s + 8)) + tail; } \\
+    { FGD_DOT_BODY(float, 16) return fgd_tree16_f(s) + tail; } \\
     static double fgd_gd_step_dot_d_##SUF(double *FGD_RESTRICT theta,         \\
         const double *FGD_RESTRICT x, const double *FGD_RESTRICT l2w, double s, double lr, \\
         const double *FGD_RESTRICT xn, Py_ssize_t p)                           \\
@@ -168,7 +181,7 @@ cdef extern from * nogil:
             theta[j] -= lr * (s * x[j] + l2w[j] * theta[j]);                   \\
             tail += xn[j] * theta[j];                                          \\
         }                                                                      \\
-        return FGD_REDUCE8(s8) + tail;                                         \\
+        return fgd_tree8_d(s8) + tail;                                         \\
     }                                                                          \\
     FGD_ELEMENTWISE(SUF, ATTR)
     #endif
