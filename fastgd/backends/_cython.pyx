@@ -325,6 +325,9 @@ cdef extern from * nogil:
     void fgd_moments_f(const float* x, const float* y, Py_ssize_t lo, Py_ssize_t hi, float xs,
                        int p, double* buf)
 
+#: Full-batch polynomial MSE epochs cost O(degree**2) after one pass over the
+#: rows (the moments), so ``run`` can take many epochs per call.
+POLY_MSE_MOMENTS: bool = True
 #: True when this extension was compiled with OpenMP (row-parallel passes).
 openmp: bool = bool(FASTGD_OPENMP)
 #: The row primitives in use: "avx2" (chosen at import when the CPU has it)
@@ -396,6 +399,12 @@ cdef inline floating psi(int loss, floating r, floating delta) noexcept nogil:
 
 cdef inline floating _dot(const floating* x, const floating* w, Py_ssize_t p) noexcept nogil:
     """x . w with many partial sums (see the C primitives above)."""
+    cdef floating s = 0
+    cdef Py_ssize_t j
+    if p < 8:  # all of it is the primitive's sequential tail: same bits, no call
+        for j in range(p):
+            s += x[j] * w[j]
+        return s
     if floating is double:
         return fgd_dot_d(x, w, p)
     else:
@@ -404,6 +413,11 @@ cdef inline floating _dot(const floating* x, const floating* w, Py_ssize_t p) no
 
 cdef inline void _axpy2(floating* acc, floating sa, const floating* xa, floating sb,
                         const floating* xb, Py_ssize_t p) noexcept nogil:
+    cdef Py_ssize_t j
+    if p < 8:
+        for j in range(p):
+            acc[j] += sa * xa[j] + sb * xb[j]
+        return
     if floating is double:
         fgd_axpy2_d(acc, sa, xa, sb, xb, p)
     else:
