@@ -522,18 +522,34 @@ def _lsq_stats(model, X, y, xscale, p):
 
 
 @njit(**_jit_inline)
-def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc):
-    """objective_grad for MSE over all rows, in O(p**2) from G, c, S."""
+def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps):
+    """objective_grad for MSE over all rows, in O(p**2) from G, c, S.
+
+    Returns NaN when the shortcut cannot stand for the pass over the rows:
+    the sum of squares above ``big`` (where the reference's residuals or
+    their squares may overflow in the data dtype: its divergence signal), or
+    a gradient within rounding (relative ``eps``) of zero, where the exact
+    zero the reference may compute decides convergence.  The caller then
+    takes the pass over the rows.
+    """
     p1 = theta.shape[0]
     sr2 = S
+    tiny = True
     for j in range(p1):
         g = 0.0
+        mag = abs(c[j])
         for k in range(p1):
-            g += G[j, k] * float(theta[k])
+            gk = G[j, k] * float(theta[k])
+            g += gk
+            mag += abs(gk)
         g -= c[j]  # g = sum_i r_i a_ij
+        if abs(g) > eps * mag and (j < p1 - 1 or fit_icpt):
+            tiny = False
         acc[j] = 2.0 * g
         sr2 += float(theta[j]) * (g - c[j])
     sr2 = max(sr2, 0.0)  # a sum of squares; rounding must not make it negative
+    if tiny or not sr2 <= big:
+        return math.nan
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return sr2 / n + _penalty(theta, l2w)
 
@@ -709,13 +725,18 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
         G, c, S = _lsq_stats(model, X, y, xscale, p)
     else:
         G, c, S = np.empty((0, 0)), np.empty(0), 0.0
+    if X.itemsize == 4:
+        big, eps = 0.5 * 3.4028234663852886e38, 64.0 * 1.1920928955078125e-07
+    else:
+        big, eps = 0.25 * 1.7976931348623157e308, 64.0 * 2.220446049250313e-16
 
     if not math.isnan(f0):
         f = f0
     elif full:
+        f = math.nan
         if use_lsq:
-            f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc)
-        else:
+            f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps)
+        if math.isnan(f):
             f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
                                 part_f, part_g, part_t, acc)
     elif need_obj:
@@ -739,9 +760,10 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
         if full:
             t += 1
             update(opt, theta, grad, state, lr, hp, t)
+            f = math.nan
             if use_lsq:
-                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc)
-            else:
+                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps)
+            if math.isnan(f):
                 f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt,
                                     grad, part_f, part_g, part_t, acc)
         else:
