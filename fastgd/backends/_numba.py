@@ -65,6 +65,10 @@ _FLUSH = 128
 #: Rows per chunk of the polynomial moment pass.
 _CHUNK = 256
 
+#: Full-batch polynomial MSE epochs cost O(degree**2) after one pass over the
+#: rows (the moments), so ``run`` can take many epochs per call.
+POLY_MSE_MOMENTS: bool = True
+
 _jit = dict(cache=True, nogil=True, fastmath=_FM)
 _jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
 #: Small helpers called per row or per step are inlined into their callers.
