@@ -27,12 +27,18 @@ and dtypes of the arguments):
   problem size, never on the thread count: each chunk sums into its own
   buffer and the buffers are merged serially in chunk order.  Results are
   therefore bit-identical with 1 or N threads, with or without OpenMP.
-* Stochastic epochs prefetch the rows a few samples ahead: the order is
-  known in advance, so the random row accesses overlap with computation.
+* The row primitives (dot product, two-row accumulate, one-sample gd step)
+  are small C functions: SSE2 in the default build (no ``-march=native``),
+  with an AVX2 variant picked at import when the CPU has it.  Both keep the
+  same partial sums in the same order, so they give the same bits.
+* Stochastic epochs prefetch the rows ``PREFETCH`` samples ahead: the order
+  is known in advance, so the random row accesses overlap with computation.
+  One-sample gd (``batch_size=1``) fuses each step with the next prediction.
 * Full-batch polynomial MSE epochs reduce the data to the moments
   ``sum u**m`` (m <= 2p), ``sum y u**j`` and ``sum y**2`` in one pass; each
   epoch's objective and gradient are then O(p**2) (the normal equations of
-  the power basis), independent of n.
+  the power basis), independent of n.  Near overflow (the reference's
+  divergence signal) an epoch falls back to the exact pass over the rows.
 """
 
 from libc.float cimport DBL_MAX, FLT_MAX
