@@ -478,6 +478,26 @@ cdef inline void accumulate_row64(int model, const floating* x, Py_ssize_t p, fl
     acc[p] += <double>s
 
 
+cdef inline void _finish(const double* acc, Py_ssize_t m_rows, const floating* theta,
+                         const floating* l2w, int fit_icpt, floating* grad,
+                         Py_ssize_t p) noexcept nogil:
+    """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
+    cdef Py_ssize_t j
+    for j in range(p + 1):
+        grad[j] = <floating>(acc[j] / m_rows + <double>(l2w[j] * theta[j]))
+    if not fit_icpt:
+        grad[p] = 0
+
+
+cdef inline double _penalty(const floating* theta, const floating* l2w, Py_ssize_t p) noexcept nogil:
+    cdef double s = 0.0, th
+    cdef Py_ssize_t j
+    for j in range(p + 1):
+        th = <double>theta[j]
+        s += <double>l2w[j] * (th * th)
+    return 0.5 * s
+
+
 # ---------------------------------------------------------------- fused objective/gradient
 
 
@@ -603,26 +623,6 @@ cdef double _og_all(int model, int loss, const floating* X, const floating* y, P
     return f
 
 
-cdef inline void _finish(const double* acc, Py_ssize_t m_rows, const floating* theta,
-                         const floating* l2w, int fit_icpt, floating* grad,
-                         Py_ssize_t p) noexcept nogil:
-    """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
-    cdef Py_ssize_t j
-    for j in range(p + 1):
-        grad[j] = <floating>(acc[j] / m_rows + <double>(l2w[j] * theta[j]))
-    if not fit_icpt:
-        grad[p] = 0
-
-
-cdef inline double _penalty(const floating* theta, const floating* l2w, Py_ssize_t p) noexcept nogil:
-    cdef double s = 0.0, th
-    cdef Py_ssize_t j
-    for j in range(p + 1):
-        th = <double>theta[j]
-        s += <double>l2w[j] * (th * th)
-    return 0.5 * s
-
-
 cdef double _objective_grad(int model, int loss, const floating* X, const floating* y,
                             Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p, const floating* theta,
                             double xscale, double delta, const floating* l2w, int fit_icpt,
@@ -671,6 +671,83 @@ cdef void _batch_grad(int model, int loss, const floating* X, const floating* y,
         r = predict_row(model, x, p, theta, xs) - y[i]
         accumulate_row64(model, x, p, psi(loss, r, d), xs, acc)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad, p)
+
+
+cdef inline void _moments_chunk(const floating* X, const floating* y, Py_ssize_t p,
+                                floating xs, Py_ssize_t lo, Py_ssize_t hi,
+                                double* buf) noexcept nogil:
+    """buf[m] += sum u**m (m <= 2p), buf[2p+1+j] += sum y u**j (j <= p), buf[3p+2] += sum y**2."""
+    if floating is double:
+        fgd_moments_d(X, y, lo, hi, xs, <int>p, buf)
+    else:
+        fgd_moments_f(X, y, lo, hi, xs, <int>p, buf)
+
+
+cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_t p,
+                   floating xs, double* mom, double* work) noexcept nogil:
+    """mom (3p + 3 doubles) = the moments of the polynomial MSE problem, in one pass."""
+    cdef Py_ssize_t nch = _n_chunks(n, _row_cost(1, 1, p))
+    cdef Py_ssize_t width = 3 * p + 3, stride = _stride(3 * p + 3)
+    cdef Py_ssize_t c, j, lo, hi
+    cdef double* buf
+    cdef int nthreads
+    memset(mom, 0, width * sizeof(double))
+    if nch == 1:
+        _moments_chunk(X, y, p, xs, 0, n, mom)
+        return
+    nthreads = fastgd_max_threads()
+    if nthreads > nch:
+        nthreads = <int>nch
+    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
+        lo = (c * n) // nch
+        hi = ((c + 1) * n) // nch
+        buf = work + c * stride
+        memset(buf, 0, width * sizeof(double))
+        _moments_chunk(X, y, p, xs, lo, hi, buf)
+    for c in range(nch):
+        buf = work + c * stride
+        for j in range(width):
+            mom[j] += buf[j]
+
+
+cdef double _objective_grad_moments(const double* mom, Py_ssize_t n, Py_ssize_t p,
+                                    const floating* theta, const floating* l2w, int fit_icpt,
+                                    floating* grad, double* acc) noexcept nogil:
+    """Polynomial MSE objective and gradient from the moments, O(p**2); NaN near overflow.
+
+    With c_0 the intercept and c_k = theta[k-1], q_k = sum_i r_i u_i**k =
+    sum_l c_l M[k+l] - b_k; the gradient sums are 2 q and
+    sum r**2 = c.q - c.b + sum y**2.
+    """
+    cdef const double* mb = mom + 2 * p + 1
+    cdef double yy = mom[3 * p + 2], ck, q, ssr = 0.0, cb = 0.0
+    cdef Py_ssize_t k, l
+    for k in range(p + 1):
+        q = -mb[k]
+        for l in range(p + 1):
+            q += <double>(theta[p] if l == 0 else theta[l - 1]) * mom[k + l]
+        ck = <double>(theta[p] if k == 0 else theta[k - 1])
+        ssr += ck * q
+        cb += ck * mb[k]
+        if k == 0:
+            acc[p] = 2.0 * q
+        else:
+            acc[k - 1] = 2.0 * q
+    ssr = ssr - cb + yy
+    if ssr < 0.0:  # a sum of squares; rounding in the cancellation can dip below 0
+        ssr = 0.0
+    # Overflow is the reference's divergence signal: r_i**2 in the data dtype
+    # becomes inf.  Below half (float32) / a quarter (float64) of the largest
+    # finite value no r_i**2 <= sum r**2 can overflow; above it (or NaN) the
+    # caller takes the exact pass over the rows instead.
+    if floating is float:
+        if not (ssr <= 0.5 * FLT_MAX):
+            return NAN
+    else:
+        if not (ssr <= 0.25 * DBL_MAX):
+            return NAN
+    _finish(acc, n, theta, l2w, fit_icpt, grad, p)
+    return ssr / n + _penalty(theta, l2w, p)
 
 
 cdef inline Py_ssize_t _work_size(int model, Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p) noexcept nogil:
@@ -888,83 +965,6 @@ cdef inline bint _converged(const floating* theta, const floating* theta_prev, P
         if a > scale:
             scale = a
     return step <= tol * scale
-
-
-cdef inline void _moments_chunk(const floating* X, const floating* y, Py_ssize_t p,
-                                floating xs, Py_ssize_t lo, Py_ssize_t hi,
-                                double* buf) noexcept nogil:
-    """buf[m] += sum u**m (m <= 2p), buf[2p+1+j] += sum y u**j (j <= p), buf[3p+2] += sum y**2."""
-    if floating is double:
-        fgd_moments_d(X, y, lo, hi, xs, <int>p, buf)
-    else:
-        fgd_moments_f(X, y, lo, hi, xs, <int>p, buf)
-
-
-cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_t p,
-                   floating xs, double* mom, double* work) noexcept nogil:
-    """mom (3p + 3 doubles) = the moments of the polynomial MSE problem, in one pass."""
-    cdef Py_ssize_t nch = _n_chunks(n, _row_cost(1, 1, p))
-    cdef Py_ssize_t width = 3 * p + 3, stride = _stride(3 * p + 3)
-    cdef Py_ssize_t c, j, lo, hi
-    cdef double* buf
-    cdef int nthreads
-    memset(mom, 0, width * sizeof(double))
-    if nch == 1:
-        _moments_chunk(X, y, p, xs, 0, n, mom)
-        return
-    nthreads = fastgd_max_threads()
-    if nthreads > nch:
-        nthreads = <int>nch
-    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
-        lo = (c * n) // nch
-        hi = ((c + 1) * n) // nch
-        buf = work + c * stride
-        memset(buf, 0, width * sizeof(double))
-        _moments_chunk(X, y, p, xs, lo, hi, buf)
-    for c in range(nch):
-        buf = work + c * stride
-        for j in range(width):
-            mom[j] += buf[j]
-
-
-cdef double _objective_grad_moments(const double* mom, Py_ssize_t n, Py_ssize_t p,
-                                    const floating* theta, const floating* l2w, int fit_icpt,
-                                    floating* grad, double* acc) noexcept nogil:
-    """Polynomial MSE objective and gradient from the moments, O(p**2); NaN near overflow.
-
-    With c_0 the intercept and c_k = theta[k-1], q_k = sum_i r_i u_i**k =
-    sum_l c_l M[k+l] - b_k; the gradient sums are 2 q and
-    sum r**2 = c.q - c.b + sum y**2.
-    """
-    cdef const double* mb = mom + 2 * p + 1
-    cdef double yy = mom[3 * p + 2], ck, q, ssr = 0.0, cb = 0.0
-    cdef Py_ssize_t k, l
-    for k in range(p + 1):
-        q = -mb[k]
-        for l in range(p + 1):
-            q += <double>(theta[p] if l == 0 else theta[l - 1]) * mom[k + l]
-        ck = <double>(theta[p] if k == 0 else theta[k - 1])
-        ssr += ck * q
-        cb += ck * mb[k]
-        if k == 0:
-            acc[p] = 2.0 * q
-        else:
-            acc[k - 1] = 2.0 * q
-    ssr = ssr - cb + yy
-    if ssr < 0.0:  # a sum of squares; rounding in the cancellation can dip below 0
-        ssr = 0.0
-    # Overflow is the reference's divergence signal: r_i**2 in the data dtype
-    # becomes inf.  Below half (float32) / a quarter (float64) of the largest
-    # finite value no r_i**2 <= sum r**2 can overflow; above it (or NaN) the
-    # caller takes the exact pass over the rows instead.
-    if floating is float:
-        if not (ssr <= 0.5 * FLT_MAX):
-            return NAN
-    else:
-        if not (ssr <= 0.25 * DBL_MAX):
-            return NAN
-    _finish(acc, n, theta, l2w, fit_icpt, grad, p)
-    return ssr / n + _penalty(theta, l2w, p)
 
 
 cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, Py_ssize_t ncol,
