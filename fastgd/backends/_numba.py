@@ -299,7 +299,7 @@ def _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, p
                           part_t[b])
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t, acc):
     """One pass over all rows; returns sum rho, acc = sum psi dpred (block order)."""
     if X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1:
@@ -319,7 +319,7 @@ def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, p
     return f
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
                     part_f, part_g, part_t, acc):
     n = X.shape[0]
@@ -328,7 +328,7 @@ def _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad
     return f / n + _penalty(theta, l2w)
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc):
     n = X.shape[0]
     f = _sweep(model, loss, X, y, theta, xscale, delta, 0, part_f, part_g, part_t, acc)
