@@ -226,6 +226,32 @@ def test_poly_mse_moments_path_matches_reference(opt, dtype):
                                atol=rtol * np.abs(want.history.params).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_linear_mse_gram_path_matches_reference(fit_intercept, dtype):
+    """Full-batch linear MSE with more epochs than parameters runs from the Gram matrix."""
+    X, y, _, _, _ = _problem(0, dtype, n=20_000, p=12)
+    kw = dict(X=X, y=y, optimizer="momentum", lr=0.05, max_iter=40, tol=0.0, l2=0.01,
+              fit_intercept=fit_intercept, record="params")
+    got, want = _fit("cython", **kw), _fit("numpy", **kw)
+    rtol = RTOL[dtype]
+    np.testing.assert_allclose(got.history.loss, want.history.loss, rtol=rtol)
+    np.testing.assert_allclose(got.history.params, want.history.params, rtol=rtol,
+                               atol=rtol * np.abs(want.history.params).max())
+
+
+def test_exact_fit_keeps_the_reference_loss_history():
+    """y = x**2 fitted by a quadratic: the loss falls towards 0 and stays exact."""
+    x = np.arange(1.0, 6.0)
+    kw = dict(X=x, y=x ** 2, degree=2, optimizer="nesterov", lr=0.3, max_iter=3000, tol=0.0)
+    got, want = _fit("cython", **kw), _fit("numpy", **kw)
+    # down to 1e-14 of the start (below that both are rounding noise of the parameters)
+    keep = want.history.loss > 1e-14 * want.history.loss[0]
+    assert keep.sum() > 300
+    np.testing.assert_allclose(got.history.loss[keep], want.history.loss[keep], rtol=1e-8)
+    np.testing.assert_allclose(np.r_[got.intercept, got.coef], [0.0, 0.0, 1.0], atol=1e-12)
+
+
 def test_chunked_runs_equal_one_run():
     """A fit split into many ``run`` calls (a callback forces one epoch per call) is the same fit."""
     x, y, _, _ = fastgd.datasets.make_polynomial(5000, 3, noise=0.1, seed=4)

@@ -710,49 +710,140 @@ cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_
             mom[j] += buf[j]
 
 
-cdef double _objective_grad_moments(const double* mom, Py_ssize_t n, Py_ssize_t p,
-                                    const floating* theta, const floating* l2w, int fit_icpt,
-                                    floating* grad, double* acc) noexcept nogil:
-    """Polynomial MSE objective and gradient from the moments, O(p**2); NaN near overflow.
+# Least squares from sufficient statistics.  With a_i the row of the design
+# ([x_i, 1] linear, [u**1 .. u**p, 1] poly), G = sum a_i a_i^T, c = sum y_i a_i
+# and S = sum y_i**2:  sum r_i a_i = G theta - c  and
+# sum r_i**2 = S + theta.(G theta - 2 c).  Polynomial: G[j, k] = M[pow_j + pow_k]
+# from the moments.  Linear: the Gram matrix itself, worth it when a run has
+# more epochs than parameters (building G costs about p/2 passes).
+# st = [G ((p+1)**2, row major), c (p+1), S].
 
-    With c_0 the intercept and c_k = theta[k-1], q_k = sum_i r_i u_i**k =
-    sum_l c_l M[k+l] - b_k; the gradient sums are 2 q and
-    sum r**2 = c.q - c.b + sum y**2.
+
+cdef inline Py_ssize_t _lsq_size(Py_ssize_t p) noexcept nogil:
+    return (p + 1) * (p + 1) + p + 2
+
+
+cdef inline Py_ssize_t _gram_chunks(Py_ssize_t n, Py_ssize_t p) noexcept nogil:
+    """At most 8 chunks: each holds a whole G."""
+    cdef Py_ssize_t c = _n_chunks(n, p * (p + 1) // 2 + p + 2)
+    return c if c < 8 else 8
+
+
+cdef inline Py_ssize_t _lsq_work_size(int model, Py_ssize_t n, Py_ssize_t p) noexcept nogil:
+    if model == 1:
+        return _n_chunks(n, _row_cost(1, 1, p)) * _stride(3 * p + 3) + 3 * p + 3
+    return _gram_chunks(n, p) * _stride(_lsq_size(p))
+
+
+cdef void _gram_chunk(const floating* X, const floating* y, Py_ssize_t p, Py_ssize_t lo,
+                      Py_ssize_t hi, double* st) noexcept nogil:
+    """Upper triangle of G, and c, S over rows lo..hi-1 (products in float64)."""
+    cdef Py_ssize_t p1 = p + 1, i, j, k
+    cdef double* c = st + p1 * p1
+    cdef double* row
+    cdef const floating* x
+    cdef double xj, yi
+    for i in range(lo, hi):
+        x = X + i * p
+        yi = <double>y[i]
+        for j in range(p):
+            xj = <double>x[j]
+            row = st + j * p1
+            for k in range(j, p):
+                row[k] += xj * <double>x[k]
+            row[p] += xj
+            c[j] += yi * xj
+        st[p1 * p1 - 1] += 1.0
+        c[p] += yi
+        c[p1] += yi * yi
+
+
+cdef void _lsq_stats(int model, const floating* X, const floating* y, Py_ssize_t n,
+                     Py_ssize_t p, floating xs, double* st, double* work) noexcept nogil:
+    """st = [G, c, S] in one (row-parallel, chunk-ordered) pass over the rows."""
+    cdef Py_ssize_t p1 = p + 1, size = _lsq_size(p), nch, stride, c, j, k, lo, hi
+    cdef Py_ssize_t pj, pk
+    cdef double* mom
+    cdef double* buf
+    cdef int nthreads
+    if model == 1:
+        mom = work + _n_chunks(n, _row_cost(1, 1, p)) * _stride(3 * p + 3)
+        _moments(X, y, n, p, xs, mom, work)
+        for j in range(p1):
+            pj = j + 1 if j < p else 0
+            st[p1 * p1 + j] = mom[2 * p + 1 + pj]
+            for k in range(p1):
+                pk = k + 1 if k < p else 0
+                st[j * p1 + k] = mom[pj + pk]
+        st[size - 1] = mom[3 * p + 2]
+        return
+    nch = _gram_chunks(n, p)
+    stride = _stride(size)
+    nthreads = fastgd_max_threads()
+    if nthreads > nch:
+        nthreads = <int>nch
+    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
+        lo = (c * n) // nch
+        hi = ((c + 1) * n) // nch
+        buf = work + c * stride
+        memset(buf, 0, size * sizeof(double))
+        _gram_chunk(X, y, p, lo, hi, buf)
+    memset(st, 0, size * sizeof(double))
+    for c in range(nch):
+        buf = work + c * stride
+        for j in range(size):
+            st[j] += buf[j]
+    for j in range(p1):  # the lower triangle from the upper one
+        for k in range(j):
+            st[j * p1 + k] = st[k * p1 + j]
+
+
+cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
+                                const floating* theta, const floating* l2w, int fit_icpt,
+                                floating* grad, double* acc) noexcept nogil:
+    """MSE objective and gradient from [G, c, S] in O(p**2), or NaN.
+
+    NaN (the caller then takes the exact pass over the rows) when the sum of
+    squares is near overflow -- the reference's divergence signal is r**2
+    overflowing in the data dtype, and no r_i**2 <= sum r**2 can overflow
+    below half (float32) / a quarter (float64) of the largest finite value --,
+    when it has lost precision to cancellation, or when the gradient is
+    within rounding of zero, where the exact zero the reference may compute
+    decides convergence.
     """
-    cdef const double* mb = mom + 2 * p + 1
-    cdef double yy = mom[3 * p + 2], ck, q, ssr = 0.0, cb = 0.0
-    cdef Py_ssize_t k, l
-    for k in range(p + 1):
-        q = -mb[k]
-        for l in range(p + 1):
-            q += <double>(theta[p] if l == 0 else theta[l - 1]) * mom[k + l]
-        ck = <double>(theta[p] if k == 0 else theta[k - 1])
-        ssr += ck * q
-        cb += ck * mb[k]
-        if k == 0:
-            acc[p] = 2.0 * q
-        else:
-            acc[k - 1] = 2.0 * q
-    ssr = ssr - cb + yy
-    if ssr < 0.0:  # a sum of squares; rounding in the cancellation can dip below 0
-        ssr = 0.0
-    # Overflow is the reference's divergence signal: r_i**2 in the data dtype
-    # becomes inf.  Below half (float32) / a quarter (float64) of the largest
-    # finite value no r_i**2 <= sum r**2 can overflow; above it (or NaN) the
-    # caller takes the exact pass over the rows instead.
+    cdef Py_ssize_t p1 = p + 1, j, k
+    cdef const double* c = st + p1 * p1
+    cdef double ssr = st[p1 * p1 + p1], g, gk, mag, big, eps
+    cdef bint tiny = True
     if floating is float:
-        if not (ssr <= 0.5 * FLT_MAX):
-            return NAN
+        big, eps = 0.5 * FLT_MAX, 64.0 * 1.1920928955078125e-07
     else:
-        if not (ssr <= 0.25 * DBL_MAX):
-            return NAN
+        big, eps = 0.25 * DBL_MAX, 64.0 * 2.220446049250313e-16
+    for j in range(p1):
+        g = 0.0
+        mag = fabs(c[j])
+        for k in range(p1):
+            gk = st[j * p1 + k] * <double>theta[k]
+            g += gk
+            mag += fabs(gk)
+        g -= c[j]  # sum_i r_i a_ij
+        if fabs(g) > eps * mag and (j < p or fit_icpt):
+            tiny = False
+        acc[j] = 2.0 * g
+        ssr += <double>theta[j] * (g - c[j])
+    # sum r**2 comes out of a cancellation between terms of size S: its
+    # rounding error is about eps64 * S.  Below 1e-6 * S that is more than
+    # 1e-10 relative, and an exact pass over the rows is taken instead (an
+    # almost exact fit: the reference's loss history keeps its precision).
+    if tiny or not (ssr <= big) or ssr < 1e-6 * st[p1 * p1 + p1]:
+        return NAN
     _finish(acc, n, theta, l2w, fit_icpt, grad, p)
     return ssr / n + _penalty(theta, l2w, p)
 
 
 cdef inline Py_ssize_t _work_size(int model, Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p) noexcept nogil:
-    """Doubles of scratch for _og_all (and the moments pass) on this problem."""
-    cdef Py_ssize_t w = _n_chunks(n, _row_cost(model, ncol, p)) * _stride(3 * p + 3)
+    """Doubles of scratch for _og_all on this problem."""
+    cdef Py_ssize_t w = _n_chunks(n, _row_cost(model, ncol, p)) * _stride(p + 2)
     return w if w > 0 else 1
 
 
@@ -1014,11 +1105,11 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
                long long n_epochs, Py_ssize_t batch_size, const index_t* order, double tol,
                int need_obj, floating* grad, double f0, double* hist_loss, int rec_loss,
                floating* hist_params, int rec_params, floating* theta_prev, double* acc,
-               double* work, double* mom, long long* out_done, int* out_status,
-               long long* out_t, double* out_f) noexcept nogil:
+               double* work, double* lsq, double* lsq_work, long long* out_done,
+               int* out_status, long long* out_t, double* out_f) noexcept nogil:
     """The epoch loop of ``run`` (see ``_numpy.run``, the specification)."""
     cdef bint full = batch_size == 0
-    cdef bint use_mom = full and model == 1 and loss == 0
+    cdef bint use_lsq = lsq != NULL
     cdef Py_ssize_t m = p + 1, start, stop
     cdef floating* s0 = state
     cdef floating* s1 = state + m
@@ -1027,12 +1118,12 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
     cdef int status = 0
     cdef double f, lr
 
-    if use_mom:
-        _moments(X, y, n, p, <floating>xscale, mom, work)
+    if use_lsq:  # full-batch least squares: one pass, then O(p**2) epochs
+        _lsq_stats(model, X, y, n, p, <floating>xscale, lsq, lsq_work)
     if not isnan(f0):
         f = f0
-    elif use_mom:
-        f = _objective_grad_moments(mom, n, p, theta, l2w, fit_icpt, grad, acc)
+    elif use_lsq:
+        f = _objective_grad_lsq(lsq, n, p, theta, l2w, fit_icpt, grad, acc)
         if isnan(f):
             f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w,
                                 fit_icpt, grad, acc, work)
@@ -1061,9 +1152,9 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
         if full:
             t += 1
             _update(opt, theta, grad, s0, s1, m, lr, hp, t)
-            if use_mom:
-                f = _objective_grad_moments(mom, n, p, theta, l2w, fit_icpt, grad, acc)
-            if not use_mom or isnan(f):
+            if use_lsq:
+                f = _objective_grad_lsq(lsq, n, p, theta, l2w, fit_icpt, grad, acc)
+            if not use_lsq or isnan(f):
                 f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w,
                                     fit_icpt, grad, acc, work)
         else:
@@ -1140,25 +1231,33 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
     cdef floating* theta_prev = <floating*>malloc((p + 1) * sizeof(floating))
     cdef double* acc = NULL
     cdef double* work = NULL
-    cdef double* mom = NULL
+    cdef double* lsq = NULL
+    cdef double* lsq_work = NULL
     cdef const index_t* order_ptr = &order[0, 0] if order.shape[0] > 0 else NULL
+    # Full-batch MSE takes the sufficient statistics: always for the
+    # polynomial (a pass of moments), for the linear model when this call has
+    # more epochs than parameters (the Gram matrix costs about p/2 passes).
+    cdef bint use_lsq = batch_size == 0 and loss == 0 and (model == 1 or n_epochs > p + 1)
     try:
         if theta_prev == NULL:
             raise MemoryError()
         acc = _alloc_doubles(p + 1)
         work = _alloc_doubles(_work_size(model, n, ncol, p))
-        mom = _alloc_doubles(3 * p + 3)
+        if use_lsq:
+            lsq = _alloc_doubles(_lsq_size(p))
+            lsq_work = _alloc_doubles(_lsq_work_size(model, n, p))
         with nogil:
             _run(model, loss, &X[0, 0], &y[0], n, ncol, &theta[0], p, xscale, delta, &l2w[0],
                  fit_icpt, opt, &hp[0], &state[0, 0], t0, sched, lr0, &sched_hp[0], epoch0,
                  n_epochs, batch_size, order_ptr, tol, need_obj, &grad[0], f0, &hist_loss[0],
                  hist_loss.shape[0] > 0, &hist_params[0, 0], hist_params.shape[0] > 0,
-                 theta_prev, acc, work, mom, &n_done, &status, &t, &f)
+                 theta_prev, acc, work, lsq, lsq_work, &n_done, &status, &t, &f)
     finally:
         free(theta_prev)
         free(acc)
         free(work)
-        free(mom)
+        free(lsq)
+        free(lsq_work)
     return n_done, status, t, f
 
 
