@@ -120,9 +120,9 @@ def rho(loss, r, delta):
     if loss == 0:
         return rr * rr
     a = abs(rr)
-    if a <= delta:
-        return 0.5 * rr * rr
-    return delta * (a - 0.5 * delta)
+    inner = 0.5 * rr * rr
+    outer = delta * (a - 0.5 * delta)
+    return inner if a <= delta else outer
 
 
 @njit(**_jit_inline)
@@ -131,11 +131,7 @@ def psi(loss, r, delta):
     rr = float(r)
     if loss == 0:
         return 2.0 * rr
-    if rr > delta:
-        return delta
-    if rr < -delta:
-        return -delta
-    return rr
+    return min(max(rr, -delta), delta)  # branch free: residuals straddle the kink
 
 
 # ---------------------------------------------------------------- model
