@@ -58,7 +58,7 @@ BLOCK_ELEMS = 1 << 15
 #: start-up would cost more than it saves).
 PARALLEL_MIN = 1 << 17
 #: How many rows ahead of the current one stochastic batches prefetch.
-PREFETCH_ROWS = 8
+PREFETCH_ROWS = 4
 #: Rows whose gradient terms are summed in the data dtype before joining
 #: the float64 sums (linear model, full passes).
 _FLUSH = 128
@@ -672,6 +672,44 @@ def _sample_step(model, opt, X, i, s, xscale, theta, l2w, fit_icpt, grad, state,
     update(opt, theta, grad, state, lr, hp, t)
 
 
+@njit(**_jit_inline)
+def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, lr, grad, t):
+    """One epoch of single-sample plain gd on the linear model; returns t.
+
+    The step of sample q and the dot product of sample q+1 share one sweep
+    over the coordinates (the next prediction needs exactly the updated
+    coefficients), so each sample costs two passes over its row instead of
+    four, and the rows ahead are prefetched.
+    """
+    n = idx.shape[0]
+    p = theta.shape[0] - 1
+    dt = X.dtype.type
+    if n == 0:
+        return t
+    i = idx[0]
+    d = dt(0.0)
+    for j in range(p):
+        d += X[i, j] * theta[j]
+    for q in range(n):
+        _prefetch_rows(X, y, idx, q + PREFETCH_ROWS, q + PREFETCH_ROWS + 1)
+        r = (d + theta[p]) - y[i]
+        s = psi(loss, r, delta)
+        t += 1
+        i_next = idx[q + 1] if q + 1 < n else i
+        d = dt(0.0)
+        for j in range(p):
+            grad[j] = s * X[i, j] + l2w[j] * theta[j]
+            theta[j] -= lr * grad[j]
+            d += X[i_next, j] * theta[j]
+        if fit_icpt:
+            grad[p] = s + l2w[p] * theta[p]
+        else:
+            grad[p] = 0
+        theta[p] -= lr * grad[p]
+        i = i_next
+    return t
+
+
 # ---------------------------------------------------------------- schedule
 
 
@@ -768,7 +806,9 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
                                     grad, part_f, part_g, part_t, acc)
         else:
             idx = order[k]
-            if batch_size == 1:
+            if batch_size == 1 and model == 0 and opt == 0:
+                t = _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, lr, grad, t)
+            elif batch_size == 1:
                 for q in range(n):
                     _prefetch_rows(X, y, idx, q + PREFETCH_ROWS, q + PREFETCH_ROWS + 1)
                     i = idx[q]
