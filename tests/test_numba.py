@@ -34,7 +34,8 @@ def _big(dtype=np.float64, seed=0):
     """Large enough (rows x columns) for the parallel kernels."""
     nb = _nb()
     n, p = 4 * nb.PARALLEL_MIN // 8 + 123, 8
-    X, y, coef, b = fastgd.datasets.make_linear(n, p, noise=0.5, outliers=0.05, seed=seed, dtype=dtype)
+    X, y, coef, b = fastgd.datasets.make_linear(n, p, noise=0.5, outliers=0.05, seed=seed,
+                                                dtype=dtype)
     assert X.size >= nb.PARALLEL_MIN and nb._n_blocks(X) > 1
     return X, y, coef, b
 
@@ -137,7 +138,8 @@ def test_parallel_pass_matches_the_reference():
 
 def test_read_only_and_memmap_inputs(tmp_path):
     X, y, coef, b = fastgd.datasets.make_linear(500, 4, seed=1)
-    expected = fastgd.fit(X, y, max_iter=30, tol=0.0, lr=0.05, backend="numba", batch_size=16, seed=2)
+    kw = dict(max_iter=30, tol=0.0, lr=0.05, backend="numba", batch_size=16, seed=2)
+    expected = fastgd.fit(X, y, **kw)
     Xr, yr = X.copy(), y.copy()
     Xr.flags.writeable = False
     yr.flags.writeable = False
@@ -151,7 +153,7 @@ def test_read_only_and_memmap_inputs(tmp_path):
     Xm = np.memmap(tmp_path / "X.dat", dtype=X.dtype, mode="r", shape=X.shape)
     ym = np.memmap(tmp_path / "y.dat", dtype=y.dtype, mode="r", shape=y.shape)
     for Xi, yi in ((Xr, yr), (Xm, ym)):
-        got = fastgd.fit(Xi, yi, max_iter=30, tol=0.0, lr=0.05, backend="numba", batch_size=16, seed=2)
+        got = fastgd.fit(Xi, yi, **kw)
         assert np.array_equal(got.coef, expected.coef)
         assert got.intercept == expected.intercept
         v = fastgd.loss_and_grad(Xi, yi, coef, b, backend="numba")

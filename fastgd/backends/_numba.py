@@ -22,13 +22,18 @@ rows -> update rules -> schedule -> epoch loop -> minimize loop.
 * Within a row, arithmetic follows the reference: the prediction (dot product
   or Horner) and the residual in the data dtype, the gradient terms in
   float64, results stored in the data dtype.
-* Full-batch polynomial least squares (poly model, MSE) gathers the moments
-  ``sum u**m`` (m <= 2p), ``sum y u**j`` and ``sum y**2`` in one pass when
-  ``run`` starts; every epoch's objective and gradient is then O(p**2),
-  the same quantities as the reference's pass over the rows.
+* Full-batch least squares (MSE) gathers ``A^T A``, ``A^T y`` and
+  ``y^T y`` in one pass when ``run`` starts -- for the polynomial model the
+  moments ``sum u**m`` (m <= 2p), for the linear model the Gram matrix when
+  the call has more epochs than parameters; every epoch's objective and
+  gradient is then O(p**2), the same quantities as the reference's pass over
+  the rows.  Near overflow, and when the gradient is within rounding of zero
+  (where the reference's exact zero decides convergence), the epoch takes
+  the pass over the rows instead.
 * Stochastic batches walk ``order``, which is known in advance: the rows a
   few steps ahead are prefetched (``llvm.prefetch``), so random row access
-  does not wait on memory latency.
+  does not wait on memory latency.  Single-sample gd on the linear model
+  fuses each step with the next sample's dot product (two sweeps per row).
 * Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
   ``isfinite``); the threading layer is chosen there too, before the first
   parallel kernel runs.
@@ -572,7 +577,18 @@ def _threads() -> None:
 def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                    xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
                    grad: np.ndarray) -> float:
-    """Objective and gradient over all rows, one fused (parallel) pass."""
+    """Objective and gradient over all rows, one fused (parallel) pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _numba
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([1.0, 2.0]); g = np.empty(2)
+    >>> _numba.objective_grad(0, 0, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2), 1, g)
+    2.5
+    >>> g.tolist()
+    [-5.0, -3.0]
+    """
     _threads()
     with _config.parallel_lock():
         return _objective_grad_entry(int(model), int(loss), _ro(X), _ro(y), theta,
@@ -581,7 +597,16 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
               xscale: float, delta: float, l2w: np.ndarray) -> float:
-    """Objective over all rows."""
+    """Objective over all rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _numba
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([1.0, 2.0])
+    >>> _numba.objective(0, 1, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2))
+    1.0
+    """
     _threads()
     with _config.parallel_lock():
         return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale),
@@ -591,7 +616,18 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
                idx: np.ndarray, start: int, stop: int, grad: np.ndarray) -> None:
-    """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty)."""
+    """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _numba
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([1.0, 2.0]); g = np.empty(2)
+    >>> _numba.batch_grad(0, 0, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2), 1,
+    ...                   np.array([1, 0], dtype=np.int32), 0, 1, g)
+    >>> g.tolist()
+    [-8.0, -4.0]
+    """
     _batch_grad(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale), float(delta),
                 l2w, int(fit_icpt), idx, int(start), int(stop), grad)
 
@@ -823,7 +859,8 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
                 t += 1
                 update(opt, theta, grad, state, lr, hp, t)
             if need_obj:
-                f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc)
+                f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t,
+                               acc)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
@@ -850,6 +887,20 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
 
     Exactly the reference's ``run`` (``fastgd.backends._numpy.run``), the
     whole loop in compiled code.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _numba
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([2.0, 4.0])
+    >>> theta = np.zeros(2); grad = np.zeros(2); state = np.zeros((2, 2))
+    >>> hp = np.array([0.9, 0.9, 0.999, 1e-8, 0.99]); shp = np.array([0.25, 0.99])
+    >>> done, status, t, f = _numba.run(
+    ...     0, 0, X, y, theta, 1.0, 1.0, np.zeros(2), 0, 0, hp, state, 0, 0, 0.1, shp,
+    ...     0, 500, 0, np.empty((0, 0), dtype=np.int32), 1e-12, 1, grad, float("nan"),
+    ...     np.empty(0), np.empty((0, 2)))
+    >>> status, round(float(theta[0]), 6)
+    (1, 2.0)
     """
     _threads()
     with _config.parallel_lock():
