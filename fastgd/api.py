@@ -8,6 +8,7 @@ Ctrl-C).  The kernels it calls (``fastgd.backends``) assume clean input.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -190,6 +191,13 @@ def _grow_history(hist_loss: np.ndarray, hist_params: np.ndarray, record: str, n
     return loss, params
 
 
+def _quiet(bname: str):
+    """numpy's overflow warnings off for the reference (divergence is reported by fastgd)."""
+    if bname == "numpy":
+        return np.errstate(over="ignore", invalid="ignore")
+    return contextlib.nullcontext()
+
+
 class _Progress:
     """A tqdm bar over epochs (imported only when asked for)."""
 
@@ -223,7 +231,7 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         max_iter: int = 1000, tol: float = 1e-6, seed: Any = None, backend: str = "auto",
         record: str | None = "loss", callback: Callable[..., Any] | None = None,
         coef_init: Any = None, intercept_init: float = 0.0, progress: bool = False,
-        **hyper: float) -> FitResult:
+        check_finite: bool = True, **hyper: float) -> FitResult:
     """Fit a linear or polynomial model by gradient descent.
 
     Minimizes ``mean_i rho(pred_i - y_i) + (l2/2) * ||coef||^2`` (the intercept
@@ -282,6 +290,10 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         Starting point (default zeros).
     progress : bool
         Show a tqdm progress bar with the epoch and current objective.
+    check_finite : bool
+        Scan ``X`` and ``y`` for NaN/inf first (default).  ``False`` saves that
+        pass over the data; NaN/inf in the data then makes the fit diverge, and
+        the same ``ValueError`` naming the array and position is raised.
     **hyper : float
         ``momentum`` (0.9), ``beta1`` (0.9), ``beta2`` (0.999), ``eps`` (1e-8;
         adagrad 1e-10), ``rho`` (0.99, RMSprop's smoothing), ``power_t`` (0.25),
@@ -317,10 +329,9 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     fit_icpt = val.as_bool("fit_intercept", fit_intercept)
     progress = val.as_bool("progress", progress)
     icpt0 = val.as_float("intercept_init", intercept_init)
-    rng = val.as_rng(seed)
     bname, be = resolve(backend)
 
-    Xc, yc, model, dt = val.check_data(X, y, degree)
+    Xc, yc, model, dt = val.check_data(X, y, degree, finite=val.as_bool("check_finite", check_finite))
     n = Xc.shape[0]
     p = degree if model == 1 else Xc.shape[1]
     xscale = _poly_scale(Xc) if model == 1 else 1.0
@@ -334,6 +345,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         theta[p] = icpt0
     l2w = _l2_weights(l2, p, model, xscale, dt)
     stochastic = batch_size is not None and batch_size < n
+    # the generator is only needed for sample orders (seed is validated either way)
+    rng = val.as_rng(seed) if stochastic or seed is not None else None
     if lr0 is None:
         lr0 = auto_lr(Xc, model, lspec, xscale, p, fit_icpt, l2w, ospec, stochastic)
 
@@ -353,6 +366,9 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     else:
         per_epoch = 0
         chunk = max(1, CHUNK_WORK // max(n * Xc.shape[1], 1))
+        if model == 1 and lspec.name == "mse" and getattr(be, "POLY_MSE_MOMENTS", False):
+            # the backend reduces the data to moments once per run call: epochs are O(p^2)
+            chunk = max(1, CHUNK_WORK // (p + 1) ** 2)
         empty_order = np.empty((0, 0), dtype=np.int32)
         bsz = 0
     if callback is not None:
@@ -379,7 +395,7 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
             if record is not None and hist_loss.shape[0] < epoch + n_ep + 1:
                 hist_loss, hist_params = _grow_history(hist_loss, hist_params, record,
                                                        epoch + n_ep + 1, max_iter + 1)
-            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+            with _quiet(bname):  # divergence is reported below
                 done, code, t, f = be.run(
                     model, lspec.code, Xc, yc, theta, xscale, delta, l2w, int(fit_icpt),
                     ospec.code, hp, state, t, sspec.code, lr0, sched_hp, epoch, n_ep,
@@ -399,6 +415,9 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     finally:
         bar.close()
 
+    if status == 2 and not check_finite:  # NaN/inf in the data: the error names it
+        val.check_finite("X", Xc)
+        val.check_finite("y", yc)
     if status == 2:
         warnings.warn(
             f"fit diverged in epoch {epoch + 1} (non-finite objective or parameters); "

@@ -309,3 +309,16 @@ def test_loss_and_grad_check_finite_false_still_names_bad_data(backend):
                                      check_finite=False)
     assert v == pytest.approx(1.0) and gb == pytest.approx(2.0)  # residual 1 on every row
     np.testing.assert_allclose(gc, [2.0, 2.0])
+
+
+@pytest.mark.parametrize("batch", [None, 1])
+def test_fit_check_finite_false_still_names_bad_data(backend, batch):
+    X, y, _, _ = small_linear()
+    X = X.copy()
+    X[17, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X contains nan at position \(17, 2\)"):
+        fastgd.fit(X, y, batch_size=batch, record=None, backend=backend, check_finite=False)
+    X2, y2, _, _ = small_linear()
+    a = fastgd.fit(X2, y2, batch_size=batch, max_iter=5, seed=0, backend=backend, check_finite=False)
+    b = fastgd.fit(X2, y2, batch_size=batch, max_iter=5, seed=0, backend=backend)
+    np.testing.assert_array_equal(a.coef, b.coef)
