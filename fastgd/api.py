@@ -115,6 +115,8 @@ def _lambda_max(G: np.ndarray) -> float:
     k = G.shape[0]
     if k == 0:
         return 0.0
+    if not np.isfinite(G).all():  # NaN/inf data (check_finite=False) or overflow
+        return math.inf if not np.isnan(G).any() else math.nan
     if k == 1:
         return float(G[0, 0])
     if k == 2:
@@ -349,6 +351,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     rng = val.as_rng(seed) if stochastic or seed is not None else None
     if lr0 is None:
         lr0 = auto_lr(Xc, model, lspec, xscale, p, fit_icpt, l2w, ospec, stochastic)
+        if math.isnan(lr0) and not check_finite:
+            val.check_finite("X", Xc)  # raises, naming the first NaN/inf
 
     state = np.zeros((2, p + 1), dtype=dt)
     need_obj = record is not None or callback is not None
