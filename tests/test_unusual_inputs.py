@@ -98,7 +98,7 @@ def _assert_close(got, ref):
     assert got.n_iter == ref.n_iter and got.status == ref.status
     scale = max(1.0, float(np.abs(ref.coef).max()), abs(ref.intercept))
     np.testing.assert_allclose(got.coef, ref.coef, rtol=rtol, atol=rtol * scale)
-    assert got.intercept == pytest.approx(ref.intercept, rel=rtol, abs=rtol * scale)
+    assert got.intercept == pytest.approx(ref.intercept, rel=rtol, abs=float(rtol * scale))
 
 
 @pytest.fixture(scope="module")
