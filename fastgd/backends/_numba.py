@@ -62,8 +62,10 @@ BLOCK_ELEMS = 1 << 15
 #: Below this many X elements a pass over the rows runs serially (thread
 #: start-up would cost more than it saves).
 PARALLEL_MIN = 1 << 17
-#: How many rows ahead of the current one stochastic batches prefetch.
-PREFETCH_ROWS = 4
+#: How many rows ahead of the current one stochastic batches prefetch into
+#: L2, and then into L1.
+PREFETCH_FAR = 32
+PREFETCH_NEAR = 4
 #: Rows whose gradient terms are summed in the data dtype before joining
 #: the float64 sums (linear model, full passes).
 _FLUSH = 128
@@ -80,22 +82,31 @@ _jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
 _jit_inline = dict(_jit, inline="always")
 
 
-@intrinsic
-def _prefetch(typingctx, addr):
-    """Hint the CPU to load the cache line at integer address ``addr``."""
-    if not isinstance(addr, types.Integer):
-        return None
+def _make_prefetch(locality: int) -> Any:
+    @intrinsic
+    def prefetch(typingctx, addr):
+        if not isinstance(addr, types.Integer):
+            return None
 
-    def codegen(context, builder, sig, args):
-        i32 = ir.IntType(32)
-        ptr = builder.inttoptr(args[0], ir.IntType(8).as_pointer())
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # read (0), locality 2 (into L2: keeps L1 for the rows being used), data cache (1)
-        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            ptr = builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+            fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            # read (0), temporal locality, data cache (1)
+            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality),
+                              ir.Constant(i32, 1)])
+            return context.get_dummy_value()
 
-    return types.void(addr), codegen
+        return types.void(addr), codegen
+
+    return prefetch
+
+
+#: Hint the CPU to load the cache line at an integer address: into L2 (far
+#: ahead: does not evict the rows in use from L1) or into L1 (just ahead).
+_prefetch_l2 = _make_prefetch(2)
+_prefetch_l1 = _make_prefetch(3)
 
 
 @intrinsic
@@ -361,7 +372,8 @@ def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc):
     """acc = sum over rows idx[start:stop] of psi dpred; prefetches rows ahead."""
     for j in range(acc.shape[0]):
         acc[j] = 0.0
-    _prefetch_rows(X, y, idx, start + PREFETCH_ROWS, stop + PREFETCH_ROWS)
+    _prefetch_rows(X, y, idx, start + PREFETCH_FAR, stop + PREFETCH_FAR, False)
+    _prefetch_rows(X, y, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
     for q in range(start, stop):
         i = idx[q]
         r = predict_row(model, X, i, theta, xscale) - y[i]
@@ -369,12 +381,13 @@ def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc):
 
 
 @njit(**_jit_inline)
-def _prefetch_rows(X, y, idx, qlo, qhi):
+def _prefetch_rows(X, y, idx, qlo, qhi, near):
     """Request the cache lines of rows idx[qlo:qhi] (clipped to the order).
 
-    Stochastic batches visit rows in a random order known in advance; rows
-    PREFETCH_ROWS positions ahead are requested while the current ones
-    compute, so the loop does not wait on memory latency.
+    Stochastic batches visit rows in a random order known in advance: rows
+    ``PREFETCH_FAR`` positions ahead are requested into L2 and again
+    ``PREFETCH_NEAR`` ahead into L1 while the current ones compute, so the
+    loop does not wait on memory latency.
     """
     rowbytes = X.shape[1] * X.itemsize
     base = _address(X)
@@ -384,10 +397,16 @@ def _prefetch_rows(X, y, idx, qlo, qhi):
         a = base + row * rowbytes
         end = a + rowbytes
         a -= a & 63
-        while a < end:
-            _prefetch(a)
-            a += 64
-        _prefetch(ybase + row * y.itemsize)
+        if near:
+            while a < end:
+                _prefetch_l1(a)
+                a += 64
+            _prefetch_l1(ybase + row * y.itemsize)
+        else:
+            while a < end:
+                _prefetch_l2(a)
+                a += 64
+            _prefetch_l2(ybase + row * y.itemsize)
 
 
 @njit(**_jit)
@@ -727,7 +746,8 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, lr, grad, t):
     for j in range(p):
         d += X[i, j] * theta[j]
     for q in range(n):
-        _prefetch_rows(X, y, idx, q + PREFETCH_ROWS, q + PREFETCH_ROWS + 1)
+        _prefetch_rows(X, y, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
+        _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
         r = (d + theta[p]) - y[i]
         s = psi(loss, r, delta)
         t += 1
@@ -846,7 +866,8 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
                 t = _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, lr, grad, t)
             elif batch_size == 1:
                 for q in range(n):
-                    _prefetch_rows(X, y, idx, q + PREFETCH_ROWS, q + PREFETCH_ROWS + 1)
+                    _prefetch_rows(X, y, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
+                    _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
                     i = idx[q]
                     r = predict_row(model, X, i, theta, xscale) - y[i]
                     t += 1
