@@ -1,5 +1,7 @@
 """Shared fixtures: the backends under test and small reference problems."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -35,4 +37,27 @@ def small_poly(n=60, degree=3, dtype=np.float64, seed=0):
     return (x * 2.5).astype(dtype), y, coef, b
 
 
-__all__ = ["AVAILABLE", "COMPILED", "backend_names", "small_linear", "small_poly"]
+def run_concurrently(jobs):
+    """Run ``jobs`` (callables) in threads started together; re-raise the first error."""
+    barrier = threading.Barrier(len(jobs))
+    out = [None] * len(jobs)
+    errors = []
+
+    def worker(k):
+        try:
+            barrier.wait()
+            out[k] = jobs[k]()
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+__all__ = ["AVAILABLE", "COMPILED", "backend_names", "small_linear", "small_poly", "run_concurrently"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import warnings
 
 import numpy as np
@@ -20,7 +19,7 @@ import fastgd
 from fastgd import _config
 from fastgd._result import DivergenceWarning
 
-from .conftest import AVAILABLE
+from .conftest import AVAILABLE, run_concurrently
 
 pytestmark = pytest.mark.skipif("numba" not in AVAILABLE, reason="numba not installed")
 
@@ -38,28 +37,6 @@ def _big(dtype=np.float64, seed=0):
                                                 dtype=dtype)
     assert X.size >= nb.PARALLEL_MIN and nb._n_blocks(X) > 1
     return X, y, coef, b
-
-
-def _run_concurrently(jobs):
-    barrier = threading.Barrier(len(jobs))
-    out = [None] * len(jobs)
-    errors = []
-
-    def worker(k):
-        try:
-            barrier.wait()
-            out[k] = jobs[k]()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(jobs))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    if errors:
-        raise errors[0]
-    return out
 
 
 def test_import_fastgd_does_not_import_numba():
@@ -99,7 +76,7 @@ def test_eight_threads_give_the_sequential_results(loss):
     jobs = [fit_job(k) if k % 2 == 0 else lag_job(k) for k in range(8)]
     sequential = [job() for job in jobs]
     for _ in range(2):
-        concurrent = _run_concurrently(jobs)
+        concurrent = run_concurrently(jobs)
         for seq, con in zip(sequential, concurrent):
             if isinstance(seq, tuple):  # loss_and_grad
                 assert seq[0] == con[0] and seq[2] == con[2]

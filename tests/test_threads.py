@@ -9,14 +9,13 @@ every problem is run twice concurrently.
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 
 import fastgd
 
-from .conftest import AVAILABLE
+from .conftest import AVAILABLE, run_concurrently
 
 N_THREADS = 8
 OPTIMIZERS = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "gd", "momentum"]
@@ -36,29 +35,6 @@ SETTINGS = {
     "minibatch": lambda i: dict(optimizer=OPTIMIZERS[i], batch_size=32, lr=0.005, max_iter=4, tol=0.0,
                                 seed=i, record="params"),
 }
-
-
-def _run_concurrently(jobs):
-    """Run ``jobs`` (callables) in threads started together; re-raise the first error."""
-    barrier = threading.Barrier(len(jobs))
-    out = [None] * len(jobs)
-    errors = []
-
-    def worker(k):
-        try:
-            barrier.wait()
-            out[k] = jobs[k]()
-        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return out
 
 
 def _assert_identical(got, want):
@@ -82,7 +58,7 @@ def test_concurrent_fits_equal_sequential(backend, setting):
     # every problem twice, interleaved, all threads at once
     jobs = [(lambda i=i: fastgd.fit(*problems[i], **kws[i])) for i in list(range(len(problems))) * 2]
     assert len(jobs) == N_THREADS
-    results = _run_concurrently(jobs)
+    results = run_concurrently(jobs)
     for k, res in enumerate(results):
         _assert_identical(res, sequential[k % len(problems)])
 
@@ -96,7 +72,7 @@ def test_concurrent_same_problem_poly(backend):
     jobs = [(lambda: fastgd.fit(x, y, **kw)) if k % 2 else
             (lambda: fastgd.fit(x, y, batch_size=1, lr=0.01, seed=3, **{**kw, "max_iter": 2}))
             for k in range(N_THREADS)]
-    for k, res in enumerate(_run_concurrently(jobs)):
+    for k, res in enumerate(run_concurrently(jobs)):
         _assert_identical(res, want if k % 2 else want_sgd)
 
 
@@ -108,6 +84,6 @@ def test_concurrent_loss_and_grad(backend):
             for (X, y), c in zip(problems, coefs)]
     jobs = [(lambda i=i: fastgd.loss_and_grad(*problems[i], coefs[i], 0.5, loss="huber", backend=backend))
             for i in range(N_THREADS)]
-    for got, w in zip(_run_concurrently(jobs), want):
+    for got, w in zip(run_concurrently(jobs), want):
         assert got[0] == w[0] and got[2] == w[2]
         np.testing.assert_array_equal(got[1], w[1])
