@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -247,28 +247,33 @@ def check_finite(name: str, a: np.ndarray, note: str = "") -> None:
                              f"{note}; inputs must be finite (drop or impute those values)")
 
 
-def _coerce(name: str, a: np.ndarray, dt: type, finite: bool = True) -> np.ndarray:
+def _coerce(name: str, a: np.ndarray, dt: type, finite: bool = True,
+            all_finite: Callable[[np.ndarray], bool] | None = None) -> np.ndarray:
     """C-contiguous in ``dt`` (no copy when it already is), checked finite.
 
-    A float64 value beyond float32's range becomes inf when the data are
-    float32; the message then says so.
+    ``all_finite`` is a backend's one-pass scan; only when it reports a NaN or
+    inf does the block scan below run, to name the position.  A float64 value
+    beyond float32's range becomes inf when the data are float32; the message
+    then says so.
     """
     with np.errstate(over="ignore"):  # reported below, with the position
         out = np.ascontiguousarray(a, dtype=dt)
     note = ""
     if a.dtype.kind == "f" and np.dtype(dt).itemsize < a.dtype.itemsize:
         note = f" after conversion from {a.dtype} to {np.dtype(dt).name} (X is {np.dtype(dt).name})"
-    if finite:
+    if finite and (all_finite is None or not all_finite(out)):
         check_finite(name, out, note)
     return out
 
 
-def check_data(X: Any, y: Any, degree: int | None, finite: bool = True
+def check_data(X: Any, y: Any, degree: int | None, finite: bool = True,
+               all_finite: Callable[[np.ndarray], bool] | None = None
                ) -> tuple[np.ndarray, np.ndarray, int, type]:
     """Validate and coerce ``X``, ``y``: C-contiguous, one float dtype, finite.
 
     ``finite=False`` skips the NaN/inf scan (the caller's ``check_finite=False``:
     it must then scan itself when a result comes out non-finite).
+    ``all_finite``: the backend's fast scan (``backends.*.all_finite``).
 
     Returns ``(X2d, y, model_code, dtype)``; for the polynomial model X2d is
     the 1-D x viewed as (n, 1) (no copy).  Copies happen only when the input
@@ -296,8 +301,8 @@ def check_data(X: Any, y: Any, degree: int | None, finite: bool = True
     if ya.shape[0] != n:
         raise ValueError(f"X and y must have the same number of samples, got {n} and {ya.shape[0]}")
     dt = float_dtype(Xa)
-    Xc = _coerce("X", Xa, dt, finite)
-    yc = _coerce("y", ya, dt, finite)
+    Xc = _coerce("X", Xa, dt, finite, all_finite)
+    yc = _coerce("y", ya, dt, finite, all_finite)
     if model == 1:
         Xc = Xc.reshape(n, 1)
     return Xc, yc, model, dt

@@ -333,7 +333,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     icpt0 = val.as_float("intercept_init", intercept_init)
     bname, be = resolve(backend)
 
-    Xc, yc, model, dt = val.check_data(X, y, degree, finite=val.as_bool("check_finite", check_finite))
+    Xc, yc, model, dt = val.check_data(X, y, degree, val.as_bool("check_finite", check_finite),
+                                       be.all_finite)
     n = Xc.shape[0]
     p = degree if model == 1 else Xc.shape[1]
     xscale = _poly_scale(Xc) if model == 1 else 1.0
@@ -491,7 +492,8 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
         degree = val.as_int("degree", degree, 1)
     l2 = val.as_float("l2", l2, low=0.0)
     _, be = resolve(backend)
-    Xc, yc, model, dt = val.check_data(X, y, degree, finite=bool(check_finite))
+    Xc, yc, model, dt = val.check_data(X, y, degree, val.as_bool("check_finite", check_finite),
+                                       be.all_finite)
     p = degree if model == 1 else Xc.shape[1]
     theta = np.empty(p + 1, dtype=dt)
     theta[:p] = val.check_vector("coef", coef, p, dt)

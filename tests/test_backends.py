@@ -13,7 +13,7 @@ import fastgd
 from fastgd import _registry as reg
 from fastgd.backends import resolve
 
-from .conftest import COMPILED, small_linear, small_poly
+from .conftest import AVAILABLE, COMPILED, small_linear, small_poly
 
 RTOL = {np.float64: 1e-9, np.float32: 1e-4}
 BATCHES = [None, 1, 7]  # full batch, SGD, mini-batch (60 rows -> a short last batch)
@@ -74,7 +74,7 @@ def test_loss_and_grad_matches_reference(backend, model, loss, dtype):
     assert got[1].dtype == dtype
 
 
-KERNEL_FUNCS = ["objective_grad", "objective", "batch_grad", "update", "run"]
+KERNEL_FUNCS = ["all_finite", "objective_grad", "objective", "batch_grad", "update", "run"]
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -119,3 +119,27 @@ def test_every_loss_code_is_implemented(backend, loss):
         f = mod.objective_grad(0, spec.code, X, y, theta, 1.0, delta, np.zeros(2), 1, grad)
         assert f == pytest.approx(rho_val)
         assert grad[1] == pytest.approx(psi_val)
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 300_001])  # serial and parallel scans
+def test_all_finite_finds_every_nan_and_inf(backend, dtype, n):
+    _, mod = resolve(backend)
+    a = np.linspace(-1e30, 1e30, n).astype(dtype)
+    assert mod.all_finite(a) is True
+    for pos in sorted({0, n // 2, n - 1} if n else set()):
+        for bad in (np.nan, np.inf, -np.inf):
+            b = a.copy()
+            b[pos] = bad
+            assert mod.all_finite(b) is False, (pos, bad)
+    assert mod.all_finite(a.reshape(-1, 1)) is True  # any C-contiguous shape
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+def test_all_finite_extremes_are_finite(backend):
+    _, mod = resolve(backend)
+    for dt in (np.float64, np.float32):
+        info = np.finfo(dt)
+        a = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, -0.0] * 5, dtype=dt)
+        assert mod.all_finite(a) is True

@@ -30,6 +30,9 @@ Shapes and dtypes (``dt`` is the data dtype):
 
 Functions:
 
+``all_finite(a) -> bool``
+    Whether the C-contiguous float array ``a`` (any shape) holds no NaN or
+    +-inf: one read, run by the validation layer before any other kernel.
 ``objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad) -> float``
     The objective ``mean(rho(r)) + 0.5*sum(l2w*theta**2)`` and its gradient
     ``mean(psi(r) * dpred/dtheta) + l2w*theta`` in one pass over the rows;

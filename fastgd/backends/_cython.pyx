@@ -8,8 +8,8 @@ the executable specification.  Same sections in the same order, same function
 names and argument order (see ``fastgd/backends/__init__.py`` for the shapes
 and dtypes of the arguments):
 
-    losses -> model -> fused objective/gradient -> update rules -> schedule
-    -> epoch loop -> minimize loop
+    input scan -> losses -> model -> fused objective/gradient -> update rules
+    -> schedule -> epoch loop -> minimize loop
 
 * Every function is fused over ``floating`` (float32 / float64); inputs are
   ``const`` memoryviews, so read-only arrays (``np.memmap`` mode ``'r'``) are
@@ -368,6 +368,68 @@ cdef Py_ssize_t CACHE_LINE = 64
 def max_threads() -> int:
     """Threads the row-parallel passes may use (1 without OpenMP)."""
     return fastgd_max_threads()
+
+
+# ---------------------------------------------------------------- input scan
+
+
+cdef floating _nonfinite_span(const floating* a, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """0 when a[lo:hi] is all finite, NaN otherwise: ``x - x`` is NaN exactly
+    for NaN and +-inf, and NaN survives any sum.  Eight running sums let the
+    loop vectorize without reassociating (reading is the cost)."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
+    cdef Py_ssize_t k = lo
+    while k + 8 <= hi:
+        s0 += a[k] - a[k]
+        s1 += a[k + 1] - a[k + 1]
+        s2 += a[k + 2] - a[k + 2]
+        s3 += a[k + 3] - a[k + 3]
+        s4 += a[k + 4] - a[k + 4]
+        s5 += a[k + 5] - a[k + 5]
+        s6 += a[k + 6] - a[k + 6]
+        s7 += a[k + 7] - a[k + 7]
+        k += 8
+    while k < hi:
+        s0 += a[k] - a[k]
+        k += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+cdef bint _all_finite_flat(const floating* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t nch = _n_chunks(n, 1), c
+    cdef double part[64]
+    cdef double total = 0.0
+    cdef int nthreads
+    if nch == 1:
+        return _nonfinite_span(a, 0, n) == 0
+    nthreads = fastgd_max_threads()
+    if nthreads > nch:
+        nthreads = <int>nch
+    for c in prange(nch, schedule="static", num_threads=nthreads):
+        part[c] = _nonfinite_span(a, (c * n) // nch, ((c + 1) * n) // nch)
+    for c in range(nch):
+        total += part[c]
+    return total == 0
+
+
+def all_finite(a) -> bool:
+    """True when no element of the C-contiguous float array ``a`` is NaN or +-inf.
+
+    One read of ``a``, parallel over chunks for large arrays.
+    """
+    flat = a.reshape(-1)
+    cdef const double[::1] ad
+    cdef const float[::1] af
+    cdef bint ok
+    if flat.dtype.itemsize == 8:
+        ad = flat
+        with nogil:
+            ok = _all_finite_flat(&ad[0], ad.shape[0]) if ad.shape[0] else True
+    else:
+        af = flat
+        with nogil:
+            ok = _all_finite_flat(&af[0], af.shape[0]) if af.shape[0] else True
+    return bool(ok)
 
 
 # ---------------------------------------------------------------- losses

@@ -6,8 +6,9 @@ Mirrors _cython.pyx, and both mirror the reference ``_numpy.py``: the same
 sections in the same order, the same function names and argument order.
 Shapes, dtypes and codes: ``fastgd/backends/__init__.py``.
 
-Sections: scalar losses -> model prediction -> fused objective/gradient over
-rows -> update rules -> schedule -> epoch loop -> minimize loop.
+Sections: input scan -> scalar losses -> model prediction -> fused
+objective/gradient over rows -> update rules -> schedule -> epoch loop ->
+minimize loop.
 
 * One compilation per data dtype (float32, float64): the model, loss, update
   rule and schedule are integer codes switched on inside the kernels.  The
@@ -80,6 +81,9 @@ _jit = dict(cache=True, nogil=True, fastmath=_FM)
 _jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
 #: Small helpers called per row or per step are inlined into their callers.
 _jit_inline = dict(_jit, inline="always")
+#: No fast-math at all: the input scan relies on ``x - x`` being NaN for
+#: NaN and inf, which ``reassoc`` lets LLVM fold to 0.
+_jit_exact = dict(cache=True, nogil=True)
 
 
 def _make_prefetch(locality: int) -> Any:
@@ -120,6 +124,59 @@ def _address(typingctx, arr):
         return builder.ptrtoint(ary.data, ir.IntType(64))
 
     return types.int64(arr), codegen
+
+
+# ---------------------------------------------------------------- input scan
+
+
+@njit(**_jit_exact, inline="always")
+def _nonfinite_span(a, lo, hi):
+    """0 when a[lo:hi] is all finite, NaN otherwise: ``x - x`` is NaN exactly
+    for NaN and +-inf, and NaN survives any sum.  Eight running sums let the
+    loop vectorize without reassociating (reading is the cost)."""
+    z = a.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    k = lo
+    while k + 8 <= hi:
+        s0 += a[k] - a[k]
+        s1 += a[k + 1] - a[k + 1]
+        s2 += a[k + 2] - a[k + 2]
+        s3 += a[k + 3] - a[k + 3]
+        s4 += a[k + 4] - a[k + 4]
+        s5 += a[k + 5] - a[k + 5]
+        s6 += a[k + 6] - a[k + 6]
+        s7 += a[k + 7] - a[k + 7]
+        k += 8
+    while k < hi:
+        s0 += a[k] - a[k]
+        k += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(**_jit_exact, parallel=True)
+def _nonfinite_parallel(a, n_chunks):
+    n = a.shape[0]
+    part = np.empty(n_chunks)
+    for c in prange(n_chunks):
+        part[c] = _nonfinite_span(a, (c * n) // n_chunks, ((c + 1) * n) // n_chunks)
+    return part.sum()
+
+
+@njit(**_jit_exact)
+def _nonfinite_serial(a):
+    return _nonfinite_span(a, 0, a.shape[0])
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when no element of the C-contiguous float array ``a`` is NaN or +-inf.
+
+    One read of ``a``, parallel over chunks for large arrays.
+    """
+    flat = _ro(a.reshape(-1))
+    if flat.shape[0] < PARALLEL_MIN:
+        return bool(_nonfinite_serial(flat) == 0.0)
+    _threads()
+    return bool(_nonfinite_parallel(flat, min(64, flat.shape[0] // BLOCK_ELEMS)) == 0.0)
 
 
 # ---------------------------------------------------------------- losses

@@ -7,8 +7,9 @@ Written for clarity, not speed: every compiled backend (``_numba.py``,
 names and argument order, and is tested against this file.  See
 ``fastgd/backends/__init__.py`` for the shapes and dtypes of the arguments.
 
-Sections: scalar losses -> model prediction -> fused objective/gradient over
-rows -> update rules -> schedule -> epoch loop -> minimize loop.
+Sections: input scan -> scalar losses -> model prediction -> fused
+objective/gradient over rows -> update rules -> schedule -> epoch loop ->
+minimize loop.
 
 Rows are processed in blocks of ``BLOCK`` so that no temporary of length n is
 ever allocated (a 1e7-row fit stays within a few MB of X itself).  Sums over
@@ -24,6 +25,23 @@ from typing import Callable
 import numpy as np
 
 BLOCK = 1 << 14
+
+# ---------------------------------------------------------------- input scan
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when no element of the C-contiguous float array ``a`` is NaN or +-inf.
+
+    The validation layer calls this before any kernel; on ``False`` it scans
+    again to name the first bad position.
+    """
+    flat = a.reshape(-1)
+    step = BLOCK * 4  # a 64 KB boolean temporary
+    for lo in range(0, flat.shape[0], step):
+        if not np.isfinite(flat[lo:lo + step]).all():
+            return False
+    return True
+
 
 # ---------------------------------------------------------------- losses
 # loss 0: mse    rho = r**2                 psi = 2 r
