@@ -503,6 +503,43 @@ def _sgd_case(backend: str) -> Case:
     return Case(backend, "backend", backend, (), prepare)
 
 
+def _sgd_kernel_case(backend: str) -> Case:
+    """The compiled SGD epoch alone: ``run`` on validated arrays with the order
+    already drawn (what ``fit`` adds on top: the NaN/inf scan of X and y, the
+    shuffle, the final objective pass)."""
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        from . import _registry as reg
+        X, y = data.linear(np.float64)
+        lr = _auto_lr(data, True)
+        n, p = X.shape
+        be = _be(backend)
+        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        np.random.default_rng(0).shuffle(order)  # the order fit(seed=0) draws
+        order = order[None, :]
+        ref = data.memo(("sgd_fit", backend), lambda: fastgd.fit(
+            X, y, optimizer="gd", lr=lr, batch_size=1, max_iter=1, tol=0.0, seed=0, record=None,
+            backend=backend))
+        gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
+        hp = np.zeros(len(reg.HP_ORDER))
+        sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
+        l2w = np.zeros(p + 1)
+
+        def fn():
+            theta = np.zeros(p + 1)
+            be.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
+                   lr, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
+                   np.empty(0), np.empty((0, p + 1)))
+            return theta
+
+        def check(theta) -> dict[str, Any]:
+            err = _rel_err(theta[:p], ref.coef)
+            assert err <= 1e-12, err  # the same epoch as fit(seed=0)
+            return {"rel_err_vs_fit": err}
+        return Prepared(fn, check, note="epoch kernel only (order drawn, data validated)")
+    return Case(f"{backend} (epoch kernel)", "backend", backend, (), prepare)
+
+
 def _sgd_sklearn_case() -> Case:
     def prepare(data: Data) -> Prepared:
         from sklearn.exceptions import ConvergenceWarning
@@ -757,7 +794,9 @@ def problems() -> list[Problem]:
         Problem("gd_fit", "full-batch gd fit of P, fixed epochs, lr = 1/L",
                 tuple(_gd_case(b) for b in names), family="fit"),
         Problem("sgd_epoch", "one shuffled SGD epoch on P (batch_size=1, constant lr)",
-                tuple(_sgd_case(b) for b in names) + (_sgd_sklearn_case(),), family="fit"),
+                tuple(_sgd_case(b) for b in names)
+                + tuple(_sgd_kernel_case(b) for b in names if b != "numpy")
+                + (_sgd_sklearn_case(),), family="fit"),
         Problem("adam_fit", "mini-batch Adam fit of P, fixed epochs",
                 tuple(_adam_case(b) for b in names), family="fit"),
         Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (nesterov, lr=0.3)",
