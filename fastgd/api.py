@@ -283,6 +283,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     seed : int, numpy Generator or None
         Seeds the per-epoch sample order.
     backend : {"auto", "numpy", "numba", "cython"}
+        ``"auto"``: the compiled backend the benchmarks show faster for the job
+        (Cython; numba for mini-batches), else numpy.
     record : {"loss", "params", None}
         ``"loss"`` keeps the objective per epoch, ``"params"`` also the parameters.
     callback : callable, optional
@@ -348,6 +350,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         theta[p] = icpt0
     l2w = _l2_weights(l2, p, model, xscale, dt)
     stochastic = batch_size is not None and batch_size < n
+    if backend == "auto" and stochastic and batch_size > 1:
+        bname, be = resolve(backend, job="minibatch")
     # the generator is only needed for sample orders (seed is validated either way)
     rng = val.as_rng(seed) if stochastic or seed is not None else None
     if lr0 is None:

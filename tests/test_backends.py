@@ -143,3 +143,20 @@ def test_all_finite_extremes_are_finite(backend):
         info = np.finfo(dt)
         a = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, -0.0] * 5, dtype=dt)
         assert mod.all_finite(a) is True
+
+
+def test_auto_picks_the_faster_compiled_backend_for_the_job():
+    """Cython by default, numba for mini-batches (the full-size benchmarks' ranking)."""
+    from fastgd.backends import AUTO_ORDER, AUTO_ORDER_BY_JOB
+    X, y, _, _ = small_linear()
+
+    def first(order):
+        return next(b for b in order if b in fastgd.available_backends())
+
+    assert fastgd.fit(X, y, max_iter=3).backend == first(AUTO_ORDER)
+    assert fastgd.fit(X, y, batch_size=1, max_iter=3, seed=0).backend == first(AUTO_ORDER)
+    assert fastgd.fit(X, y, batch_size=len(y), max_iter=3).backend == first(AUTO_ORDER)
+    mb = fastgd.fit(X, y, batch_size=7, max_iter=3, seed=0)
+    assert mb.backend == first(AUTO_ORDER_BY_JOB["minibatch"])
+    ref = fastgd.fit(X, y, batch_size=7, max_iter=3, seed=0, backend="numpy")
+    np.testing.assert_allclose(mb.coef, ref.coef, rtol=1e-9)

@@ -77,7 +77,14 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 }
 
 #: ``backend="auto"`` takes the first available of these (compiled first).
+#: Cython is the faster compiled backend, or level, in the full-size
+#: benchmarks (``fastgd bench``, bench/results.txt) for loss_and_grad, full
+#: batches, single-sample SGD, polynomial and tiny fits.
 AUTO_ORDER: tuple[str, ...] = ("cython", "numba", "numpy")
+#: Jobs where the benchmarks rank the backends differently.  "minibatch":
+#: 1 < batch_size < n_samples (mini-batch Adam on P: numba 279 ms, Cython
+#: 370 ms).
+AUTO_ORDER_BY_JOB: dict[str, tuple[str, ...]] = {"minibatch": ("numba", "cython", "numpy")}
 
 _loaded: dict[str, ModuleType] = {}
 _failed: dict[str, str] = {}
@@ -119,8 +126,11 @@ def available_backends() -> list[str]:
     return [name for name in _BACKENDS if _load(name) is not None]
 
 
-def resolve(name: str) -> tuple[str, ModuleType]:
+def resolve(name: str, job: str | None = None) -> tuple[str, ModuleType]:
     """Turn ``"auto"`` or a backend name into ``(name, module)``.
+
+    ``job`` (a key of ``AUTO_ORDER_BY_JOB``, or None) picks the order in which
+    ``"auto"`` tries the backends; an explicit name ignores it.
 
     Raises
     ------
@@ -132,7 +142,7 @@ def resolve(name: str) -> tuple[str, ModuleType]:
     if not isinstance(name, str):
         raise TypeError(f"backend must be a str, got {type(name).__name__}")
     if name == "auto":
-        for cand in AUTO_ORDER:
+        for cand in AUTO_ORDER_BY_JOB.get(job or "", AUTO_ORDER):
             mod = _load(cand)
             if mod is not None:
                 return cand, mod
