@@ -126,7 +126,7 @@ def plot(data: list[tuple[str, str, float]], info: dict[str, Any], out: str) -> 
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(values) + 1.6))
     bars = ax.barh(ypos, values, color=colours, height=0.8)
     for bar, lab in zip(bars, labels):
-        if "(kernel)" in lab:  # the compiled pass alone, without input validation
+        if "kernel)" in lab:  # the compiled pass or epoch alone, without input validation
             bar.set_hatch("///")
             bar.set_edgecolor("white")
     ax.set_xscale("log")
