@@ -424,7 +424,14 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     finally:
         bar.close()
 
-    if status == 2 and not check_finite:  # NaN/inf in the data: the error names it
+    if status == 2 or not math.isfinite(f) or (stochastic and not need_obj):
+        with np.errstate(over="ignore", invalid="ignore"):
+            f = be.objective(model, lspec.code, Xc, yc, theta, xscale, delta, l2w)
+        if math.isnan(f):  # e.g. 0 * inf in the penalty of an overflowing coefficient
+            f = math.inf
+    if not check_finite and (status == 2 or not math.isfinite(f)):
+        # NaN/inf in the data: the error names it.  (Huber's clipped slope keeps
+        # the parameters finite on an infinite y, so the objective is checked too.)
         val.check_finite("X", Xc)
         val.check_finite("y", yc)
     if status == 2:
@@ -432,11 +439,6 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
             f"fit diverged in epoch {epoch + 1} (non-finite objective or parameters); "
             f"returning the last finite parameters. Use a smaller lr (was {lr0:.3g}) "
             "or lr='auto'.", DivergenceWarning, stacklevel=2)
-    if status == 2 or not math.isfinite(f) or (stochastic and not need_obj):
-        with np.errstate(over="ignore", invalid="ignore"):
-            f = be.objective(model, lspec.code, Xc, yc, theta, xscale, delta, l2w)
-        if math.isnan(f):  # e.g. 0 * inf in the penalty of an overflowing coefficient
-            f = math.inf
     hist = History(loss=hist_loss[:epoch + 1] if record is not None else np.empty(0))
     if record == "params":
         hp_out = hist_params[:epoch + 1].copy()

@@ -322,3 +322,16 @@ def test_fit_check_finite_false_still_names_bad_data(backend, batch):
     a = fastgd.fit(X2, y2, batch_size=batch, max_iter=5, seed=0, backend=backend, check_finite=False)
     b = fastgd.fit(X2, y2, batch_size=batch, max_iter=5, seed=0, backend=backend)
     np.testing.assert_array_equal(a.coef, b.coef)
+
+
+@pytest.mark.parametrize("batch", [None, 1, 4])
+@pytest.mark.parametrize("record", [None, "loss"])
+def test_fit_check_finite_false_names_inf_y_under_huber(backend, batch, record):
+    """Huber's slope is bounded: an infinite y leaves the parameters finite, so
+    only the objective shows it; the fit must still raise, naming y."""
+    X, y, _, _ = small_linear()
+    y = y.copy()
+    y[9] = np.inf
+    with pytest.raises(ValueError, match="y contains inf at position 9"):
+        fastgd.fit(X, y, loss="huber", batch_size=batch, record=record, max_iter=3, seed=0,
+                   backend=backend, check_finite=False)
