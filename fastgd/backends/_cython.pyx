@@ -370,6 +370,12 @@ def max_threads() -> int:
     return fastgd_max_threads()
 
 
+cdef inline int _team_size(Py_ssize_t n_chunks) noexcept nogil:
+    """Threads for a row-parallel pass: all available, at most one per chunk."""
+    cdef int k = fastgd_max_threads()
+    return <int>n_chunks if k > n_chunks else k
+
+
 # ---------------------------------------------------------------- input scan
 
 
@@ -402,9 +408,7 @@ cdef bint _all_finite_flat(const floating* a, Py_ssize_t n) noexcept nogil:
     cdef int nthreads
     if nch == 1:
         return _nonfinite_span(a, 0, n) == 0
-    nthreads = fastgd_max_threads()
-    if nthreads > nch:
-        nthreads = <int>nch
+    nthreads = _team_size(nch)
     for c in prange(nch, schedule="static", num_threads=nthreads):
         part[c] = _nonfinite_span(a, (c * n) // nch, ((c + 1) * n) // nch)
     for c in range(nch):
@@ -674,9 +678,7 @@ cdef double _og_all(int model, int loss, const floating* X, const floating* y, P
     memset(acc, 0, m * sizeof(double))
     if nch == 1:
         return _og_chunk(model, loss, X, y, ncol, p, theta, xs, delta, 0, n, acc, want_grad)
-    nthreads = fastgd_max_threads()
-    if nthreads > nch:
-        nthreads = <int>nch
+    nthreads = _team_size(nch)
     for c in prange(nch, schedule="dynamic", num_threads=nthreads):
         lo = (c * n) // nch
         hi = ((c + 1) * n) // nch
@@ -776,9 +778,7 @@ cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_
     if nch == 1:
         _moments_chunk(X, y, p, xs, 0, n, mom)
         return
-    nthreads = fastgd_max_threads()
-    if nthreads > nch:
-        nthreads = <int>nch
+    nthreads = _team_size(nch)
     for c in prange(nch, schedule="dynamic", num_threads=nthreads):
         lo = (c * n) // nch
         hi = ((c + 1) * n) // nch
@@ -860,9 +860,7 @@ cdef void _lsq_stats(int model, const floating* X, const floating* y, Py_ssize_t
         return
     nch = _gram_chunks(n, p)
     stride = _stride(size)
-    nthreads = fastgd_max_threads()
-    if nthreads > nch:
-        nthreads = <int>nch
+    nthreads = _team_size(nch)
     for c in prange(nch, schedule="dynamic", num_threads=nthreads):
         lo = (c * n) // nch
         hi = ((c + 1) * n) // nch
