@@ -3,7 +3,8 @@
 The problems, their cases and sizes come from :mod:`fastgd._problems` (the
 pytest-benchmark suite in ``bench/`` runs the same ones).  For every problem
 and case: the median over ``--repeats`` runs (after one untimed first call,
-which compiles or loads the JIT cache and is reported separately), the speedup
+which compiles or loads the JIT cache and is reported separately; the cases of
+a problem take turns, one run each per round), the speedup
 against the problem's reference (the numpy backend), and for the memory-bound
 ``loss_and_grad`` problems the achieved GB/s over the bytes of X and y and its
 fraction of the machine's read bandwidth, measured in the same run by the
@@ -253,6 +254,28 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _inner_calls(fn: Callable[[], Any], once: float | None) -> int:
+    """Calls per timed run: enough that one run lasts about ``_MIN_RUN_S``.
+
+    ``once``: a known duration of one call (else one untimed call measures it).
+    """
+    if once is None or once < _MIN_RUN_S:
+        t0 = time.perf_counter()
+        fn()
+        once = time.perf_counter() - t0
+    if once >= _MIN_RUN_S:
+        return 1
+    return min(100_000, max(1, math.ceil(_MIN_RUN_S / max(once, 1e-7))))
+
+
+def _timed_run(fn: Callable[[], Any], inner: int) -> float:
+    """One timed run of ``inner`` calls; seconds per call."""
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
 def time_call(fn: Callable[[], Any], repeats: int, once: float | None = None
               ) -> tuple[list[float], int]:
     """``repeats`` timed runs of ``fn`` (after warm-up); seconds per call, and calls per run.
@@ -261,27 +284,20 @@ def time_call(fn: Callable[[], Any], repeats: int, once: float | None = None
     timer resolution and loop overhead do not matter.  ``once``: a known
     duration of one call (else one more untimed call measures it).
     """
-    if once is None or once < _MIN_RUN_S:
-        t0 = time.perf_counter()
-        fn()
-        once = time.perf_counter() - t0
-    inner = 1 if once >= _MIN_RUN_S else min(100_000, max(1, math.ceil(_MIN_RUN_S / max(once, 1e-7))))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return times, inner
+    inner = _inner_calls(fn, once)
+    return [_timed_run(fn, inner) for _ in range(repeats)], inner
 
 
-def run_case(prob: P.Problem, case: P.Case, data: P.Data, repeats: int) -> Result:
-    """Warm up, check and time one case."""
-    res = Result(prob.name, case.label, case.kind, case.backend)
+def _start_case(case: P.Case, res: Result, data: P.Data) -> P.Prepared | None:
+    """Prepare, call once (untimed: JIT compilation or cache loading) and check one case.
+
+    Returns the prepared case, or None when it is skipped or failed (``res``
+    says why).
+    """
     reason = case.missing()
     if reason:
         res.status, res.reason = "skipped", reason
-        return res
+        return None
     try:
         prep = case.prepare(data)
         t0 = time.perf_counter()
@@ -291,21 +307,55 @@ def run_case(prob: P.Problem, case: P.Case, data: P.Data, repeats: int) -> Resul
             res.extra.update(prep.check(out))
         # a first call without JIT compilation tells how long one call takes
         hint = res.first_call if case.backend in (None, "numpy") else None
-        times, res.inner = time_call(prep.fn, repeats, hint)
+        res.inner = _inner_calls(prep.fn, hint)
     except P.Unavailable as exc:
         res.status, res.reason = "skipped", str(exc)
-        return res
+        return None
     except Exception as exc:  # report and go on with the other cases
         res.status, res.reason = "error", f"{type(exc).__name__}: {exc}"
-        return res
+        return None
     res.factor, res.note = prep.factor, prep.note
     res.extra["offset_s"] = prep.offset
-    res.times = [prep.report(t) for t in times]
-    res.median = float(np.median(res.times))
-    if prob.nbytes is not None:
-        res.nbytes = prob.nbytes(data)
-        res.gbps = res.nbytes / res.median / 1e9
-    return res
+    return prep
+
+
+def run_cases(prob: P.Problem, cases: list[P.Case], data: P.Data, repeats: int,
+              tick: Callable[[str], None] | None = None) -> list[Result]:
+    """Warm up, check and time the cases of one problem, side by side.
+
+    Every case is prepared and called once first; then each of the
+    ``repeats`` rounds times one run of every case in turn, so that a change
+    in the machine's load (other processes, memory traffic) during the
+    problem falls on all its cases alike, and their ratios -- speedups,
+    fractions of the read probe -- compare runs made at the same time.
+    ``tick(label)`` is called as each case is prepared.
+    """
+    results = [Result(prob.name, c.label, c.kind, c.backend) for c in cases]
+    live: list[tuple[Result, P.Prepared]] = []
+    for case, res in zip(cases, results):
+        if tick is not None:
+            tick(case.label)
+        prep = _start_case(case, res, data)
+        if prep is not None:
+            live.append((res, prep))
+    raw: dict[int, list[float]] = {id(res): [] for res, _ in live}
+    for _ in range(repeats):
+        for res, prep in live:
+            if res.status != "ok":
+                continue
+            try:
+                raw[id(res)].append(_timed_run(prep.fn, res.inner))
+            except Exception as exc:
+                res.status, res.reason = "error", f"{type(exc).__name__}: {exc}"
+    for res, prep in live:
+        if res.status != "ok":
+            continue
+        res.times = [prep.report(t) for t in raw[id(res)]]
+        res.median = float(np.median(res.times))
+        if prob.nbytes is not None:
+            res.nbytes = prob.nbytes(data)
+            res.gbps = res.nbytes / res.median / 1e9
+    return results
 
 
 def _finish_problem(prob: P.Problem, results: list[Result]) -> dict[str, Any]:
@@ -468,7 +518,8 @@ def format_results(problems: list[P.Problem], results: list[Result], summaries: 
                 _fmt_time(r.first_call), mark])
     lines = _table(rows, header, right={1, 2, 3, 4, 5})
     lines.append("")
-    lines.append(f"median of {repeats} timed runs after one untimed first call ('1st call': "
+    lines.append(f"median of {repeats} timed runs, the cases of a problem taking turns (one run "
+                 f"each per round), after one untimed first call ('1st call': "
                  f"includes JIT compilation or loading numba's cache); speedup = reference "
                  f"median / median.")
     probes = {k: v for k, v in summaries.items() if v}
@@ -566,13 +617,12 @@ def run_problems(sizes: P.Sizes, problems: list[P.Problem], wanted: set[str] | N
     try:
         for prob in problems:
             mine = [c for (p, c) in tasks if p is prob]
-            got = []
-            for case in mine:
+
+            def tick(label: str, name: str = prob.name) -> None:
                 if bar is not None:
-                    bar.set_description(f"{prob.name}: {case.label}"[:60])
-                got.append(run_case(prob, case, data, repeats))
-                if bar is not None:
+                    bar.set_description(f"{name}: {label}"[:60])
                     bar.update(1)
+            got = run_cases(prob, mine, data, repeats, tick)
             summaries[prob.name] = _finish_problem(prob, got)
             results += got
     finally:
