@@ -41,6 +41,8 @@ from . import _problems as P
 
 #: Calls shorter than this are repeated inside one timed run (timer resolution).
 _MIN_RUN_S = 0.02
+#: Longest wait for idle threads before a timed run (see ``_settle``).
+_SETTLE_MAX_S = 0.5
 
 
 # ---------------------------------------------------------------- options
@@ -268,8 +270,29 @@ def _inner_calls(fn: Callable[[], Any], once: float | None) -> int:
     return min(100_000, max(1, math.ceil(_MIN_RUN_S / max(once, 1e-7))))
 
 
+def _settle(limit: float = _SETTLE_MAX_S, step: float = 0.005) -> float:
+    """Wait until no thread of this process is busy; returns the seconds waited.
+
+    Thread pools keep spinning for a while after a parallel call (OpenMP's
+    about 10 ms, OpenBLAS's about 0.1 s), and spinning threads take cores from
+    whatever runs next: a case timed right after another backend's call would
+    pay for that backend's threads.  Waits until the process uses less than
+    20% of a core over ``step`` seconds, at most ``limit`` seconds.
+    """
+    t0 = time.perf_counter()
+    cpu = time.process_time()
+    while time.perf_counter() - t0 < limit:
+        time.sleep(step)
+        now = time.process_time()
+        if now - cpu < 0.2 * step:
+            break
+        cpu = now
+    return time.perf_counter() - t0
+
+
 def _timed_run(fn: Callable[[], Any], inner: int) -> float:
-    """One timed run of ``inner`` calls; seconds per call."""
+    """One timed run of ``inner`` calls, after :func:`_settle`; seconds per call."""
+    _settle()
     t0 = time.perf_counter()
     for _ in range(inner):
         fn()
@@ -327,7 +350,8 @@ def run_cases(prob: P.Problem, cases: list[P.Case], data: P.Data, repeats: int,
     ``repeats`` rounds times one run of every case in turn, so that a change
     in the machine's load (other processes, memory traffic) during the
     problem falls on all its cases alike, and their ratios -- speedups,
-    fractions of the read probe -- compare runs made at the same time.
+    fractions of the read probe -- compare runs made at the same time.  Each
+    run starts once the previous case's thread pool has gone idle.
     ``tick(label)`` is called as each case is prepared.
     """
     results = [Result(prob.name, c.label, c.kind, c.backend) for c in cases]
@@ -519,7 +543,8 @@ def format_results(problems: list[P.Problem], results: list[Result], summaries: 
     lines = _table(rows, header, right={1, 2, 3, 4, 5})
     lines.append("")
     lines.append(f"median of {repeats} timed runs, the cases of a problem taking turns (one run "
-                 f"each per round), after one untimed first call ('1st call': "
+                 f"each per round, started once the previous run's threads are idle), after one "
+                 f"untimed first call ('1st call': "
                  f"includes JIT compilation or loading numba's cache); speedup = reference "
                  f"median / median.")
     probes = {k: v for k, v in summaries.items() if v}

@@ -103,6 +103,24 @@ def test_results_do_not_depend_on_the_thread_count(loss):
     assert np.array_equal(one[1], many[1])
 
 
+def test_results_do_not_depend_on_the_scheduling_and_leave_it_alone():
+    """fastgd schedules its parallel loops dynamically, and restores the caller's chunk size."""
+    import numba
+    X, y, coef, b = _big()
+    before = numba.get_parallel_chunksize()
+    try:
+        results = []
+        for user_chunk in (0, 1, 7):
+            numba.set_parallel_chunksize(user_chunk)
+            results.append(fastgd.loss_and_grad(X, y, 0.5 * coef, b, backend="numba"))
+            fastgd.fit(X, y, backend="numba", max_iter=2, lr=0.01)
+            assert numba.get_parallel_chunksize() == user_chunk
+    finally:
+        numba.set_parallel_chunksize(before)
+    for got in results[1:]:
+        assert got[0] == results[0][0] and np.array_equal(got[1], results[0][1])
+
+
 def test_parallel_pass_matches_the_reference():
     X, y, coef, b = _big()
     for loss in ("mse", "huber"):

@@ -61,6 +61,8 @@ _FM = set(_config.FASTMATH)
 #: Target number of X elements per row block (1 MB of float64: few enough blocks
 #: that scheduling them costs nothing next to streaming them, many per thread).
 BLOCK_ELEMS = 1 << 17
+#: Iterations of a ``prange`` loop a thread takes at a time (see ``_Parallel``).
+SCHEDULE_CHUNK = 4
 #: Below this many X elements a pass over the rows runs serially (thread
 #: start-up would cost more than it saves).
 PARALLEL_MIN = 1 << 17
@@ -176,8 +178,8 @@ def all_finite(a: np.ndarray) -> bool:
     flat = _ro(a.reshape(-1))
     if flat.shape[0] < PARALLEL_MIN:
         return bool(_nonfinite_serial(flat) == 0.0)
-    _threads()
-    return bool(_nonfinite_parallel(flat, min(64, flat.shape[0] // BLOCK_ELEMS)) == 0.0)
+    with _Parallel(flat.shape[0]):
+        return bool(_nonfinite_parallel(flat, min(64, flat.shape[0] // BLOCK_ELEMS)) == 0.0)
 
 
 # ---------------------------------------------------------------- losses
@@ -656,10 +658,38 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return v
 
 
-def _threads() -> None:
-    k = _config.num_threads()
-    if k is not None:
-        numba.set_num_threads(min(k, numba.config.NUMBA_NUM_THREADS))
+class _Parallel:
+    """The context of every call into compiled code that may run in parallel.
+
+    fastgd's thread cap (:func:`fastgd._config.set_num_threads`); the lock
+    when numba's threading layer is not thread safe; and, when ``size``
+    (elements of the data) is large enough for the parallel kernels, dynamic
+    scheduling: threads take ``SCHEDULE_CHUNK`` iterations of a ``prange``
+    loop at a time instead of one equal share each, so a thread slowed down
+    (by another process on its core) does not leave the others idle at the
+    end of a pass.  Results do not depend on the scheduling: every iteration
+    writes its own slot.
+    """
+
+    __slots__ = ("_size", "_lock", "_prev")
+
+    def __init__(self, size: int):
+        self._size = size
+
+    def __enter__(self) -> None:
+        k = _config.num_threads()
+        if k is not None:
+            numba.set_num_threads(min(k, numba.config.NUMBA_NUM_THREADS))
+        self._lock = _config.parallel_lock()
+        self._lock.__enter__()
+        # numba's chunk size is per thread; set_parallel_chunksize returns the old one
+        self._prev = (numba.set_parallel_chunksize(SCHEDULE_CHUNK)
+                      if self._size >= PARALLEL_MIN else None)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._prev is not None:
+            numba.set_parallel_chunksize(self._prev)
+        self._lock.__exit__(*exc)
 
 
 def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -677,8 +707,7 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     >>> g.tolist()
     [-5.0, -3.0]
     """
-    _threads()
-    with _config.parallel_lock():
+    with _Parallel(X.size):
         return _objective_grad_entry(int(model), int(loss), _ro(X), _ro(y), theta,
                                      float(xscale), float(delta), l2w, int(fit_icpt), grad)
 
@@ -695,8 +724,7 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     >>> _numba.objective(0, 1, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2))
     1.0
     """
-    _threads()
-    with _config.parallel_lock():
+    with _Parallel(X.size):
         return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale),
                                 float(delta), l2w)
 
@@ -992,8 +1020,7 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     >>> status, round(float(theta[0]), 6)
     (1, 2.0)
     """
-    _threads()
-    with _config.parallel_lock():
+    with _Parallel(X.size):
         return _run(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale), float(delta),
                     l2w, int(fit_icpt), int(opt), hp, state, int(t0), int(sched), float(lr0),
                     sched_hp, int(epoch0), int(n_epochs), int(batch_size), order, float(tol),
