@@ -352,34 +352,24 @@ def _n_blocks(X):
     return (X.shape[0] + rb - 1) // rb
 
 
+@njit(**_jit_inline)
+def _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t):
+    """Block b's sums of ``_rows`` into part_f[b] and part_g[b] (``part_t[b]``: scratch)."""
+    rb = _block_rows(X)
+    lo = b * rb
+    hi = min(lo + rb, X.shape[0])
+    acc = part_g[b]
+    for j in range(acc.shape[0]):
+        acc[j] = 0.0
+    part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
+                      part_t[b])
+
+
 @njit(**_jit_par)
 def _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
                      part_t):
-    n = X.shape[0]
-    rb = _block_rows(X)
     for b in prange(part_f.shape[0]):
-        lo = b * rb
-        hi = min(lo + rb, n)
-        acc = part_g[b]
-        for j in range(acc.shape[0]):
-            acc[j] = 0.0
-        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
-                          part_t[b])
-
-
-@njit(**_jit_inline)
-def _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
-                     part_t):
-    n = X.shape[0]
-    rb = _block_rows(X)
-    for b in range(part_f.shape[0]):
-        lo = b * rb
-        hi = min(lo + rb, n)
-        acc = part_g[b]
-        for j in range(acc.shape[0]):
-            acc[j] = 0.0
-        part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
-                          part_t[b])
+        _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t)
 
 
 @njit(**_jit)
@@ -389,8 +379,8 @@ def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, p
         _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
                          part_t)
     else:
-        _blocks_serial(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
-                         part_t)
+        for b in range(part_f.shape[0]):
+            _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t)
     f = 0.0
     for j in range(acc.shape[0]):
         acc[j] = 0.0
