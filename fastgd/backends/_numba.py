@@ -358,11 +358,12 @@ def _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g
     rb = _block_rows(X)
     lo = b * rb
     hi = min(lo + rb, X.shape[0])
-    acc = part_g[b]
-    for j in range(acc.shape[0]):
+    p1 = theta.shape[0]
+    acc = part_g[b, :p1]  # the rows of part_g and part_t are padded (``_padded``)
+    for j in range(p1):
         acc[j] = 0.0
     part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
-                      part_t[b])
+                      part_t[b, :p1])
 
 
 @njit(**_jit_par)
@@ -409,10 +410,19 @@ def _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, par
 
 
 @njit(**_jit)
+def _padded(width, itemsize):
+    """A row length of at least ``width`` items plus one spare cache line, so that the
+    rows of a per-block buffer written by different threads never share a cache line."""
+    per_line = max(1, 64 // itemsize)
+    return ((width + per_line - 1) // per_line + 1) * per_line
+
+
+@njit(**_jit)
 def _buffers(X, theta):
     nb = _n_blocks(X)
     p1 = theta.shape[0]
-    return np.empty(nb), np.empty((nb, p1)), np.empty((nb, p1), X.dtype), np.empty(p1)
+    return (np.empty(nb), np.empty((nb, _padded(p1, 8))),
+            np.empty((nb, _padded(p1, X.itemsize)), X.dtype), np.empty(p1))
 
 
 @njit(**_jit)
@@ -555,11 +565,11 @@ def _stat_rows(model, X, y, xscale, lo, hi, st):
 
 
 @njit(**_jit_par)
-def _stats_parallel(model, X, y, xscale, rb, part):
+def _stats_parallel(model, X, y, xscale, rb, part, size):
     n = X.shape[0]
     for b in prange(part.shape[0]):
         lo = b * rb
-        acc = part[b]
+        acc = part[b, :size]  # rows padded (``_padded``)
         acc[:] = 0.0
         _stat_rows(model, X, y, xscale, lo, min(lo + rb, n), acc)
 
@@ -576,13 +586,13 @@ def _lsq_stats(model, X, y, xscale, p):
         size = p1 * p1 + p1 + 1
         rb = max(1, (n + 7) // 8)  # few blocks: each holds a whole G
     nb = (n + rb - 1) // rb
-    part = np.empty((nb, size))
+    part = np.empty((nb, _padded(size, 8)))
     if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
-        _stats_parallel(model, X, y, xscale, rb, part)
+        _stats_parallel(model, X, y, xscale, rb, part, size)
     else:
         for b in range(nb):
             part[b, :] = 0.0
-            _stat_rows(model, X, y, xscale, b * rb, min(b * rb + rb, n), part[b])
+            _stat_rows(model, X, y, xscale, b * rb, min(b * rb + rb, n), part[b, :size])
     st = np.zeros(size)
     for b in range(nb):
         for m in range(size):
