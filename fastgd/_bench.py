@@ -362,19 +362,17 @@ def run_cases(prob: P.Problem, cases: list[P.Case], data: P.Data, repeats: int,
         prep = _start_case(case, res, data)
         if prep is not None:
             live.append((res, prep))
-    raw: dict[int, list[float]] = {id(res): [] for res, _ in live}
     for _ in range(repeats):
         for res, prep in live:
             if res.status != "ok":
                 continue
             try:
-                raw[id(res)].append(_timed_run(prep.fn, res.inner))
+                res.times.append(prep.report(_timed_run(prep.fn, res.inner)))
             except Exception as exc:
                 res.status, res.reason = "error", f"{type(exc).__name__}: {exc}"
-    for res, prep in live:
+    for res, _ in live:
         if res.status != "ok":
             continue
-        res.times = [prep.report(t) for t in raw[id(res)]]
         res.median = float(np.median(res.times))
         if prob.nbytes is not None:
             res.nbytes = prob.nbytes(data)
