@@ -2,8 +2,9 @@
 
 Lazy import, parallel kernels from several Python threads at once, results
 independent of the thread count, read-only and memory-mapped inputs, int64
-sample orders, divergence detection in compiled code, the compiled minimize
-loop, and the least-squares shortcut agreeing with the pass over the rows.
+sample orders, staged stochastic epochs taking the plain epoch's steps,
+divergence detection in compiled code, the compiled minimize loop, and the
+least-squares shortcut agreeing with the pass over the rows.
 """
 
 from __future__ import annotations
@@ -180,6 +181,77 @@ def test_int64_order_same_as_int32(batch_size):
     assert ra == rb
     assert np.array_equal(a[4], b[4])
     assert not np.array_equal(a[4], np.zeros(4))
+
+
+STAGED = [(opt, bs, degree, loss, dtype)
+          for opt in ("gd", "momentum", "adam") for bs in (1, 3) for degree in (None, 3)
+          for loss in ("mse", "huber") for dtype in (np.float64, np.float32)]
+
+
+@pytest.mark.parametrize("opt,batch_size,degree,loss,dtype", STAGED)
+def test_staged_epochs_take_the_same_steps(monkeypatch, opt, batch_size, degree, loss, dtype):
+    """Rows staged chunk by chunk by two threads: the same bits as the plain epoch.
+
+    Chunks of 3-4 batches, so chunk boundaries fall everywhere, and the two
+    staging threads race over every chunk (a row copied twice or never
+    would change the steps).
+    """
+    nb = _nb()
+    X, y, _, _ = fastgd.datasets.make_linear(2003, 6, noise=0.2, outliers=0.05, seed=5,
+                                             dtype=dtype)
+    if degree is not None:
+        X = X[:, 0]
+    kw = dict(optimizer=opt, batch_size=batch_size, degree=degree, loss=loss, l2=0.01,
+              lr=0.002 if degree else 0.01, max_iter=3, tol=0.0, seed=6, backend="numba")
+    plain = fastgd.fit(X, y, **kw)
+    rows = 4 * batch_size + (1 if batch_size == 1 else 0)
+    monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: rows)
+    staged = fastgd.fit(X, y, **kw)
+    assert plain.n_iter == staged.n_iter == 3
+    assert np.array_equal(plain.coef, staged.coef)
+    assert plain.intercept == staged.intercept
+    assert np.array_equal(plain.history.loss, staged.history.loss)
+
+
+def test_staged_epoch_with_one_thread_and_from_several_threads(monkeypatch):
+    """One thread runs both halves of every chunk in turn; concurrent fits stay apart."""
+    import numba
+    nb = _nb()
+    X, y, _, _ = fastgd.datasets.make_linear(3001, 9, seed=7)
+    kw = dict(batch_size=1, max_iter=2, tol=0.0, lr=0.01, seed=8, backend="numba")
+    plain = fastgd.fit(X, y, **kw)
+    monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: 50)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fastgd.fit(X, y, **kw)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one.coef, plain.coef) and one.intercept == plain.intercept
+    for got in run_concurrently([lambda: fastgd.fit(X, y, **kw)] * 4):
+        assert np.array_equal(got.coef, plain.coef) and got.intercept == plain.intercept
+
+
+def test_stage_rows_chooses_whole_batches_of_large_data(monkeypatch):
+    import numba
+    nb = _nb()
+    big = np.empty((nb.STAGE_MIN_BYTES // 800 + 1, 100))
+    small = np.empty((nb.STAGE_MIN_BYTES // 800, 100))  # just under
+    if numba.get_num_threads() >= 2:
+        assert nb._stage_rows(big, 1) == nb.STAGE_BYTES // 800
+        rows = nb._stage_rows(big, 7)
+        assert rows > 0 and rows % 7 == 0 and rows * 800 <= nb.STAGE_BYTES
+        big32 = np.empty((nb.STAGE_MIN_BYTES // 400 + 1, 100), np.float32)
+        assert nb._stage_rows(big32, 1) == nb.STAGE_BYTES // 400
+    assert nb._stage_rows(small, 1) == 0  # fits the caches
+    assert nb._stage_rows(big, 0) == 0  # full batch
+    assert nb._stage_rows(big, nb.STAGE_BYTES // 800 + 1) == 0  # a batch larger than a chunk
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert nb._stage_rows(big, 1) == 0  # nobody to stage
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_least_squares_shortcut_matches_the_row_pass():

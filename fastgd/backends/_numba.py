@@ -35,6 +35,10 @@ minimize loop.
   few steps ahead are prefetched (``llvm.prefetch``), so random row access
   does not wait on memory latency.  Single-sample gd on the linear model
   fuses each step with the next sample's dot product (two sweeps per row).
+  On data larger than the caches, with two threads or more, a second thread
+  stages the rows of the next chunk of ``order`` into a buffer, in visiting
+  order, while the first steps through the current chunk (``_staged_epoch``):
+  the random reads then overlap the steps.  Same steps, same bits.
 * Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
   ``isfinite``); the threading layer is chosen there too, before the first
   parallel kernel runs.
@@ -50,6 +54,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 from .. import _config
@@ -70,6 +75,14 @@ PARALLEL_MIN = 1 << 17
 #: L2, and then into L1.
 PREFETCH_FAR = 32
 PREFETCH_NEAR = 4
+#: Stochastic epochs over an ``X`` of at least this many bytes stage their rows
+#: (``_staged_epoch``) when two threads are available; smaller data stays in
+#: the caches, where random access costs little.
+STAGE_MIN_BYTES = 1 << 25
+#: Bytes of ``X`` rows per staged chunk (two chunk buffers in use at a time).
+STAGE_BYTES = 1 << 21
+#: Rows ahead of the current one the staging thread prefetches into L2.
+STAGE_PREFETCH = 16
 #: Rows whose gradient terms are summed in the data dtype before joining
 #: the float64 sums (linear model, full passes).
 _FLUSH = 128
@@ -438,13 +451,27 @@ def _objective_entry(model, loss, X, y, theta, xscale, delta, l2w):
     return _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc)
 
 
+@intrinsic
+def _readonly(typingctx, arr):
+    """The same array typed read-only, so it shares the kernels compiled for ``X``."""
+    if not isinstance(arr, types.Array):
+        return None
+    ro = arr.copy(readonly=True)
+
+    def codegen(context, builder, sig, args):
+        return impl_ret_borrowed(context, builder, sig.return_type, args[0])
+
+    return ro(arr), codegen
+
+
 @njit(**_jit_inline)
-def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc):
-    """acc = sum over rows idx[start:stop] of psi dpred; prefetches rows ahead."""
+def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc, prefetch):
+    """acc = sum over rows idx[start:stop] of psi dpred; optionally prefetches rows ahead."""
     for j in range(acc.shape[0]):
         acc[j] = 0.0
-    _prefetch_rows(X, y, idx, start + PREFETCH_FAR, stop + PREFETCH_FAR, False)
-    _prefetch_rows(X, y, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
+    if prefetch:
+        _prefetch_rows(X, y, idx, start + PREFETCH_FAR, stop + PREFETCH_FAR, False)
+        _prefetch_rows(X, y, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
     for q in range(start, stop):
         i = idx[q]
         r = predict_row(model, X, i, theta, xscale) - y[i]
@@ -484,7 +511,7 @@ def _prefetch_rows(X, y, idx, qlo, qhi, near):
 def _batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, start, stop,
                 grad):
     acc = np.empty(theta.shape[0])
-    _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc)
+    _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc, True)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
 
 
@@ -825,42 +852,202 @@ def _sample_step(model, opt, X, i, s, xscale, theta, l2w, fit_icpt, grad, state,
 
 
 @njit(**_jit_inline)
-def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, lr, grad, t):
-    """One epoch of single-sample plain gd on the linear model; returns t.
+def _prefetch_ahead(X, y, idx, q, prefetch):
+    """Prefetch the rows ``PREFETCH_FAR`` and ``PREFETCH_NEAR`` positions after ``q``."""
+    if prefetch:
+        _prefetch_rows(X, y, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
+        _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
+
+
+@njit(**_jit_inline)
+def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch):
+    """Single-sample plain gd on the linear model, rows idx[0..m-1]; returns (t, d).
 
     The step of sample q and the dot product of sample q+1 share one sweep
     over the coordinates (the next prediction needs exactly the updated
     coefficients), so each sample costs two passes over its row instead of
-    four, and the rows ahead are prefetched.
+    four.  ``d`` is row idx[0]'s dot product with the coefficients (NaN:
+    compute it); the returned ``d`` is that of row idx[m] when ``idx`` has
+    it, so a call continuing at that row takes exactly the steps of one call
+    over both parts.  The gradient stays in registers (``grad`` is scratch
+    for stochastic batches).
     """
     n = idx.shape[0]
     p = theta.shape[0] - 1
     dt = X.dtype.type
-    if n == 0:
-        return t
+    if m == 0:
+        return t, d
     i = idx[0]
-    d = dt(0.0)
-    for j in range(p):
-        d += X[i, j] * theta[j]
-    for q in range(n):
-        _prefetch_rows(X, y, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
-        _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
+    if math.isnan(d):
+        d = dt(0.0)
+        for j in range(p):
+            d += X[i, j] * theta[j]
+    for q in range(m):
+        _prefetch_ahead(X, y, idx, q, prefetch)
         r = (d + theta[p]) - y[i]
         s = psi(loss, r, delta)
         t += 1
         i_next = idx[q + 1] if q + 1 < n else i
         d = dt(0.0)
         for j in range(p):
-            grad[j] = s * X[i, j] + l2w[j] * theta[j]
-            theta[j] -= lr * grad[j]
+            g = s * X[i, j] + l2w[j] * theta[j]
+            theta[j] -= lr * g
             d += X[i_next, j] * theta[j]
         if fit_icpt:
-            grad[p] = s + l2w[p] * theta[p]
-        else:
-            grad[p] = 0
-        theta[p] -= lr * grad[p]
+            theta[p] -= lr * (s + l2w[p] * theta[p])
         i = i_next
-    return t
+    return t, d
+
+
+@njit(**_jit)
+def _epoch_rows(model, loss, opt, X, y, idx, m, theta, xscale, delta, l2w, fit_icpt, hp,
+                state, lr, batch_size, grad, acc, t, d, prefetch):
+    """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d).
+
+    ``m`` is a multiple of ``batch_size`` or the end of the epoch.  ``d``
+    carries the fused dot product of single-sample gd across calls (see
+    ``_sgd_gd_linear``); NaN elsewhere.  ``prefetch``: request the rows
+    ahead (off when ``X`` is a staged buffer, read in address order).
+    """
+    if batch_size == 1 and model == 0 and opt == 0:
+        return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
+                              prefetch)
+    if batch_size == 1:
+        for q in range(m):
+            _prefetch_ahead(X, y, idx, q, prefetch)
+            i = idx[q]
+            r = predict_row(model, X, i, theta, xscale) - y[i]
+            t += 1
+            _sample_step(model, opt, X, i, psi(loss, r, delta), xscale, theta, l2w, fit_icpt,
+                         grad, state, lr, hp, t)
+        return t, d
+    for start in range(0, m, batch_size):
+        stop = min(start + batch_size, m)
+        _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc, prefetch)
+        _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
+        t += 1
+        update(opt, theta, grad, state, lr, hp, t)
+    return t, d
+
+
+def _int64_slot(context, builder, arrty, arr, i):
+    ary = context.make_array(arrty)(context, builder, value=arr)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [i])
+
+
+def _is_int64_slot(arr: Any, i: Any) -> bool:
+    return (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1
+            and isinstance(i, types.Integer))
+
+
+# ``arr[i]`` read and written as atomic int64s (acquire / release): the two
+# staging threads of ``_staged_epoch`` publish their progress through them.
+
+@intrinsic
+def _load_acquire(typingctx, arr, i):
+    if not _is_int64_slot(arr, i):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _int64_slot(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(arr, i), codegen
+
+
+@intrinsic
+def _store_release(typingctx, arr, i, v):
+    if not (_is_int64_slot(arr, i) and isinstance(v, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _int64_slot(context, builder, sig.args[0], args[0], args[1])
+        builder.store_atomic(context.cast(builder, args[2], sig.args[2], types.int64), ptr,
+                             "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(arr, i, v), codegen
+
+
+@njit(**_jit_inline)
+def _stage_row(X, y, idx, q, lo, Xs, ys, ahead):
+    """Xs[q - lo], ys[q - lo] = X[idx[q]], y[idx[q]]; prefetches position q + ahead."""
+    if q + ahead >= 0:
+        _prefetch_rows(X, y, idx, q + ahead, q + ahead + 1, False)
+    i = idx[q]
+    for j in range(X.shape[1]):
+        Xs[q - lo, j] = X[i, j]
+    ys[q - lo] = y[i]
+
+
+@njit(**_jit_inline)
+def _stage(X, y, idx, lo, hi, Xs, ys, marks, back):
+    """Copy the rows of positions lo..hi-1 of ``idx`` into Xs, ys (row q to q - lo).
+
+    Two threads share the work: one from the front (``back`` False), one
+    from the back, each stopping where the other has got to.  No copy
+    depends on another, so with rows ahead prefetched many reads are in
+    flight at once.  ``marks[0]``: positions below it are taken by the front
+    thread; ``marks[8]`` (another cache line): positions from it on by the
+    back thread.  A thread publishes a position before or after copying it
+    (either order is safe), checks the other's mark before each row, and
+    copies every position it has published before the parallel region ends.
+    So every row is copied; a row may be copied twice, with the same bytes.
+    """
+    if back:
+        for q in range(hi - 1, lo - 1, -1):
+            if q < _load_acquire(marks, 0):
+                return
+            _store_release(marks, 8, q)
+            _stage_row(X, y, idx, q, lo, Xs, ys, -STAGE_PREFETCH)
+    else:
+        for q in range(lo, hi):
+            if q >= _load_acquire(marks, 8):
+                return
+            _store_release(marks, 0, q + 1)
+            _stage_row(X, y, idx, q, lo, Xs, ys, STAGE_PREFETCH)
+
+
+@njit(**_jit_par)
+def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, xscale, delta,
+                  l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch):
+    """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns t.
+
+    The epoch goes in chunks of ``rows`` positions of ``idx`` (a multiple of
+    ``batch_size``).  While one thread steps through chunk c, read from
+    buffer ``c % 2`` in address order (identity indices ``ident``), another
+    copies the rows of chunk c+1 into the other buffer, and the first joins
+    it when its steps are done (``_stage``).  A buffer holds one row more
+    than its chunk, the first of the next, for the dot product that
+    ``_sgd_gd_linear`` carries over.  The steps and their arithmetic are
+    those of one ``_epoch_rows`` call over ``idx``.  ``prefetch`` is passed
+    on to ``_epoch_rows`` (False: the buffers are read in address order; an
+    argument rather than a constant, so both callers share one compilation).
+    """
+    n = idx.shape[0]
+    tb = np.empty(1, np.int64)
+    db = np.empty(1, X.dtype)
+    tb[0] = t
+    db[0] = math.nan
+    marks = np.zeros(16, np.int64)
+    marks[8] = n
+    _stage(X, y, idx, 0, min(rows + 1, n), Xs[0], ys[0], marks, False)
+    for c in range((n + rows - 1) // rows):
+        lo = c * rows
+        hi = min(lo + rows, n)
+        nxt = min(hi + rows + 1, n)
+        marks[0] = hi
+        marks[8] = nxt
+        for task in prange(2):
+            b = (c + 1) % 2
+            if task == 0:
+                k = min(hi + 1, n) - lo
+                tb[0], db[0] = _epoch_rows(model, loss, opt, _readonly(Xs[c % 2]),
+                                           _readonly(ys[c % 2]), ident[:k], hi - lo, theta,
+                                           xscale, delta, l2w, fit_icpt, hp, state, lr,
+                                           batch_size, grad, acc, tb[0], db[0], prefetch)
+            _stage(X, y, idx, hi, nxt, Xs[b], ys[b], marks, task == 0)
+    return tb[0]
 
 
 # ---------------------------------------------------------------- schedule
@@ -901,7 +1088,7 @@ def _converged(theta, theta_prev, tol):
 @njit(**_jit)
 def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state, t0,
          sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-         grad, f0, hist_loss, hist_params):
+         grad, f0, hist_loss, hist_params, stage_rows):
     n = X.shape[0]
     p = theta.shape[0] - 1
     full = batch_size == 0
@@ -909,6 +1096,14 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
     rec_params = hist_params.shape[0] > 0
     theta_prev = np.empty_like(theta)
     part_f, part_g, part_t, acc = _buffers(X, theta)
+    # staging buffers (_staged_epoch): two chunks and identity indices
+    staged = stage_rows > 0
+    prefetch = not staged  # staged rows are read in address order
+    Xs = np.empty((2, stage_rows + 1, X.shape[1]), X.dtype)
+    ys = np.empty((2, stage_rows + 1), y.dtype)
+    ident = np.empty(stage_rows + 1, order.dtype)
+    for q in range(ident.shape[0]):
+        ident[q] = q
     t = t0
     # Full-batch least squares: one pass for G, c, S, then every epoch is O(p**2).
     use_lsq = full and loss == 0 and (model == 1 or n_epochs > p + 1)
@@ -959,23 +1154,14 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
                                     grad, part_f, part_g, part_t, acc)
         else:
             idx = order[k]
-            if batch_size == 1 and model == 0 and opt == 0:
-                t = _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, lr, grad, t)
-            elif batch_size == 1:
-                for q in range(n):
-                    _prefetch_rows(X, y, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
-                    _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
-                    i = idx[q]
-                    r = predict_row(model, X, i, theta, xscale) - y[i]
-                    t += 1
-                    _sample_step(model, opt, X, i, psi(loss, r, delta), xscale, theta, l2w,
-                                 fit_icpt, grad, state, lr, hp, t)
-            for start in range(0, n if batch_size > 1 else 0, batch_size):
-                stop = min(start + batch_size, n)
-                _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc)
-                _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
-                t += 1
-                update(opt, theta, grad, state, lr, hp, t)
+            if staged:
+                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
+                                  xscale, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
+                                  acc, t, prefetch)
+            else:
+                t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, xscale, delta, l2w,
+                                   fit_icpt, hp, state, lr, batch_size, grad, acc, t,
+                                   X.dtype.type(math.nan), prefetch)
             if need_obj:
                 f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t,
                                acc)
@@ -1024,7 +1210,21 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         return _run(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale), float(delta),
                     l2w, int(fit_icpt), int(opt), hp, state, int(t0), int(sched), float(lr0),
                     sched_hp, int(epoch0), int(n_epochs), int(batch_size), order, float(tol),
-                    int(need_obj), grad, float(f0), hist_loss, hist_params)
+                    int(need_obj), grad, float(f0), hist_loss, hist_params,
+                    _stage_rows(X, int(batch_size)))
+
+
+def _stage_rows(X: np.ndarray, batch_size: int) -> int:
+    """Rows per staged chunk of a stochastic epoch (``_staged_epoch``); 0: no staging.
+
+    Staging needs a second thread (call under ``_Parallel``, which sets the
+    thread count), an ``X`` of at least ``STAGE_MIN_BYTES`` and batches that
+    fit a chunk of ``STAGE_BYTES``; chunks hold whole batches.
+    """
+    if batch_size < 1 or X.nbytes < STAGE_MIN_BYTES or numba.get_num_threads() < 2:
+        return 0
+    per_chunk = STAGE_BYTES // (X.shape[1] * X.itemsize * batch_size)
+    return per_chunk * batch_size
 
 
 # ---------------------------------------------------------------- minimize loop
