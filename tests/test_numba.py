@@ -235,14 +235,16 @@ def test_staged_epoch_with_one_thread_and_from_several_threads(monkeypatch):
 def test_stage_rows_chooses_whole_batches_of_large_data(monkeypatch):
     import numba
     nb = _nb()
-    big = np.empty((nb.STAGE_MIN_BYTES // 800 + 1, 100))
-    small = np.empty((nb.STAGE_MIN_BYTES // 800, 100))  # just under
+    big = np.empty((64 * nb.STAGE_BYTES // 800 + 1, 100))  # chunks of STAGE_BYTES
+    small = np.empty((nb.STAGE_MIN_BYTES // 800, 100))  # just under STAGE_MIN_BYTES
+    edge = np.empty((nb.STAGE_MIN_BYTES // 800 + 1, 100))  # just over: chunks of 1/64 of X
     if numba.get_num_threads() >= 2:
         assert nb._stage_rows(big, 1) == nb.STAGE_BYTES // 800
         rows = nb._stage_rows(big, 7)
         assert rows > 0 and rows % 7 == 0 and rows * 800 <= nb.STAGE_BYTES
-        big32 = np.empty((nb.STAGE_MIN_BYTES // 400 + 1, 100), np.float32)
+        big32 = np.empty((64 * nb.STAGE_BYTES // 400 + 1, 100), np.float32)
         assert nb._stage_rows(big32, 1) == nb.STAGE_BYTES // 400
+        assert 0 < 2 * nb._stage_rows(edge, 1) * 800 <= edge.nbytes / 32
     assert nb._stage_rows(small, 1) == 0  # fits the caches
     assert nb._stage_rows(big, 0) == 0  # full batch
     assert nb._stage_rows(big, nb.STAGE_BYTES // 800 + 1) == 0  # a batch larger than a chunk
