@@ -19,6 +19,7 @@ import numpy as np
 from . import _registry as reg
 from . import _validation as val
 from ._result import DivergenceWarning, FitResult, History, MinimizeResult
+from . import backends
 from .backends import resolve
 
 #: Elements (rows x columns) of X processed per compiled call, so that Ctrl-C
@@ -284,7 +285,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         Seeds the per-epoch sample order.
     backend : {"auto", "numpy", "numba", "cython"}
         ``"auto"``: the compiled backend the benchmarks show faster for the job
-        (Cython; numba for mini-batches), else numpy.
+        (Cython; numba for mini-batches, and for SGD on an ``X`` of 64 MB or more),
+        else numpy.
     record : {"loss", "params", None}
         ``"loss"`` keeps the objective per epoch, ``"params"`` also the parameters.
     callback : callable, optional
@@ -352,6 +354,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     stochastic = batch_size is not None and batch_size < n
     if backend == "auto" and stochastic and batch_size > 1:
         bname, be = resolve(backend, job="minibatch")
+    elif backend == "auto" and stochastic and Xc.nbytes >= backends.LARGE_SGD_BYTES:
+        bname, be = resolve(backend, job="large_sgd")
     # the generator is only needed for sample orders (seed is validated either way)
     rng = val.as_rng(seed) if stochastic or seed is not None else None
     if lr0 is None:

@@ -145,8 +145,9 @@ def test_all_finite_extremes_are_finite(backend):
         assert mod.all_finite(a) is True
 
 
-def test_auto_picks_the_faster_compiled_backend_for_the_job():
-    """Cython by default, numba for mini-batches (the full-size benchmarks' ranking)."""
+def test_auto_picks_the_faster_compiled_backend_for_the_job(monkeypatch):
+    """Cython by default, numba for mini-batches and SGD on large X (the benchmarks' ranking)."""
+    from fastgd import backends
     from fastgd.backends import AUTO_ORDER, AUTO_ORDER_BY_JOB
     X, y, _, _ = small_linear()
 
@@ -160,3 +161,7 @@ def test_auto_picks_the_faster_compiled_backend_for_the_job():
     assert mb.backend == first(AUTO_ORDER_BY_JOB["minibatch"])
     ref = fastgd.fit(X, y, batch_size=7, max_iter=3, seed=0, backend="numpy")
     np.testing.assert_allclose(mb.coef, ref.coef, rtol=1e-9)
+    monkeypatch.setattr(backends, "LARGE_SGD_BYTES", X.nbytes)  # X counts as large
+    sgd = fastgd.fit(X, y, batch_size=1, max_iter=3, seed=0)
+    assert sgd.backend == first(AUTO_ORDER_BY_JOB["large_sgd"])
+    assert fastgd.fit(X, y, max_iter=3).backend == first(AUTO_ORDER)  # full batch: unchanged

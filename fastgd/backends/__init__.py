@@ -83,8 +83,14 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 AUTO_ORDER: tuple[str, ...] = ("cython", "numba", "numpy")
 #: Jobs where the benchmarks rank the backends differently.  "minibatch":
 #: 1 < batch_size < n_samples (mini-batch Adam on P: numba 279 ms, Cython
-#: 370 ms).
-AUTO_ORDER_BY_JOB: dict[str, tuple[str, ...]] = {"minibatch": ("numba", "cython", "numpy")}
+#: 370 ms).  "large_sgd": batch_size 1 on an ``X`` of at least
+#: ``LARGE_SGD_BYTES``, where numba stages the rows on a second thread (one
+#: epoch on P: numba 61 ms, Cython 122 ms).
+AUTO_ORDER_BY_JOB: dict[str, tuple[str, ...]] = {"minibatch": ("numba", "cython", "numpy"),
+                                                 "large_sgd": ("numba", "cython", "numpy")}
+#: Size of ``X`` from which numba stages the rows of stochastic epochs
+#: (``fastgd.backends._numba.STAGE_MIN_BYTES``), and "auto" picks it for SGD.
+LARGE_SGD_BYTES = 1 << 26
 
 _loaded: dict[str, ModuleType] = {}
 _failed: dict[str, str] = {}

@@ -58,7 +58,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 from .. import _config
-from . import _numpy
+from . import LARGE_SGD_BYTES, _numpy
 
 _config.configure_numba()
 
@@ -79,7 +79,7 @@ PREFETCH_NEAR = 4
 #: (``_staged_epoch``) when two threads are available.  Measured on a 32 MB L3:
 #: 1.4-2x faster epochs from 150 MB on, a wash at 40-80 MB (much of ``X`` is
 #: still in the L3 there).
-STAGE_MIN_BYTES = 1 << 26
+STAGE_MIN_BYTES = LARGE_SGD_BYTES
 #: Bytes of ``X`` rows per staged chunk (two chunk buffers in use at a time).
 STAGE_BYTES = 1 << 21
 #: Rows ahead of the current one the staging thread prefetches into L2.
