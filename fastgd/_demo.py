@@ -448,11 +448,11 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
                       title=f"Cubic fitted by {best_label}")
     paths.append(p)
 
-    # A 2-parameter problem: the path of gradient descent over the loss surface.
+    # A 2-parameter problem: the path of gradient descent over the loss surface,
+    # textbook (precondition="none") and in the centred, scaled basis ("auto").
     k = min(20_000, len(y))
     x1 = X[:k, 0] + 2.0  # shifted feature: slope and intercept are correlated (a long valley)
     y1 = coef[0] * x1 + b + 0.5 * np.random.default_rng(seed).standard_normal(k)
-    r = fit(x1.reshape(-1, 1), y1, optimizer="gd", record="params", tol=1e-6, backend=backend)
     mom = np.array([[np.mean(x1 * x1), np.mean(x1)], [np.mean(x1), 1.0]])
     lin = np.array([np.mean(x1 * y1), np.mean(y1)])
     c0 = float(np.mean(y1 * y1))
@@ -460,10 +460,20 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
     def objective(theta: np.ndarray) -> float:
         return float(theta @ mom @ theta - 2 * theta @ lin + c0)
 
-    p = os.path.join(out, "path.png")
-    plotting.plot_path(r, objective, path=p,
-                       title="GD on y = w x + b, x centred at 2 (a long valley)")
-    paths.append(p)
+    runs = {pc: fit(x1.reshape(-1, 1), y1, optimizer="gd", record="params", tol=1e-6,
+                    backend=backend, precondition=pc, intercept_init=0.0)
+            for pc in ("none", "auto")}
+    P = runs["none"].history.params
+    span = [(float(P[:, j].min()), float(P[:, j].max())) for j in range(2)]
+    bounds = tuple((lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9)) for lo, hi in span)
+    for pc, name, what in (("none", "path.png", "textbook GD"),
+                           ("auto", "path_preconditioned.png", "preconditioned GD")):
+        r = runs[pc]
+        p = os.path.join(out, name)
+        plotting.plot_path(r, objective, path=p, bounds=bounds,
+                           title=f"{what} on y = w x + b, x centred at 2 (a long valley): "
+                                 f"{r.n_iter} epochs")
+        paths.append(p)
 
     # Backends: time per epoch.
     fig = plotting._figure((8.0, 4.2))

@@ -519,7 +519,7 @@ def _sgd_kernel_case(backend: str) -> Case:
         order = order[None, :]
         ref = data.memo(("sgd_fit", backend), lambda: fastgd.fit(
             X, y, optimizer="gd", lr=lr, batch_size=1, max_iter=1, tol=0.0, seed=0, record=None,
-            backend=backend))
+            backend=backend, precondition="none"))
         gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
         hp = np.zeros(len(reg.HP_ORDER))
         sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
@@ -538,6 +538,42 @@ def _sgd_kernel_case(backend: str) -> Case:
             return {"rel_err_vs_fit": err}
         return Prepared(fn, check, note="epoch kernel only (order drawn, data validated)")
     return Case(f"{backend} (epoch kernel)", "backend", backend, (), prepare)
+
+
+def _precondition_epoch_case(backend: str, precondition: str) -> Case:
+    """Full-batch gd epochs on P in the kernel (``run``), with or without the
+    centre-and-scale preconditioner folded into each step: the per-epoch cost
+    of preconditioning, without the one statistics pass before the fit."""
+    def prepare(data: Data) -> Prepared:
+        from . import _registry as reg
+        from ._precondition import choose_coordinates
+        from ._problem import build_problem
+        X, y = data.linear(np.float64)
+        n, p = X.shape
+        be = _be(backend)
+        prob = build_problem(X, y, loss="mse", delta=1.0, degree=None, l2=0.0, fit_intercept=True,
+                             backend=backend, check_finite=False)
+        coords = data.memo(("coords", precondition),
+                           lambda: choose_coordinates(prob, precondition, full_stats=False))
+        gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
+        hp = np.zeros(len(reg.HP_ORDER))
+        sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
+        epochs = data.sizes.gd_epochs
+        lr = 0.1 if precondition == "auto" else _auto_lr(data, False)
+        order = np.empty((0, 0), dtype=np.int32)
+
+        def fn():
+            theta = np.zeros(p + 1)
+            be.run(0, 0, X, y, theta, coords.basis, 1.0, coords.l2w, 1, gd, hp,
+                   np.zeros((2, p + 1)), 0, const, lr, sched_hp, 0, epochs, 0, order, 0.0, 1,
+                   np.zeros(p + 1), math.nan, np.empty(0), np.empty((0, p + 1)), coords.pre)
+            return theta
+
+        def check(theta) -> dict[str, Any]:
+            assert np.isfinite(theta).all()
+            return {}
+        return Prepared(fn, check, note=f"{epochs} epochs in the kernel")
+    return Case(f"{backend} precondition={precondition}", "backend", backend, (), prepare)
 
 
 def _sgd_sklearn_case() -> Case:
@@ -581,10 +617,9 @@ def _adam_case(backend: str) -> Case:
 #: L = 2*lambda_max(G) ~ 2.8 for uniform x: lr=0.3 is just under 1/L, fixed so the
 #: timing measures the fit itself (lr="auto" adds one numpy pass over x for the
 #: exact L, ~35 ms at 1e7 points).
-POLY_FIT = {"degree": 3, "optimizer": "nesterov", "lr": 0.3, "tol": 1e-12,
-            "max_iter": 100_000, "record": None}
+POLY_FIT = {"degree": 3, "tol": 1e-14, "max_iter": 100_000}
 #: Required agreement with np.polyfit: max|c - c_polyfit| / max|c_polyfit|.
-POLY_RTOL = 1e-6
+POLY_RTOL = 1e-8
 
 
 def _poly_ref(data: Data) -> np.ndarray:
@@ -644,7 +679,8 @@ def _poly_case(backend: str) -> Case:
         from . import _registry as reg
         be = _be("numpy")
         X2 = x.reshape(-1, 1)
-        theta = np.r_[res.coef / res.info["xscale"] ** np.arange(1, 4), res.intercept]
+        basis = np.array(res.info["basis"])
+        theta = np.r_[np.ones(3), res.intercept]  # a pass costs the same at any theta
         l2w = np.zeros(4)
         grad = np.empty(4)
         code = reg.LOSSES["mse"].code
@@ -652,7 +688,7 @@ def _poly_case(backend: str) -> Case:
         note = (f"extrapolated to the {need} epochs the fit needs (from {source}): "
                 f"T(fit with 1 epoch) + {need - 1} x T(one gradient pass); "
                 f"T(fit with 1 epoch) = {t_one:.3g} s")
-        return Prepared(lambda: be.objective_grad(model, code, X2, y, theta, res.info["xscale"],
+        return Prepared(lambda: be.objective_grad(model, code, X2, y, theta, basis,
                                                   1.0, l2w, 1, grad),
                         None, float(need - 1), note, offset=t_one)
     return Case(backend, "backend", backend, (), prepare)
@@ -677,7 +713,8 @@ def _polyfit_case() -> Case:
 # ---- tiny fit
 
 #: The 11-point fit: 500 epochs of full-batch gd at lr 0.1, y = x, no intercept.
-TINY_FIT = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0}
+TINY_FIT = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0,
+            "precondition": "none"}
 
 
 def _tiny_data() -> tuple[np.ndarray, np.ndarray]:
@@ -793,13 +830,16 @@ def problems() -> list[Problem]:
     out += [
         Problem("gd_fit", "full-batch gd fit of P, fixed epochs, lr = 1/L",
                 tuple(_gd_case(b) for b in names), family="fit"),
+        Problem("gd_precondition", "full-batch gd epochs on P in the kernel, precondition none/auto",
+                tuple(_precondition_epoch_case(b, pc) for b in names if b != "numpy"
+                      for pc in ("none", "auto")), family="fit"),
         Problem("sgd_epoch", "one shuffled SGD epoch on P (batch_size=1, constant lr)",
                 tuple(_sgd_case(b) for b in names)
                 + tuple(_sgd_kernel_case(b) for b in names if b != "numpy")
                 + (_sgd_sklearn_case(),), family="fit"),
         Problem("adam_fit", "mini-batch Adam fit of P, fixed epochs",
                 tuple(_adam_case(b) for b in names), family="fit"),
-        Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (nesterov, lr=0.3)",
+        Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (defaults, tol=1e-14)",
                 tuple(_poly_case(b) for b in names) + (_polyfit_case(),), family="fit"),
         Problem("tiny_fit", "11-point fit, 500 epochs of gd, no intercept",
                 tuple(_tiny_case(b) for b in names) + (_tiny_sklearn_case(),), family="fit"),

@@ -52,6 +52,13 @@ class FitResult:
         Wall time of the ``fit`` call in seconds.
     lr : float
         The initial learning rate used (the resolved value when ``lr="auto"``).
+    degree : int or None
+    precondition : str
+        The coordinates the fit ran in: ``"auto"`` (the well-conditioned basis)
+        or ``"none"`` (see :func:`fastgd.fit`).
+    info : dict
+        Details: the polynomial ``basis`` ``[shift, scale]``, optimizer, loss,
+        batch size and the number of update ``steps``.
     """
 
     coef: np.ndarray
@@ -65,6 +72,7 @@ class FitResult:
     elapsed: float
     lr: float = float("nan")
     degree: int | None = None
+    precondition: str = "none"
     info: dict[str, Any] = field(default_factory=dict)
 
     def predict(self, X: Any) -> np.ndarray:

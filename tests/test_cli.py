@@ -118,7 +118,7 @@ def test_demo_tiny(tmp_path):
         assert be in text
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["backends.png", "cubic_fit.png", "mse_vs_huber.png", "optimizers.png",
-                    "path.png"]
+                    "path.png", "path_preconditioned.png"]
     assert all((out / p).stat().st_size > 5000 for p in pngs)
     assert "Traceback" not in proc.stderr
 

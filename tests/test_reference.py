@@ -99,22 +99,26 @@ def test_polynomial_degree3_matches_polyfit():
     np.testing.assert_allclose(np.r_[res.intercept, res.coef], expected, rtol=1e-8)
 
 
-def test_tutorial_quadratic_on_one_to_five():
+@pytest.mark.parametrize("precondition", ["none", "auto"])
+def test_tutorial_quadratic_on_one_to_five(precondition):
     x = np.arange(1.0, 6.0)
     res = fastgd.fit(x, x**2, degree=2, optimizer="nesterov", tol=1e-14, max_iter=200000,
-                     backend="numpy")
+                     backend="numpy", precondition=precondition)
     assert res.converged
     np.testing.assert_allclose(res.coef, [0.0, 1.0], atol=1e-7)
     assert res.intercept == pytest.approx(0.0, abs=1e-7)
     np.testing.assert_allclose(res.predict(np.array([6.0])), [36.0], rtol=1e-7)
 
 
-def test_tutorial_mean_as_one_parameter_fit():
+@pytest.mark.parametrize("precondition", ["none", "auto"])
+def test_tutorial_mean_as_one_parameter_fit(precondition):
     y = np.array([12.1, 12.8, 14.9, 16.3, 17.2])
     X = np.empty((5, 0))
-    one = fastgd.fit(X, y, lr=0.3, intercept_init=12.0, max_iter=1, tol=0.0, backend="numpy")
+    one = fastgd.fit(X, y, lr=0.3, intercept_init=12.0, max_iter=1, tol=0.0, backend="numpy",
+                     precondition=precondition)
     assert one.intercept == pytest.approx(13.596)
-    res = fastgd.fit(X, y, lr=0.3, intercept_init=12.0, tol=1e-12, backend="numpy")
+    res = fastgd.fit(X, y, lr=0.3, intercept_init=12.0, tol=1e-12, backend="numpy",
+                     precondition=precondition)
     assert res.converged and res.intercept == pytest.approx(y.mean(), rel=1e-10)
     assert res.coef.shape == (0,)
 

@@ -15,10 +15,23 @@ Codes are the registry's (``fastgd._registry``): ``model`` 0 linear / 1 poly,
 Shapes and dtypes (``dt`` is the data dtype):
 
 * ``X``      (n, p) dt.  For the poly model ``X`` is the 1-D ``x`` as (n, 1)
-  and ``p`` is the degree; ``u = X[i, 0] * xscale`` is the scaled input.
+  and ``p`` is the degree.
+* ``basis``  float64 (2,): ``[shift, scale]``; the poly model's input is
+  ``u = (X[i, 0] - shift) * scale``, formed in the data dtype.  Ignored by the
+  linear model.  The public wrappers also take a float ``s`` for ``[0, s]``.
 * ``y``      (n,) dt.
 * ``theta``  (p + 1,) dt: ``coef`` then the intercept.  Updated in place.
-* ``l2w``    (p + 1,) dt: per-coordinate penalty weights (last one 0).
+* ``l2w``    dt, the penalty ``0.5 * theta @ Q @ theta``: either (p + 1,)
+  diagonal weights (``Q = diag(l2w)``, last one 0), or ((p + 1)**2,) a dense
+  symmetric ``Q`` in row-major order (the polynomial model in a centred
+  basis, whose user-coefficient penalty is not diagonal).  Its gradient is
+  ``l2w * theta`` (product in the data dtype) or ``Q @ theta`` (float64,
+  each row summed over k ascending).
+* ``pre``    float64, 2-D, the preconditioner of ``run`` (see ``_numpy.step``):
+  the update rules act on internal parameters ``z`` with ``theta = T z``.
+  ``(0, p + 1)`` or None: none.  ``(2, p + 1)``: centre and scale, rows
+  ``a``, ``b``: ``theta_j = a_j z_j`` (j < p), ``theta_p = z_p - sum_j b_j z_j``.
+  ``(2(p + 1), p + 1)``: dense, ``T`` then ``T^-1``.
 * ``grad``   (p + 1,) dt output.
 * ``state``  (2, p + 1) dt optimizer slots (velocity / squares / Adam m, v).
 * ``hp``     float64 [momentum, beta1, beta2, eps, rho]  (``HP_ORDER``).
@@ -33,21 +46,24 @@ Functions:
 ``all_finite(a) -> bool``
     Whether the C-contiguous float array ``a`` (any shape) holds no NaN or
     +-inf: one read, run by the validation layer before any other kernel.
-``objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad) -> float``
-    The objective ``mean(rho(r)) + 0.5*sum(l2w*theta**2)`` and its gradient
-    ``mean(psi(r) * dpred/dtheta) + l2w*theta`` in one pass over the rows;
+``objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad) -> float``
+    The objective ``mean(rho(r)) + penalty`` and its gradient
+    ``mean(psi(r) * dpred/dtheta) + penalty gradient`` in one pass over the rows;
     ``grad[p] = 0`` when ``fit_icpt`` is 0.  Sums over rows accumulate in
     float64; the result is stored in ``dt``.
-``objective(model, loss, X, y, theta, xscale, delta, l2w) -> float``
+``objective(model, loss, X, y, theta, basis, delta, l2w) -> float``
     The objective alone.
-``batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, start, stop, grad)``
+``lsq_stats(model, X, y, basis, p) -> (G, c, S)``
+    ``A^T A``, ``A^T y``, ``y^T y`` (float64 sums) for the design rows
+    ``[features, 1]``: the statistics of the preconditioner and ``lr="auto"``.
+``batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad)``
     The gradient over rows ``idx[start:stop]`` (mean over those rows + penalty).
 ``update(opt, theta, grad, state, lr, hp, t)``
     One step of an update rule in place; ``t`` is the 1-based step count
     (Adam's bias correction).
-``run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state, t0,
+``run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
       sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-      grad, f0, hist_loss, hist_params) -> (n_done, status, t, f)``
+      grad, f0, hist_loss, hist_params, pre=None) -> (n_done, status, t, f)``
     Epochs ``epoch0 .. epoch0 + n_epochs - 1`` of a fit, exactly as
     ``_numpy.run`` spells it out (read that one: it is the specification).
     ``batch_size`` 0 is full batch.  ``status`` is 0 (all epochs ran),

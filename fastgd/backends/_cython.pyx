@@ -9,7 +9,7 @@ names and argument order (see ``fastgd/backends/__init__.py`` for the shapes
 and dtypes of the arguments):
 
     input scan -> losses -> model -> fused objective/gradient -> update rules
-    -> schedule -> epoch loop -> minimize loop
+    -> preconditioned step -> schedule -> epoch loop -> minimize loop
 
 * Every function is fused over ``floating`` (float32 / float64); inputs are
   ``const`` memoryviews, so read-only arrays (``np.memmap`` mode ``'r'``) are
@@ -32,9 +32,25 @@ and dtypes of the arguments):
   with an AVX2 variant picked at import when the CPU has it.  Both keep the
   same partial sums in the same order, so they give the same bits.
 * Stochastic epochs prefetch the rows ``PREFETCH`` samples ahead into L2 and
-  ``PREFETCH_L1`` ahead into L1: the order is known in advance, so the random
-  row accesses overlap with computation.
+  ``PREFETCH_L1`` ahead into L1, every cache line of the row (its last one
+  too when the row straddles one more): the order is known in advance, so
+  the random row accesses overlap with computation.
   One-sample gd (``batch_size=1``) fuses each step with the next prediction.
+* ``basis`` ``[shift, scale]``: the polynomial input ``u = (x - shift) *
+  scale`` is formed in the data dtype wherever u is (rows, moments); the
+  public functions also take a float ``s`` for ``[0, s]``, and shift 0 gives
+  the bits of a plain ``x * s``.  ``l2w`` is diagonal (p + 1 weights) or a
+  dense symmetric ``Q`` ((p + 1)**2, row major; float64 sums over k
+  ascending).  ``run(..., pre)`` preconditions every step (``_step``: the
+  update rule acts on ``z = T^-1 theta``; centre-and-scale or dense ``T``)
+  and tests convergence in z.  Without ``pre`` (kind 0) and with a diagonal
+  ``l2w`` every fast path below is the one it was before these existed, same
+  speed and bits (shift 0 has its own compile-time specialisation of the row
+  functions and moments, ``basis_t``); the fused one-sample gd path
+  (``_sgd_gd_linear``, which inlines the diagonal penalty) is skipped
+  otherwise, for the general batch-gradient + ``_step`` path, and the
+  least-squares shortcut below falls back to the exact pass at the noise
+  floor (see ``_objective_grad_lsq``, ``strict``).
 * Full-batch polynomial MSE epochs reduce the data to the moments
   ``sum u**m`` (m <= 2p), ``sum y u**j`` and ``sum y**2`` in one pass; each
   epoch's objective and gradient are then O(p**2) (the normal equations of
@@ -51,6 +67,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 import os as _os
+
+import numpy as _np
 
 cdef extern from * nogil:
     """
@@ -253,22 +271,25 @@ cdef extern from * nogil:
 
     /* Moments of polynomial least squares over rows lo..hi-1, added to buf:
        buf[m] = sum u**m (m <= 2p), buf[2p+1+j] = sum y u**j (j <= p),
-       buf[3p+2] = sum y**2, with u = x * xscale formed in the data dtype and
-       the powers in float64.  Two rows per vector; for degrees 1..4 the
+       buf[3p+2] = sum y**2, with u = (x - sh) * xs formed in the data dtype
+       and the powers in float64.  Two rows per vector; for degrees 1..4 the
        degree is a compile-time constant, so the accumulators live in
-       registers. */
+       registers.  SHIFT (compile time) is 0 for sh == 0: x - 0 is x, and
+       the unshifted basis keeps its own function (NAME##_0, the loop it had
+       before there was a shift), free of the subtraction. */
     #if defined(__GNUC__) || defined(__clang__)
     #define FGD_MOMENTS(NAME, T)                                               \
     static inline __attribute__((always_inline)) void NAME##_p(                \
-        const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T xs, const int P, \
-        double *buf)                                                           \
+        const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T sh, T xs,      \
+        const int P, const int SHIFT, double *buf)                             \
     {                                                                          \
         fgd_v2d am[2 * P + 1], ay[P + 1], a2 = {0.0, 0.0};                     \
         Py_ssize_t i = lo;                                                     \
         for (int m = 0; m <= 2 * P; m++) am[m] = (fgd_v2d){0.0, 0.0};          \
         for (int m = 0; m <= P; m++) ay[m] = (fgd_v2d){0.0, 0.0};              \
         for (; i + 2 <= hi; i += 2) {                                          \
-            fgd_v2d u = {(double)(T)(x[i] * xs), (double)(T)(x[i + 1] * xs)}; \
+            fgd_v2d u = {(double)(T)((SHIFT ? x[i] - sh : x[i]) * xs),         \
+                         (double)(T)((SHIFT ? x[i + 1] - sh : x[i + 1]) * xs)}; \
             fgd_v2d yv = {(double)y[i], (double)y[i + 1]};                     \
             fgd_v2d pw = {1.0, 1.0};                                           \
             for (int m = 0; m <= P; m++) { am[m] += pw; ay[m] += yv * pw; pw *= u; } \
@@ -276,7 +297,8 @@ cdef extern from * nogil:
             a2 += yv * yv;                                                     \
         }                                                                      \
         for (; i < hi; i++) {                                                  \
-            double u = (double)(T)(x[i] * xs), yi = (double)y[i], pw = 1.0;    \
+            double u = (double)(T)((SHIFT ? x[i] - sh : x[i]) * xs), yi = (double)y[i], \
+                   pw = 1.0;                                                   \
             for (int m = 0; m <= P; m++) { am[m][0] += pw; ay[m][0] += yi * pw; pw *= u; } \
             for (int m = P + 1; m <= 2 * P; m++) { am[m][0] += pw; pw *= u; } \
             a2[0] += yi * yi;                                                  \
@@ -285,24 +307,41 @@ cdef extern from * nogil:
         for (int m = 0; m <= P; m++) buf[2 * P + 1 + m] += ay[m][0] + ay[m][1]; \
         buf[3 * P + 2] += a2[0] + a2[1];                                       \
     }                                                                          \
-    static void NAME(const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T xs, int p, \
-                     double *buf)                                              \
+    static __attribute__((noinline)) void NAME##_0(const T *x, const T *y,     \
+        Py_ssize_t lo, Py_ssize_t hi, T xs, int p, double *buf)                \
     {                                                                          \
         switch (p) {                                                           \
-        case 1: NAME##_p(x, y, lo, hi, xs, 1, buf); break;                     \
-        case 2: NAME##_p(x, y, lo, hi, xs, 2, buf); break;                     \
-        case 3: NAME##_p(x, y, lo, hi, xs, 3, buf); break;                     \
-        case 4: NAME##_p(x, y, lo, hi, xs, 4, buf); break;                     \
-        default: NAME##_p(x, y, lo, hi, xs, p, buf);                           \
+        case 1: NAME##_p(x, y, lo, hi, 0, xs, 1, 0, buf); break;               \
+        case 2: NAME##_p(x, y, lo, hi, 0, xs, 2, 0, buf); break;               \
+        case 3: NAME##_p(x, y, lo, hi, 0, xs, 3, 0, buf); break;               \
+        case 4: NAME##_p(x, y, lo, hi, 0, xs, 4, 0, buf); break;               \
+        default: NAME##_p(x, y, lo, hi, 0, xs, p, 0, buf);                     \
         }                                                                      \
+    }                                                                          \
+    static __attribute__((noinline)) void NAME##_s(const T *x, const T *y,     \
+        Py_ssize_t lo, Py_ssize_t hi, T sh, T xs, int p, double *buf)          \
+    {                                                                          \
+        switch (p) {                                                           \
+        case 1: NAME##_p(x, y, lo, hi, sh, xs, 1, 1, buf); break;              \
+        case 2: NAME##_p(x, y, lo, hi, sh, xs, 2, 1, buf); break;              \
+        case 3: NAME##_p(x, y, lo, hi, sh, xs, 3, 1, buf); break;              \
+        case 4: NAME##_p(x, y, lo, hi, sh, xs, 4, 1, buf); break;              \
+        default: NAME##_p(x, y, lo, hi, sh, xs, p, 1, buf);                    \
+        }                                                                      \
+    }                                                                          \
+    static void NAME(const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T sh, T xs, \
+                     int p, double *buf)                                       \
+    {                                                                          \
+        if (sh == 0) NAME##_0(x, y, lo, hi, xs, p, buf);                       \
+        else NAME##_s(x, y, lo, hi, sh, xs, p, buf);                           \
     }
     #else
     #define FGD_MOMENTS(NAME, T)                                               \
-    static void NAME(const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T xs, int p, \
-                     double *buf)                                              \
+    static void NAME(const T *x, const T *y, Py_ssize_t lo, Py_ssize_t hi, T sh, T xs, \
+                     int p, double *buf)                                       \
     {                                                                          \
         for (Py_ssize_t i = lo; i < hi; i++) {                                 \
-            double u = (double)(T)(x[i] * xs), yi = (double)y[i], pw = 1.0;    \
+            double u = (double)(T)((x[i] - sh) * xs), yi = (double)y[i], pw = 1.0;    \
             for (int m = 0; m <= p; m++) { buf[m] += pw; buf[2 * p + 1 + m] += yi * pw; pw *= u; } \
             for (int m = p + 1; m <= 2 * p; m++) { buf[m] += pw; pw *= u; }    \
             buf[3 * p + 2] += yi * yi;                                         \
@@ -330,9 +369,9 @@ cdef extern from * nogil:
                              double lr, const double* xn, Py_ssize_t p)
     int fgd_select_simd()
     void fgd_moments_d(const double* x, const double* y, Py_ssize_t lo, Py_ssize_t hi,
-                       double xs, int p, double* buf)
-    void fgd_moments_f(const float* x, const float* y, Py_ssize_t lo, Py_ssize_t hi, float xs,
-                       int p, double* buf)
+                       double sh, double xs, int p, double* buf)
+    void fgd_moments_f(const float* x, const float* y, Py_ssize_t lo, Py_ssize_t hi, float sh,
+                       float xs, int p, double* buf)
 
 #: Full-batch polynomial MSE epochs cost O(degree**2) after one pass over the
 #: rows (the moments), so ``run`` can take many epochs per call.
@@ -348,6 +387,16 @@ simd: str = ("avx2" if _os.environ.get("FASTGD_SIMD", "") != "baseline" and fgd_
 ctypedef fused index_t:
     int32_t
     int64_t
+
+# The polynomial basis' shift as a compile-time choice: the row functions
+# are specialised for shift 0 (u = x * scale, the loop they had before there
+# was a shift: x - 0 is x) and for a shift (u = (x - shift) * scale).  The
+# passes pick one per call (``_og_all``, ``_batch_grad``).
+ctypedef signed char noshift_t
+ctypedef short shifted_t
+ctypedef fused basis_t:
+    noshift_t
+    shifted_t
 
 # Row-parallel passes: about CHUNK_COST multiply-adds per chunk, at most
 # MAX_CHUNKS chunks.  The chunking depends on (n, cost per row) only.
@@ -472,7 +521,8 @@ cdef inline floating psi(int loss, floating r, floating delta) noexcept nogil:
 
 # ---------------------------------------------------------------- model
 # model 0: linear  pred = X @ coef + b
-# model 1: poly    pred = b + sum_j coef[j-1] u**j, u = x * xscale, by Horner
+# model 1: poly    pred = b + sum_j coef[j-1] u**j, by Horner, with
+#                  u = (x - shift) * scale formed in the data dtype (``basis``)
 
 
 cdef inline floating _dot(const floating* x, const floating* w, Py_ssize_t p) noexcept nogil:
@@ -503,13 +553,21 @@ cdef inline void _axpy2(floating* acc, floating sa, const floating* xa, floating
 
 
 cdef inline floating predict_row(int model, const floating* x, Py_ssize_t p,
-                                 const floating* theta, floating xs) noexcept nogil:
-    """Prediction for one row ``x`` (``p`` features, or the degree for poly)."""
+                                 const floating* theta, floating sh, floating xs,
+                                 basis_t shifted) noexcept nogil:
+    """Prediction for one row ``x`` (``p`` features, or the degree for poly).
+
+    ``sh``, ``xs``: the basis ``[shift, scale]`` in the data dtype (poly only);
+    ``shifted``: only its type counts (``noshift_t``: ``sh`` is 0).
+    """
     cdef floating u, pred
     cdef Py_ssize_t j
     if model == 0:
         return _dot(x, theta, p) + theta[p]
-    u = x[0] * xs
+    if basis_t is shifted_t:
+        u = (x[0] - sh) * xs
+    else:
+        u = x[0] * xs
     pred = 0
     for j in range(p - 1, -1, -1):  # Horner: ((c_k u + c_{k-1}) u + ... + c_1) u
         pred = (pred + theta[j]) * u
@@ -517,7 +575,8 @@ cdef inline floating predict_row(int model, const floating* x, Py_ssize_t p,
 
 
 cdef inline void accumulate_row(int model, const floating* x, Py_ssize_t p, floating s,
-                                floating xs, floating* acc) noexcept nogil:
+                                floating sh, floating xs, basis_t shifted,
+                                floating* acc) noexcept nogil:
     """acc[:p] += s dpred/dcoef, acc[p] += s for one row (data-dtype products)."""
     cdef floating u, pw
     cdef Py_ssize_t j
@@ -525,7 +584,10 @@ cdef inline void accumulate_row(int model, const floating* x, Py_ssize_t p, floa
         for j in range(p):
             acc[j] += s * x[j]
     else:
-        u = x[0] * xs
+        if basis_t is shifted_t:
+            u = (x[0] - sh) * xs
+        else:
+            u = x[0] * xs
         pw = u
         for j in range(p):  # running power u**(j+1)
             acc[j] += pw * s
@@ -534,7 +596,8 @@ cdef inline void accumulate_row(int model, const floating* x, Py_ssize_t p, floa
 
 
 cdef inline void accumulate_row64(int model, const floating* x, Py_ssize_t p, floating s,
-                                  floating xs, double* acc) noexcept nogil:
+                                  floating sh, floating xs, basis_t shifted,
+                                  double* acc) noexcept nogil:
     """As ``accumulate_row`` into a float64 accumulator (products in the data dtype)."""
     cdef floating u, pw
     cdef Py_ssize_t j
@@ -542,7 +605,10 @@ cdef inline void accumulate_row64(int model, const floating* x, Py_ssize_t p, fl
         for j in range(p):
             acc[j] += <double>(s * x[j])
     else:
-        u = x[0] * xs
+        if basis_t is shifted_t:
+            u = (x[0] - sh) * xs
+        else:
+            u = x[0] * xs
         pw = u
         for j in range(p):
             acc[j] += <double>(pw * s)
@@ -550,21 +616,49 @@ cdef inline void accumulate_row64(int model, const floating* x, Py_ssize_t p, fl
     acc[p] += <double>s
 
 
+# The penalty 0.5 theta.Q.theta: ``l2w`` holds p + 1 diagonal weights
+# (l2d 0: Q = diag(l2w)) or a dense symmetric Q, (p + 1)**2 entries row major
+# (l2d 1).  Dense sums run in float64 over k ascending, as the reference's.
+
+
+cdef inline double _dot_asc(const floating* a, const floating* b, Py_ssize_t m) noexcept nogil:
+    """sum_k a[k]*b[k] in float64, k ascending."""
+    cdef double s = 0.0
+    cdef Py_ssize_t k
+    for k in range(m):
+        s += <double>a[k] * <double>b[k]
+    return s
+
+
 cdef inline void _finish(const double* acc, Py_ssize_t m_rows, const floating* theta,
-                         const floating* l2w, int fit_icpt, floating* grad,
+                         const floating* l2w, int l2d, int fit_icpt, floating* grad,
                          Py_ssize_t p) noexcept nogil:
-    """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
-    cdef Py_ssize_t j
-    for j in range(p + 1):
-        grad[j] = <floating>(acc[j] / m_rows + <double>(l2w[j] * theta[j]))
+    """grad = acc / m + penalty gradient, intercept slot zero when not fitted.
+
+    The penalty gradient: l2w * theta (the product in the data dtype) or
+    Q @ theta (float64, each row summed over k ascending).
+    """
+    cdef Py_ssize_t j, m = p + 1
+    if l2d:
+        for j in range(m):
+            grad[j] = <floating>(acc[j] / m_rows + _dot_asc(l2w + j * m, theta, m))
+    else:
+        for j in range(m):
+            grad[j] = <floating>(acc[j] / m_rows + <double>(l2w[j] * theta[j]))
     if not fit_icpt:
         grad[p] = 0
 
 
-cdef inline double _penalty(const floating* theta, const floating* l2w, Py_ssize_t p) noexcept nogil:
+cdef inline double _penalty(const floating* theta, const floating* l2w, int l2d,
+                            Py_ssize_t p) noexcept nogil:
+    """0.5 * sum(l2w*theta**2) (diagonal) or 0.5 * theta @ Q @ theta (dense)."""
     cdef double s = 0.0, th
-    cdef Py_ssize_t j
-    for j in range(p + 1):
+    cdef Py_ssize_t j, m = p + 1
+    if l2d:
+        for j in range(m):
+            s += <double>theta[j] * _dot_asc(l2w + j * m, theta, m)
+        return 0.5 * s
+    for j in range(m):
         th = <double>theta[j]
         s += <double>l2w[j] * (th * th)
     return 0.5 * s
@@ -593,9 +687,9 @@ cdef inline Py_ssize_t _stride(Py_ssize_t width) noexcept nogil:
 
 
 cdef double _og_chunk(int model, int loss, const floating* X, const floating* y,
-                      Py_ssize_t ncol, Py_ssize_t p, const floating* theta, floating xs,
-                      floating delta, Py_ssize_t lo, Py_ssize_t hi, double* acc,
-                      int want_grad) noexcept nogil:
+                      Py_ssize_t ncol, Py_ssize_t p, const floating* theta, floating sh,
+                      floating xs, basis_t shifted, floating delta, Py_ssize_t lo,
+                      Py_ssize_t hi, double* acc, int want_grad) noexcept nogil:
     """sum rho(r_i) over rows lo..hi-1; acc[:p+1] += sum psi(r_i) dpred_i/dtheta.
 
     float64: the products go straight into the float64 ``acc``.  float32: they
@@ -618,9 +712,9 @@ cdef double _og_chunk(int model, int loss, const floating* X, const floating* y,
             if a == NULL:  # out of memory: sum straight into float64
                 for i in range(lo, hi):
                     x = X + i * ncol
-                    r = predict_row(model, x, p, theta, xs) - y[i]
+                    r = predict_row(model, x, p, theta, sh, xs, shifted) - y[i]
                     f += <double>rho(loss, r, delta)
-                    accumulate_row64(model, x, p, psi(loss, r, delta), xs, acc)
+                    accumulate_row64(model, x, p, psi(loss, r, delta), sh, xs, shifted, acc)
                 return f
         if want_grad:
             memset(a, 0, m * sizeof(floating))
@@ -639,10 +733,10 @@ cdef double _og_chunk(int model, int loss, const floating* X, const floating* y,
                 a[p] += sb
             step = 2
         else:
-            r = predict_row(model, x, p, theta, xs) - y[i]
+            r = predict_row(model, x, p, theta, sh, xs, shifted) - y[i]
             f += <double>rho(loss, r, delta)
             if want_grad:
-                accumulate_row(model, x, p, psi(loss, r, delta), xs, a)
+                accumulate_row(model, x, p, psi(loss, r, delta), sh, xs, shifted, a)
             step = 1
         i += step
         if floating is float:
@@ -663,11 +757,13 @@ cdef double _og_chunk(int model, int loss, const floating* X, const floating* y,
 
 
 cdef double _og_all(int model, int loss, const floating* X, const floating* y, Py_ssize_t n,
-                    Py_ssize_t ncol, Py_ssize_t p, const floating* theta, floating xs,
-                    floating delta, double* acc, int want_grad, double* work) noexcept nogil:
+                    Py_ssize_t ncol, Py_ssize_t p, const floating* theta, floating sh,
+                    floating xs, basis_t shifted, floating delta, double* acc, int want_grad,
+                    double* work) noexcept nogil:
     """Row sums of the objective (returned) and gradient (``acc``) over all rows.
 
     ``work`` holds ``_n_chunks * _stride(p + 2)`` doubles (unused with 1 chunk).
+    ``shifted``: its type picks the row functions (see ``basis_t``).
     """
     cdef Py_ssize_t nch = _n_chunks(n, _row_cost(model, ncol, p))
     cdef Py_ssize_t stride = _stride(p + 2), m = p + 1
@@ -677,14 +773,16 @@ cdef double _og_all(int model, int loss, const floating* X, const floating* y, P
     cdef int nthreads
     memset(acc, 0, m * sizeof(double))
     if nch == 1:
-        return _og_chunk(model, loss, X, y, ncol, p, theta, xs, delta, 0, n, acc, want_grad)
+        return _og_chunk(model, loss, X, y, ncol, p, theta, sh, xs, shifted, delta, 0, n, acc,
+                         want_grad)
     nthreads = _team_size(nch)
     for c in prange(nch, schedule="dynamic", num_threads=nthreads):
         lo = (c * n) // nch
         hi = ((c + 1) * n) // nch
         buf = work + c * stride
         memset(buf, 0, m * sizeof(double))
-        buf[m] = _og_chunk(model, loss, X, y, ncol, p, theta, xs, delta, lo, hi, buf, want_grad)
+        buf[m] = _og_chunk(model, loss, X, y, ncol, p, theta, sh, xs, shifted, delta, lo, hi,
+                           buf, want_grad)
     for c in range(nch):  # merged serially, in chunk order: deterministic
         buf = work + c * stride
         f += buf[m]
@@ -695,55 +793,94 @@ cdef double _og_all(int model, int loss, const floating* X, const floating* y, P
 
 cdef double _objective_grad(int model, int loss, const floating* X, const floating* y,
                             Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p, const floating* theta,
-                            double xscale, double delta, const floating* l2w, int fit_icpt,
-                            floating* grad, double* acc, double* work) noexcept nogil:
-    cdef double f = _og_all(model, loss, X, y, n, ncol, p, theta, <floating>xscale,
-                            <floating>delta, acc, 1, work)
-    _finish(acc, n, theta, l2w, fit_icpt, grad, p)
-    return f / n + _penalty(theta, l2w, p)
+                            double shift, double xscale, double delta, const floating* l2w,
+                            int l2d, int fit_icpt, floating* grad, double* acc,
+                            double* work) noexcept nogil:
+    cdef floating sh = <floating>shift
+    cdef double f
+    if sh == 0:
+        f = _og_all(model, loss, X, y, n, ncol, p, theta, sh, <floating>xscale,
+                    <noshift_t>0, <floating>delta, acc, 1, work)
+    else:
+        f = _og_all(model, loss, X, y, n, ncol, p, theta, sh, <floating>xscale,
+                    <shifted_t>1, <floating>delta, acc, 1, work)
+    _finish(acc, n, theta, l2w, l2d, fit_icpt, grad, p)
+    return f / n + _penalty(theta, l2w, l2d, p)
 
 
 cdef double _objective(int model, int loss, const floating* X, const floating* y,
                        Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p, const floating* theta,
-                       double xscale, double delta, const floating* l2w,
-                       double* acc, double* work) noexcept nogil:
-    cdef double f = _og_all(model, loss, X, y, n, ncol, p, theta, <floating>xscale,
-                            <floating>delta, acc, 0, work)
-    return f / n + _penalty(theta, l2w, p)
+                       double shift, double xscale, double delta, const floating* l2w,
+                       int l2d, double* acc, double* work) noexcept nogil:
+    cdef floating sh = <floating>shift
+    cdef double f
+    if sh == 0:
+        f = _og_all(model, loss, X, y, n, ncol, p, theta, sh, <floating>xscale,
+                    <noshift_t>0, <floating>delta, acc, 0, work)
+    else:
+        f = _og_all(model, loss, X, y, n, ncol, p, theta, sh, <floating>xscale,
+                    <shifted_t>1, <floating>delta, acc, 0, work)
+    return f / n + _penalty(theta, l2w, l2d, p)
 
 
 cdef inline void _prefetch_row(const floating* X, const floating* y, Py_ssize_t ncol,
                                Py_ssize_t i) noexcept nogil:
-    """Row i and y[i] into L2."""
+    """Row i and y[i] into L2.
+
+    One prefetch per ``CACHE_LINE`` from the row's start, then one of its
+    last byte: a row that does not start on a line boundary (numpy's large
+    arrays start 16 bytes into one, and 800-byte rows alternate) ends in one
+    more line than ``nbytes / CACHE_LINE``.  Without that last line an SGD
+    epoch (1e6 x 100, float64) took 50-90 ms depending on where X and theta
+    happen to lie; with it, 41-45 ms wherever they lie.
+    """
     cdef const char* row = <const char*>(X + i * ncol)
     cdef Py_ssize_t off, nbytes = ncol * <Py_ssize_t>sizeof(floating)
     off = 0
     while off < nbytes:
         fastgd_prefetch(row + off)
         off += CACHE_LINE
+    fastgd_prefetch(row + nbytes - 1)
     fastgd_prefetch(y + i)
 
 
 cdef inline void _prefetch_row_l1(const floating* X, Py_ssize_t ncol,
                                   Py_ssize_t i) noexcept nogil:
-    """Row i into L1 (already on its way to L2)."""
+    """Row i into L1 (already on its way to L2), its last line included."""
     cdef const char* row = <const char*>(X + i * ncol)
     cdef Py_ssize_t off = 0, nbytes = ncol * <Py_ssize_t>sizeof(floating)
     while off < nbytes:
         fastgd_prefetch_l1(row + off)
         off += CACHE_LINE
+    fastgd_prefetch_l1(row + nbytes - 1)
 
 
 cdef void _batch_grad(int model, int loss, const floating* X, const floating* y,
-                      Py_ssize_t ncol, Py_ssize_t p, const floating* theta, double xscale,
-                      double delta, const floating* l2w, int fit_icpt, const index_t* idx,
-                      Py_ssize_t n_idx, Py_ssize_t start, Py_ssize_t stop, floating* grad,
-                      double* acc) noexcept nogil:
+                      Py_ssize_t ncol, Py_ssize_t p, const floating* theta, double shift,
+                      double xscale, double delta, const floating* l2w, int l2d, int fit_icpt,
+                      const index_t* idx, Py_ssize_t n_idx, Py_ssize_t start, Py_ssize_t stop,
+                      floating* grad, double* acc) noexcept nogil:
     """Gradient over the rows idx[start:stop], prefetching rows PREFETCH samples ahead."""
-    cdef floating xs = <floating>xscale, d = <floating>delta, r
+    cdef floating sh = <floating>shift, xs = <floating>xscale, d = <floating>delta
+    memset(acc, 0, (p + 1) * sizeof(double))
+    if sh == 0:
+        _batch_rows(model, loss, X, y, ncol, p, theta, sh, xs, <noshift_t>0, d, idx, n_idx,
+                    start, stop, acc)
+    else:
+        _batch_rows(model, loss, X, y, ncol, p, theta, sh, xs, <shifted_t>1, d, idx, n_idx,
+                    start, stop, acc)
+    _finish(acc, stop - start, theta, l2w, l2d, fit_icpt, grad, p)
+
+
+cdef inline void _batch_rows(int model, int loss, const floating* X, const floating* y,
+                             Py_ssize_t ncol, Py_ssize_t p, const floating* theta,
+                             floating sh, floating xs, basis_t shifted, floating d,
+                             const index_t* idx, Py_ssize_t n_idx, Py_ssize_t start,
+                             Py_ssize_t stop, double* acc) noexcept nogil:
+    """acc += the row sums of the gradient over idx[start:stop] (see ``_batch_grad``)."""
+    cdef floating r
     cdef Py_ssize_t k, i
     cdef const floating* x
-    memset(acc, 0, (p + 1) * sizeof(double))
     for k in range(start, stop):
         if k + PREFETCH < n_idx:
             _prefetch_row(X, y, ncol, <Py_ssize_t>idx[k + PREFETCH])
@@ -751,23 +888,25 @@ cdef void _batch_grad(int model, int loss, const floating* X, const floating* y,
             _prefetch_row_l1(X, ncol, <Py_ssize_t>idx[k + PREFETCH_L1])
         i = <Py_ssize_t>idx[k]
         x = X + i * ncol
-        r = predict_row(model, x, p, theta, xs) - y[i]
-        accumulate_row64(model, x, p, psi(loss, r, d), xs, acc)
-    _finish(acc, stop - start, theta, l2w, fit_icpt, grad, p)
+        r = predict_row(model, x, p, theta, sh, xs, shifted) - y[i]
+        accumulate_row64(model, x, p, psi(loss, r, d), sh, xs, shifted, acc)
 
 
 cdef inline void _moments_chunk(const floating* X, const floating* y, Py_ssize_t p,
-                                floating xs, Py_ssize_t lo, Py_ssize_t hi,
+                                floating sh, floating xs, Py_ssize_t lo, Py_ssize_t hi,
                                 double* buf) noexcept nogil:
-    """buf[m] += sum u**m (m <= 2p), buf[2p+1+j] += sum y u**j (j <= p), buf[3p+2] += sum y**2."""
+    """buf[m] += sum u**m (m <= 2p), buf[2p+1+j] += sum y u**j (j <= p), buf[3p+2] += sum y**2.
+
+    ``u = (x - sh) * xs`` in the data dtype, its powers in float64.
+    """
     if floating is double:
-        fgd_moments_d(X, y, lo, hi, xs, <int>p, buf)
+        fgd_moments_d(X, y, lo, hi, sh, xs, <int>p, buf)
     else:
-        fgd_moments_f(X, y, lo, hi, xs, <int>p, buf)
+        fgd_moments_f(X, y, lo, hi, sh, xs, <int>p, buf)
 
 
 cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_t p,
-                   floating xs, double* mom, double* work) noexcept nogil:
+                   floating sh, floating xs, double* mom, double* work) noexcept nogil:
     """mom (3p + 3 doubles) = the moments of the polynomial MSE problem, in one pass."""
     cdef Py_ssize_t nch = _n_chunks(n, _row_cost(1, 1, p))
     cdef Py_ssize_t width = 3 * p + 3, stride = _stride(3 * p + 3)
@@ -776,7 +915,7 @@ cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_
     cdef int nthreads
     memset(mom, 0, width * sizeof(double))
     if nch == 1:
-        _moments_chunk(X, y, p, xs, 0, n, mom)
+        _moments_chunk(X, y, p, sh, xs, 0, n, mom)
         return
     nthreads = _team_size(nch)
     for c in prange(nch, schedule="dynamic", num_threads=nthreads):
@@ -784,7 +923,7 @@ cdef void _moments(const floating* X, const floating* y, Py_ssize_t n, Py_ssize_
         hi = ((c + 1) * n) // nch
         buf = work + c * stride
         memset(buf, 0, width * sizeof(double))
-        _moments_chunk(X, y, p, xs, lo, hi, buf)
+        _moments_chunk(X, y, p, sh, xs, lo, hi, buf)
     for c in range(nch):
         buf = work + c * stride
         for j in range(width):
@@ -840,7 +979,8 @@ cdef void _gram_chunk(const floating* X, const floating* y, Py_ssize_t p, Py_ssi
 
 
 cdef void _lsq_stats(int model, const floating* X, const floating* y, Py_ssize_t n,
-                     Py_ssize_t p, floating xs, double* st, double* work) noexcept nogil:
+                     Py_ssize_t p, floating sh, floating xs, double* st,
+                     double* work) noexcept nogil:
     """st = [G, c, S] in one (row-parallel, chunk-ordered) pass over the rows."""
     cdef Py_ssize_t p1 = p + 1, size = _lsq_size(p), nch, stride, c, j, k, lo, hi
     cdef Py_ssize_t pj, pk
@@ -849,7 +989,7 @@ cdef void _lsq_stats(int model, const floating* X, const floating* y, Py_ssize_t
     cdef int nthreads
     if model == 1:
         mom = work + _n_chunks(n, _row_cost(1, 1, p)) * _stride(3 * p + 3)
-        _moments(X, y, n, p, xs, mom, work)
+        _moments(X, y, n, p, sh, xs, mom, work)
         for j in range(p1):
             pj = j + 1 if j < p else 0
             st[p1 * p1 + j] = mom[2 * p + 1 + pj]
@@ -878,8 +1018,9 @@ cdef void _lsq_stats(int model, const floating* X, const floating* y, Py_ssize_t
 
 
 cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
-                                const floating* theta, const floating* l2w, int fit_icpt,
-                                floating* grad, double* acc) noexcept nogil:
+                                const floating* theta, const floating* l2w, int l2d,
+                                int fit_icpt, floating* grad, double* acc,
+                                int strict) noexcept nogil:
     """MSE objective and gradient from [G, c, S] in O(p**2), or NaN.
 
     NaN (the caller then takes the exact pass over the rows) when the sum of
@@ -888,7 +1029,13 @@ cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
     below half (float32) / a quarter (float64) of the largest finite value --,
     when it has lost precision to cancellation, or when the gradient is
     within rounding of zero, where the exact zero the reference may compute
-    decides convergence.
+    decides convergence.  ``strict`` (a preconditioned run or a dense
+    penalty, which reach that noise floor within a few dozen epochs) also
+    takes the exact pass when every fitted component of the whole gradient,
+    penalty included, is within the rounding of G theta - c: there the
+    reference settles on a fixed point (theta unchanged to the bit, the
+    stopping rule's signal) that this shortcut's cancellation noise would
+    keep moving.
     """
     cdef Py_ssize_t p1 = p + 1, j, k
     cdef const double* c = st + p1 * p1
@@ -916,8 +1063,21 @@ cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
     # almost exact fit: the reference's loss history keeps its precision).
     if tiny or not (ssr <= big) or ssr < 1e-6 * st[p1 * p1 + p1]:
         return NAN
-    _finish(acc, n, theta, l2w, fit_icpt, grad, p)
-    return ssr / n + _penalty(theta, l2w, p)
+    _finish(acc, n, theta, l2w, l2d, fit_icpt, grad, p)
+    if strict:
+        tiny = True
+        for j in range(p1):
+            if j == p and not fit_icpt:
+                continue
+            mag = fabs(c[j])
+            for k in range(p1):
+                mag += fabs(st[j * p1 + k] * <double>theta[k])
+            if fabs(<double>grad[j]) > eps * (2.0 * mag / n):
+                tiny = False
+                break
+        if tiny:
+            return NAN
+    return ssr / n + _penalty(theta, l2w, l2d, p)
 
 
 cdef inline Py_ssize_t _work_size(int model, Py_ssize_t n, Py_ssize_t ncol, Py_ssize_t p) noexcept nogil:
@@ -933,14 +1093,44 @@ cdef double* _alloc_doubles(Py_ssize_t k) except NULL:
     return buf
 
 
+cdef int _basis(object basis, double* out) except -1:
+    """out = [shift, scale] from a float ``s`` ([0, s]) or a float64 array of length 2."""
+    if isinstance(basis, float) or isinstance(basis, int):
+        out[0] = 0.0
+        out[1] = <double>basis
+        return 0
+    b = _np.asarray(basis, dtype=_np.float64)
+    if b.ndim == 0:
+        out[0] = 0.0
+        out[1] = float(b)
+        return 0
+    if b.shape != (2,):
+        raise ValueError(f"basis must be a float or a float64 array [shift, scale], "
+                         f"got shape {b.shape}")
+    out[0] = float(b[0])
+    out[1] = float(b[1])
+    return 0
+
+
+cdef int _l2w_dense(Py_ssize_t n_l2w, Py_ssize_t m) except -1:
+    """0 for diagonal weights (m entries), 1 for a dense Q (m**2 entries, row major)."""
+    if n_l2w == m:
+        return 0
+    if n_l2w == m * m:
+        return 1
+    raise ValueError(f"l2w must have p + 1 = {m} (diagonal) or (p + 1)**2 = {m * m} (dense) "
+                     f"entries, got {n_l2w}")
+
+
 def objective_grad(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
-                   const floating[::1] theta, double xscale, double delta,
+                   const floating[::1] theta, basis, double delta,
                    const floating[::1] l2w, int fit_icpt, floating[::1] grad) -> float:
     """Objective and gradient over all rows, one fused pass (row-parallel).
 
-    Returns ``mean(rho(r)) + 0.5*sum(l2w*theta**2)`` and writes
-    ``mean(psi(r) dpred/dtheta) + l2w*theta`` into ``grad`` (``grad[p] = 0``
-    when ``fit_icpt`` is 0).
+    Returns ``mean(rho(r)) + penalty`` and writes ``mean(psi(r) dpred/dtheta)
+    + penalty gradient`` into ``grad`` (``grad[p] = 0`` when ``fit_icpt`` is
+    0).  ``basis``: ``[shift, scale]`` (float64) or a float ``s`` for
+    ``[0, s]``; ``l2w``: diagonal weights or a dense row-major ``Q``.
 
     Examples
     --------
@@ -954,13 +1144,16 @@ def objective_grad(int model, int loss, const floating[:, ::1] X, const floating
     """
     cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], p = theta.shape[0] - 1
     cdef double f
+    cdef double bs[2]
+    cdef int l2d = _l2w_dense(l2w.shape[0], p + 1)
+    _basis(basis, bs)
     cdef double* acc = _alloc_doubles(p + 1)
     cdef double* work = NULL
     try:
         work = _alloc_doubles(_work_size(model, n, ncol, p))
         with nogil:
-            f = _objective_grad(model, loss, &X[0, 0], &y[0], n, ncol, p, &theta[0], xscale,
-                                delta, &l2w[0], fit_icpt, &grad[0], acc, work)
+            f = _objective_grad(model, loss, &X[0, 0], &y[0], n, ncol, p, &theta[0], bs[0],
+                                bs[1], delta, &l2w[0], l2d, fit_icpt, &grad[0], acc, work)
     finally:
         free(acc)
         free(work)
@@ -968,7 +1161,7 @@ def objective_grad(int model, int loss, const floating[:, ::1] X, const floating
 
 
 def objective(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
-              const floating[::1] theta, double xscale, double delta,
+              const floating[::1] theta, basis, double delta,
               const floating[::1] l2w) -> float:
     """Objective over all rows (row-parallel).
 
@@ -982,21 +1175,76 @@ def objective(int model, int loss, const floating[:, ::1] X, const floating[::1]
     """
     cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], p = theta.shape[0] - 1
     cdef double f
+    cdef double bs[2]
+    cdef int l2d = _l2w_dense(l2w.shape[0], p + 1)
+    _basis(basis, bs)
     cdef double* acc = _alloc_doubles(p + 1)
     cdef double* work = NULL
     try:
         work = _alloc_doubles(_work_size(model, n, ncol, p))
         with nogil:
-            f = _objective(model, loss, &X[0, 0], &y[0], n, ncol, p, &theta[0], xscale, delta,
-                           &l2w[0], acc, work)
+            f = _objective(model, loss, &X[0, 0], &y[0], n, ncol, p, &theta[0], bs[0], bs[1],
+                           delta, &l2w[0], l2d, acc, work)
     finally:
         free(acc)
         free(work)
     return f
 
 
+def lsq_stats(int model, const floating[:, ::1] X, const floating[::1] y, basis,
+              Py_ssize_t p) -> tuple:
+    """``G = A^T A``, ``c = A^T y`` and ``S = y^T y`` in float64, one pass over the rows.
+
+    ``A`` has the design rows ``a_i = [features, 1]`` (poly: ``[u**1, ...,
+    u**p, 1]``, ``u = (x - shift) * scale`` in the data dtype, its powers in
+    float64; the linear model needs ``p == X.shape[1]``).  Sums, not means;
+    ``G`` is the full symmetric ``(p + 1, p + 1)`` matrix.  Row-parallel
+    (chunk-ordered, so the same bits with any thread count).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _cython
+    >>> X = np.array([[1.0], [2.0]]); y = np.array([1.0, 3.0])
+    >>> G, c, S = _cython.lsq_stats(0, X, y, 1.0, 1)
+    >>> G.tolist(), c.tolist(), S
+    ([[5.0, 3.0], [3.0, 2.0]], [7.0, 4.0], 10.0)
+    """
+    cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], m = p + 1, j
+    cdef double bs[2]
+    cdef double* st = NULL
+    cdef double* work = NULL
+    if p < 0:
+        raise ValueError(f"p must be >= 0, got {p}")
+    if model == 0 and ncol != p:
+        raise ValueError(f"the linear model needs p == X.shape[1] ({ncol}), got p={p}")
+    if model != 0 and ncol != 1:
+        raise ValueError(f"the polynomial model needs X of shape (n, 1), got {ncol} columns")
+    if y.shape[0] != n:
+        raise ValueError(f"y has {y.shape[0]} rows, X has {n}")
+    _basis(basis, bs)
+    G = _np.empty((m, m))
+    c = _np.empty(m)
+    cdef double[:, ::1] Gv = G
+    cdef double[::1] cv = c
+    cdef double S
+    try:
+        st = _alloc_doubles(_lsq_size(p))
+        work = _alloc_doubles(_lsq_work_size(model, n, p))
+        with nogil:
+            _lsq_stats(model, &X[0, 0], &y[0], n, p, <floating>bs[0], <floating>bs[1], st,
+                       work)
+            memcpy(&Gv[0, 0], st, m * m * sizeof(double))
+            memcpy(&cv[0], st + m * m, m * sizeof(double))
+            S = st[m * m + m]
+    finally:
+        free(st)
+        free(work)
+    return G, c, S
+
+
 def batch_grad(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
-               const floating[::1] theta, double xscale, double delta,
+               const floating[::1] theta, basis, double delta,
                const floating[::1] l2w, int fit_icpt, const index_t[::1] idx,
                Py_ssize_t start, Py_ssize_t stop, floating[::1] grad) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty).
@@ -1012,10 +1260,14 @@ def batch_grad(int model, int loss, const floating[:, ::1] X, const floating[::1
     [-8.0, -4.0]
     """
     cdef Py_ssize_t p = theta.shape[0] - 1
+    cdef double bs[2]
+    cdef int l2d = _l2w_dense(l2w.shape[0], p + 1)
+    _basis(basis, bs)
     cdef double* acc = _alloc_doubles(p + 1)
     with nogil:
-        _batch_grad(model, loss, &X[0, 0], &y[0], X.shape[1], p, &theta[0], xscale, delta,
-                    &l2w[0], fit_icpt, &idx[0], idx.shape[0], start, stop, &grad[0], acc)
+        _batch_grad(model, loss, &X[0, 0], &y[0], X.shape[1], p, &theta[0], bs[0], bs[1],
+                    delta, &l2w[0], l2d, fit_icpt, &idx[0], idx.shape[0], start, stop,
+                    &grad[0], acc)
     free(acc)
 
 
@@ -1086,6 +1338,104 @@ def update(int opt, floating[::1] theta, const floating[::1] grad, floating[:, :
         _update(opt, &theta[0], &grad[0], &state[0, 0], &state[1, 0], m, lr, &hp[0], t)
 
 
+# ---------------------------------------------------------------- preconditioned step
+# The optimizer runs on internal parameters z with theta = T z (theta: the
+# kernel's parameters, in which predictions and gradients are formed).  A
+# step maps the gradient g' = T^T g, lets the update rule move a zero vector
+# by delta (state slots live in internal coordinates), then theta += T delta.
+# Only T acts on theta: z itself is never stored.  ``pre`` (float64, row
+# major, ``kind`` from its number of rows):
+#   kind 0, (0, p+1)        no preconditioning: the update rule acts on theta.
+#   kind 1, (2, p+1)        centre-and-scale (linear model), rows a and b:
+#                             theta_j = a_j z_j (j < p), theta_p = z_p - sum_j b_j z_j
+#   kind 2, (2(p+1), p+1)   dense: rows 0..p are T, rows p+1..2p+1 are T^-1.
+# Every sum below runs in float64 over its index ascending.
+
+
+cdef inline int _pre_kind(Py_ssize_t rows) noexcept nogil:
+    """0 none, 1 centre-and-scale, 2 dense (from the number of rows of ``pre``)."""
+    if rows == 0:
+        return 0
+    return 1 if rows == 2 else 2
+
+
+cdef inline void _pre_grad(const double* pre, int kind, floating* grad, Py_ssize_t m,
+                           double* out) noexcept nogil:
+    """grad = T^T grad, summed in float64 (``out``: m doubles of scratch), stored in the data dtype."""
+    cdef Py_ssize_t p = m - 1, j, k
+    cdef double s, gp
+    if kind == 1:
+        gp = <double>grad[p]
+        for j in range(p):
+            out[j] = pre[j] * <double>grad[j] - pre[m + j] * gp
+        out[p] = gp
+    else:
+        for k in range(m):
+            s = 0.0
+            for j in range(m):
+                s += pre[j * m + k] * <double>grad[j]
+            out[k] = s
+    for j in range(m):
+        grad[j] = <floating>out[j]
+
+
+cdef inline void _pre_apply(const double* pre, int kind, floating* theta, const floating* delta,
+                            Py_ssize_t m) noexcept nogil:
+    """theta += T delta (float64 sums, stored in the data dtype)."""
+    cdef Py_ssize_t p = m - 1, j, k
+    cdef double s = 0.0, d
+    if kind == 1:
+        for j in range(p):
+            d = <double>delta[j]
+            theta[j] = <floating>(<double>theta[j] + pre[j] * d)
+            s += pre[m + j] * d
+        theta[p] = <floating>(<double>theta[p] + (<double>delta[p] - s))
+    else:
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += pre[j * m + k] * <double>delta[k]
+            theta[j] = <floating>(<double>theta[j] + s)
+
+
+cdef inline void _pre_internal(const double* pre, int kind, const floating* theta,
+                               Py_ssize_t m, double* z) noexcept nogil:
+    """z = T^-1 theta in float64 (``theta`` itself for kind 0)."""
+    cdef Py_ssize_t p = m - 1, j, k
+    cdef double s = 0.0
+    if kind == 0:
+        for j in range(m):
+            z[j] = <double>theta[j]
+    elif kind == 1:
+        for j in range(p):
+            z[j] = <double>theta[j] / pre[j]
+            s += pre[m + j] * z[j]
+        z[p] = <double>theta[p] + s
+    else:
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += pre[(m + j) * m + k] * <double>theta[k]
+            z[j] = s
+
+
+cdef inline void _step(int opt, floating* theta, floating* grad, floating* s0, floating* s1,
+                       Py_ssize_t m, double lr, const double* hp, long long t,
+                       const double* pre, int kind, double* work,
+                       floating* delta) noexcept nogil:
+    """One step of update rule ``opt``, preconditioned by ``pre``; ``grad`` is scratch.
+
+    ``work`` (m doubles) and ``delta`` (m values) are scratch, unused for kind 0.
+    """
+    if kind == 0:
+        _update(opt, theta, grad, s0, s1, m, lr, hp, t)
+        return
+    _pre_grad(pre, kind, grad, m, work)
+    memset(delta, 0, m * sizeof(floating))
+    _update(opt, delta, grad, s0, s1, m, lr, hp, t)
+    _pre_apply(pre, kind, theta, delta, m)
+
+
 # ---------------------------------------------------------------- schedule
 
 
@@ -1123,10 +1473,30 @@ cdef inline bint _all_finite(const floating* theta, Py_ssize_t m) noexcept nogil
 
 
 cdef inline bint _converged(const floating* theta, const floating* theta_prev, Py_ssize_t m,
-                            double tol) noexcept nogil:
-    """The stopping rule: max|dtheta| <= tol * max(1, max|theta|)."""
+                            double tol, const double* pre, int kind,
+                            double* work) noexcept nogil:
+    """The stopping rule, in internal coordinates z = T^-1 theta:
+    max|z - z_prev| <= tol * max(1, max|z|).  Without preconditioning (kind 0)
+    the difference is taken in the data dtype.  ``work``: 2m doubles (kind > 0)."""
     cdef double step = 0.0, scale = 1.0, a
     cdef Py_ssize_t j
+    cdef double* z
+    cdef double* zp
+    if kind != 0:
+        z = work
+        zp = work + m
+        _pre_internal(pre, kind, theta, m, z)
+        _pre_internal(pre, kind, theta_prev, m, zp)
+        for j in range(m):
+            a = fabs(z[j] - zp[j])
+            if a != a:  # NaN: numpy's max is NaN, and NaN <= x is False
+                return False
+            if a > step:
+                step = a
+            a = fabs(z[j])
+            if a > scale:
+                scale = a
+        return step <= tol * scale
     for j in range(m):
         a = fabs(<double>(theta[j] - theta_prev[j]))  # difference in the data dtype
         if a > step:
@@ -1180,17 +1550,28 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, Py_ssiz
 
 
 cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssize_t n,
-               Py_ssize_t ncol, floating* theta, Py_ssize_t p, double xscale, double delta,
-               const floating* l2w, int fit_icpt, int opt, const double* hp, floating* state,
-               long long t0, int sched, double lr0, const double* sched_hp, long long epoch0,
-               long long n_epochs, Py_ssize_t batch_size, const index_t* order, double tol,
-               int need_obj, floating* grad, double f0, double* hist_loss, int rec_loss,
-               floating* hist_params, int rec_params, floating* theta_prev, double* acc,
-               double* work, double* lsq, double* lsq_work, long long* out_done,
-               int* out_status, long long* out_t, double* out_f) noexcept nogil:
-    """The epoch loop of ``run`` (see ``_numpy.run``, the specification)."""
+               Py_ssize_t ncol, floating* theta, Py_ssize_t p, double shift, double xscale,
+               double delta, const floating* l2w, int l2d, int fit_icpt, int opt,
+               const double* hp, floating* state, long long t0, int sched, double lr0,
+               const double* sched_hp, long long epoch0, long long n_epochs,
+               Py_ssize_t batch_size, const index_t* order, double tol, int need_obj,
+               floating* grad, double f0, double* hist_loss, int rec_loss,
+               floating* hist_params, int rec_params, const double* pre, int kind,
+               floating* theta_prev, double* acc, double* work, double* lsq, double* lsq_work,
+               double* pre_work, floating* pre_delta, long long* out_done, int* out_status,
+               long long* out_t, double* out_f) noexcept nogil:
+    """The epoch loop of ``run`` (see ``_numpy.run``, the specification).
+
+    Every update goes through ``_step`` (the plain update rule for kind 0).
+    ``pre_work`` (2m doubles) and ``pre_delta`` (m values) are the
+    preconditioner's scratch, NULL for kind 0.
+    """
     cdef bint full = batch_size == 0
     cdef bint use_lsq = lsq != NULL
+    # the shortcut's stricter fallback (see _objective_grad_lsq) for the new
+    # cases only: without preconditioner and with diagonal weights it is
+    # today's path, bit for bit
+    cdef int strict = kind != 0 or l2d
     cdef Py_ssize_t m = p + 1, start, stop
     cdef floating* s0 = state
     cdef floating* s1 = state + m
@@ -1200,19 +1581,20 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
     cdef double f, lr
 
     if use_lsq:  # full-batch least squares: one pass, then O(p**2) epochs
-        _lsq_stats(model, X, y, n, p, <floating>xscale, lsq, lsq_work)
+        _lsq_stats(model, X, y, n, p, <floating>shift, <floating>xscale, lsq, lsq_work)
     if not isnan(f0):
         f = f0
     elif use_lsq:
-        f = _objective_grad_lsq(lsq, n, p, theta, l2w, fit_icpt, grad, acc)
+        f = _objective_grad_lsq(lsq, n, p, theta, l2w, l2d, fit_icpt, grad, acc, strict)
         if isnan(f):
-            f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w,
-                                fit_icpt, grad, acc, work)
+            f = _objective_grad(model, loss, X, y, n, ncol, p, theta, shift, xscale, delta,
+                                l2w, l2d, fit_icpt, grad, acc, work)
     elif full:
-        f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w, fit_icpt,
-                            grad, acc, work)
+        f = _objective_grad(model, loss, X, y, n, ncol, p, theta, shift, xscale, delta, l2w,
+                            l2d, fit_icpt, grad, acc, work)
     elif need_obj:
-        f = _objective(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w, acc, work)
+        f = _objective(model, loss, X, y, n, ncol, p, theta, shift, xscale, delta, l2w, l2d,
+                       acc, work)
     else:
         f = 0.0
     if not isfinite(f):
@@ -1232,18 +1614,21 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
         memcpy(theta_prev, theta, m * sizeof(floating))
         if full:
             t += 1
-            _update(opt, theta, grad, s0, s1, m, lr, hp, t)
+            _step(opt, theta, grad, s0, s1, m, lr, hp, t, pre, kind, pre_work, pre_delta)
             if use_lsq:
-                f = _objective_grad_lsq(lsq, n, p, theta, l2w, fit_icpt, grad, acc)
+                f = _objective_grad_lsq(lsq, n, p, theta, l2w, l2d, fit_icpt, grad, acc,
+                                        strict)
             if not use_lsq or isnan(f):
-                f = _objective_grad(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w,
-                                    fit_icpt, grad, acc, work)
+                f = _objective_grad(model, loss, X, y, n, ncol, p, theta, shift, xscale, delta,
+                                    l2w, l2d, fit_icpt, grad, acc, work)
         else:
             idx = order + k * n
             start = 0
-            if batch_size == 1 and opt == 0 and model == 0 and n > 1:
-                # all but the last sample fused; the last one below leaves
-                # ``grad`` as the reference does
+            if (batch_size == 1 and opt == 0 and model == 0 and n > 1 and kind == 0
+                    and not l2d):
+                # all but the last sample fused (plain gd, diagonal penalty, no
+                # preconditioner); the last one below leaves ``grad`` as the
+                # reference does
                 _sgd_gd_linear(loss, X, y, ncol, theta, p, delta, l2w, fit_icpt, idx, n,
                                0, n - 1, lr)
                 t += n - 1
@@ -1252,14 +1637,14 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
                 stop = start + batch_size
                 if stop > n:
                     stop = n
-                _batch_grad(model, loss, X, y, ncol, p, theta, xscale, delta, l2w, fit_icpt,
-                            idx, n, start, stop, grad, acc)
+                _batch_grad(model, loss, X, y, ncol, p, theta, shift, xscale, delta, l2w, l2d,
+                            fit_icpt, idx, n, start, stop, grad, acc)
                 t += 1
-                _update(opt, theta, grad, s0, s1, m, lr, hp, t)
+                _step(opt, theta, grad, s0, s1, m, lr, hp, t, pre, kind, pre_work, pre_delta)
                 start = stop
             if need_obj:
-                f = _objective(model, loss, X, y, n, ncol, p, theta, xscale, delta, l2w, acc,
-                               work)
+                f = _objective(model, loss, X, y, n, ncol, p, theta, shift, xscale, delta, l2w,
+                               l2d, acc, work)
         if not (_all_finite(theta, m) and isfinite(f)):
             memcpy(theta, theta_prev, m * sizeof(floating))
             status = 2
@@ -1269,7 +1654,7 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
             hist_loss[e + 1] = f
         if rec_params:
             memcpy(hist_params + (e + 1) * m, theta, m * sizeof(floating))
-        if _converged(theta, theta_prev, m, tol):
+        if _converged(theta, theta_prev, m, tol, pre, kind, pre_work):
             status = 1
             break
     out_done[0] = n_done
@@ -1279,17 +1664,20 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
 
 
 def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
-        floating[::1] theta, double xscale, double delta, const floating[::1] l2w,
+        floating[::1] theta, basis, double delta, const floating[::1] l2w,
         int fit_icpt, int opt, const double[::1] hp, floating[:, ::1] state, long long t0,
         int sched, double lr0, const double[::1] sched_hp, long long epoch0,
         long long n_epochs, Py_ssize_t batch_size, const index_t[:, ::1] order, double tol,
         int need_obj, floating[::1] grad, double f0, double[::1] hist_loss,
-        floating[:, ::1] hist_params) -> tuple:
+        floating[:, ::1] hist_params, pre=None) -> tuple:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     Exactly ``_numpy.run`` (the specification), with the whole loop in C and
-    the GIL released.  Full-batch polynomial MSE gathers the moments of the
-    data in one pass and then costs O(degree**2) per epoch.
+    the GIL released.  Full-batch MSE (polynomial always, linear with more
+    epochs than parameters) gathers the data's least-squares statistics in
+    one pass and then costs O(p**2) per epoch.  ``pre`` (float64, 2-D): None
+    or (0, p+1) none, (2, p+1) centre-and-scale, (2(p+1), p+1) dense ``T``
+    then ``T^-1``; the update rules then act on ``z = T^-1 theta``.
 
     Examples
     --------
@@ -1305,15 +1693,30 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
     >>> status, round(float(theta[0]), 6)
     (1, 2.0)
     """
-    cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], p = theta.shape[0] - 1
+    cdef Py_ssize_t n = X.shape[0], ncol = X.shape[1], p = theta.shape[0] - 1, m = p + 1
     cdef long long n_done = 0, t = t0
-    cdef int status = 0
+    cdef int status = 0, kind = 0
     cdef double f = f0
-    cdef floating* theta_prev = <floating*>malloc((p + 1) * sizeof(floating))
+    cdef double bs[2]
+    cdef int l2d = _l2w_dense(l2w.shape[0], m)
+    cdef const double[:, ::1] pre_v
+    cdef const double* pre_ptr = NULL
+    _basis(basis, bs)
+    if pre is not None:
+        pre_v = pre
+        kind = _pre_kind(pre_v.shape[0])
+        if kind != 0:
+            if pre_v.shape[1] != m or (kind == 2 and pre_v.shape[0] != 2 * m):
+                raise ValueError(f"pre must have shape (0, {m}), (2, {m}) or ({2 * m}, {m}), "
+                                 f"got ({pre_v.shape[0]}, {pre_v.shape[1]})")
+            pre_ptr = &pre_v[0, 0]
+    cdef floating* theta_prev = <floating*>malloc(m * sizeof(floating))
     cdef double* acc = NULL
     cdef double* work = NULL
     cdef double* lsq = NULL
     cdef double* lsq_work = NULL
+    cdef double* pre_work = NULL
+    cdef floating* pre_delta = NULL
     cdef const index_t* order_ptr = &order[0, 0] if order.shape[0] > 0 else NULL
     # Full-batch MSE takes the sufficient statistics: always for the
     # polynomial (a pass of moments), for the linear model when this call has
@@ -1322,23 +1725,31 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
     try:
         if theta_prev == NULL:
             raise MemoryError()
-        acc = _alloc_doubles(p + 1)
+        acc = _alloc_doubles(m)
         work = _alloc_doubles(_work_size(model, n, ncol, p))
         if use_lsq:
             lsq = _alloc_doubles(_lsq_size(p))
             lsq_work = _alloc_doubles(_lsq_work_size(model, n, p))
+        if kind != 0:
+            pre_work = _alloc_doubles(2 * m)
+            pre_delta = <floating*>malloc(m * sizeof(floating))
+            if pre_delta == NULL:
+                raise MemoryError()
         with nogil:
-            _run(model, loss, &X[0, 0], &y[0], n, ncol, &theta[0], p, xscale, delta, &l2w[0],
-                 fit_icpt, opt, &hp[0], &state[0, 0], t0, sched, lr0, &sched_hp[0], epoch0,
-                 n_epochs, batch_size, order_ptr, tol, need_obj, &grad[0], f0, &hist_loss[0],
-                 hist_loss.shape[0] > 0, &hist_params[0, 0], hist_params.shape[0] > 0,
-                 theta_prev, acc, work, lsq, lsq_work, &n_done, &status, &t, &f)
+            _run(model, loss, &X[0, 0], &y[0], n, ncol, &theta[0], p, bs[0], bs[1], delta,
+                 &l2w[0], l2d, fit_icpt, opt, &hp[0], &state[0, 0], t0, sched, lr0,
+                 &sched_hp[0], epoch0, n_epochs, batch_size, order_ptr, tol, need_obj,
+                 &grad[0], f0, &hist_loss[0], hist_loss.shape[0] > 0, &hist_params[0, 0],
+                 hist_params.shape[0] > 0, pre_ptr, kind, theta_prev, acc, work, lsq,
+                 lsq_work, pre_work, pre_delta, &n_done, &status, &t, &f)
     finally:
         free(theta_prev)
         free(acc)
         free(work)
         free(lsq)
         free(lsq_work)
+        free(pre_work)
+        free(pre_delta)
     return n_done, status, t, f
 
 

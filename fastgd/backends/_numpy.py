@@ -8,8 +8,8 @@ names and argument order, and is tested against this file.  See
 ``fastgd/backends/__init__.py`` for the shapes and dtypes of the arguments.
 
 Sections: input scan -> scalar losses -> model prediction -> fused
-objective/gradient over rows -> update rules -> schedule -> epoch loop ->
-minimize loop.
+objective/gradient over rows -> update rules -> preconditioned step ->
+schedule -> epoch loop -> minimize loop.
 
 Rows are processed in blocks of ``BLOCK`` so that no temporary of length n is
 ever allocated (a 1e7-row fit stays within a few MB of X itself).  Sums over
@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 BLOCK = 1 << 14
+_NO_PRE = np.empty((0, 0))
 
 # ---------------------------------------------------------------- input scan
 
@@ -66,29 +67,36 @@ def psi(loss: int, r: np.ndarray, delta: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- model
 # model 0: linear  pred = X @ coef + b
-# model 1: poly    pred = b + sum_j coef[j-1] u**j, u = x * xscale, by Horner
+# model 1: poly    pred = b + sum_j coef[j-1] u**j, by Horner, with
+#                  u = (x - basis[0]) * basis[1] formed in the data dtype
 
 
-def predict_rows(model: int, Xb: np.ndarray, theta: np.ndarray, xscale: float) -> np.ndarray:
+def _u(Xb: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """The polynomial model's input ``u = (x - shift) * scale`` in the data dtype."""
+    dt = Xb.dtype.type
+    return (Xb[:, 0] - dt(basis[0])) * dt(basis[1])
+
+
+def predict_rows(model: int, Xb: np.ndarray, theta: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """Predictions for a block of rows."""
     p = theta.shape[0] - 1
     if model == 0:
         return Xb @ theta[:p] + theta[p]
-    u = Xb[:, 0] * Xb.dtype.type(xscale)
+    u = _u(Xb, basis)
     pred = np.zeros_like(u)
     for j in range(p - 1, -1, -1):  # Horner: ((c_k u + c_{k-1}) u + ... + c_1) u
         pred = (pred + theta[j]) * u
     return pred + theta[p]
 
 
-def _accumulate_grad(model: int, Xb: np.ndarray, s: np.ndarray, xscale: float,
+def _accumulate_grad(model: int, Xb: np.ndarray, s: np.ndarray, basis: np.ndarray,
                      acc: np.ndarray) -> None:
     """acc[:p] += sum_i s_i dpred_i/dcoef, acc[p] += sum_i s_i (float64 acc)."""
     p = acc.shape[0] - 1
     if model == 0:
         acc[:p] += Xb.T @ s
     else:
-        u = Xb[:, 0] * Xb.dtype.type(xscale)
+        u = _u(Xb, basis)
         pw = u.copy()
         for j in range(p):  # running power u**(j+1)
             acc[j] += np.einsum("i,i->", pw, s)
@@ -96,20 +104,52 @@ def _accumulate_grad(model: int, Xb: np.ndarray, s: np.ndarray, xscale: float,
     acc[p] += np.sum(s, dtype=np.float64)
 
 
+def _penalty_grad(l2w: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """The penalty's gradient in float64: ``l2w*theta`` (diagonal) or ``Q @ theta`` (dense).
+
+    ``l2w`` has ``p + 1`` entries (diagonal weights) or ``(p + 1)**2`` (a dense
+    symmetric matrix ``Q``, row major): ``Q[j] @ theta`` sums over ``k``
+    ascending, in float64.
+    """
+    m = theta.shape[0]
+    if l2w.shape[0] == m:
+        return (l2w * theta).astype(np.float64)  # the product in the data dtype
+    Q = l2w.reshape(m, m).astype(np.float64)
+    th = theta.astype(np.float64)
+    return np.array([_dot_asc(Q[j], th) for j in range(m)])
+
+
+def _dot_asc(a: np.ndarray, b: np.ndarray) -> float:
+    """sum_k a[k]*b[k] in float64, k ascending (the compiled backends' order)."""
+    s = 0.0
+    for k in range(a.shape[0]):
+        s += float(a[k]) * float(b[k])
+    return s
+
+
 def _finish(acc: np.ndarray, m: int, theta: np.ndarray, l2w: np.ndarray, fit_icpt: int,
             grad: np.ndarray) -> None:
-    """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
-    grad[:] = acc / m + l2w * theta
+    """grad = acc / m + penalty gradient, intercept slot zero when not fitted."""
+    grad[:] = acc / m + _penalty_grad(l2w, theta)
     if not fit_icpt:
         grad[-1] = 0
 
 
 def _penalty(theta: np.ndarray, l2w: np.ndarray) -> float:
-    return 0.5 * float(np.dot(l2w.astype(np.float64), theta.astype(np.float64) ** 2))
+    """0.5 * sum(l2w*theta**2) (diagonal) or 0.5 * theta @ Q @ theta (dense)."""
+    m = theta.shape[0]
+    th = theta.astype(np.float64)
+    if l2w.shape[0] == m:
+        return 0.5 * float(np.dot(l2w.astype(np.float64), th ** 2))
+    Q = l2w.reshape(m, m).astype(np.float64)
+    s = 0.0
+    for j in range(m):
+        s += th[j] * _dot_asc(Q[j], th)
+    return 0.5 * s
 
 
 def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-                   xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+                   basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
                    grad: np.ndarray) -> float:
     """Objective and gradient over all rows, one sweep over the row blocks."""
     n = X.shape[0]
@@ -117,34 +157,65 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     acc = np.zeros(theta.shape[0], dtype=np.float64)
     for lo in range(0, n, BLOCK):
         Xb, yb = X[lo:lo + BLOCK], y[lo:lo + BLOCK]
-        r = predict_rows(model, Xb, theta, xscale) - yb
+        r = predict_rows(model, Xb, theta, basis) - yb
         f += float(np.sum(rho(loss, r, delta), dtype=np.float64))
-        _accumulate_grad(model, Xb, psi(loss, r, delta), xscale, acc)
+        _accumulate_grad(model, Xb, psi(loss, r, delta), basis, acc)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return f / n + _penalty(theta, l2w)
 
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-              xscale: float, delta: float, l2w: np.ndarray) -> float:
+              basis: np.ndarray, delta: float, l2w: np.ndarray) -> float:
     """Objective over all rows."""
     n = X.shape[0]
     f = 0.0
     for lo in range(0, n, BLOCK):
-        r = predict_rows(model, X[lo:lo + BLOCK], theta, xscale) - y[lo:lo + BLOCK]
+        r = predict_rows(model, X[lo:lo + BLOCK], theta, basis) - y[lo:lo + BLOCK]
         f += float(np.sum(rho(loss, r, delta), dtype=np.float64))
     return f / n + _penalty(theta, l2w)
 
 
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-               xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+               basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
                idx: np.ndarray, start: int, stop: int, grad: np.ndarray) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty)."""
     rows = idx[start:stop]
     Xb, yb = X[rows], y[rows]
-    r = predict_rows(model, Xb, theta, xscale) - yb
+    r = predict_rows(model, Xb, theta, basis) - yb
     acc = np.zeros(theta.shape[0], dtype=np.float64)
-    _accumulate_grad(model, Xb, psi(loss, r, delta), xscale, acc)
+    _accumulate_grad(model, Xb, psi(loss, r, delta), basis, acc)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
+
+
+def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
+              p: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``G = A^T A``, ``c = A^T y`` and ``S = y^T y`` in float64, one pass over the rows.
+
+    ``A`` is the design in the kernel's coordinates, rows ``a_i = [features, 1]``
+    (poly: ``[u**1, ..., u**p, 1]`` with ``u`` as in :func:`predict_rows`, its
+    powers in float64).  Sums, not means.  Non-finite data give non-finite
+    statistics (``S`` and the intercept column see every ``x`` and ``y``).
+    """
+    m = p + 1
+    G = np.zeros((m, m))
+    c = np.zeros(m)
+    S = 0.0
+    for lo in range(0, X.shape[0], BLOCK):
+        Xb, yb = X[lo:lo + BLOCK], y[lo:lo + BLOCK].astype(np.float64)
+        if model == 0:
+            A = np.empty((Xb.shape[0], m))
+            A[:, :p] = Xb
+        else:
+            u = _u(Xb, basis).astype(np.float64)
+            A = np.empty((u.shape[0], m))
+            A[:, 0] = u
+            for j in range(1, p):
+                A[:, j] = A[:, j - 1] * u
+        A[:, p] = 1.0
+        G += A.T @ A
+        c += A.T @ yb
+        S += float(yb @ yb)
+    return G, c, S
 
 
 # ---------------------------------------------------------------- update rules
@@ -187,6 +258,100 @@ def update(opt: int, theta: np.ndarray, grad: np.ndarray, state: np.ndarray, lr:
         theta -= lr * (m / bc1) / (np.sqrt(v / bc2) + hp[3])
 
 
+# ---------------------------------------------------------------- preconditioned step
+# The optimizer runs on internal parameters z with theta = T z (theta: the
+# kernel's parameters, in which predictions and gradients are formed).  A
+# step maps the gradient g' = T^T g, lets the update rule move a zero vector
+# by delta (state slots live in internal coordinates), then theta += T delta.
+# Only T acts on theta: z itself is never stored.  ``pre`` (float64, 2-D):
+#   (0, p+1)          no preconditioning: the update rule acts on theta.
+#   (2, p+1)          centre-and-scale (linear model), rows a and b:
+#                       theta_j = a_j z_j (j < p),  theta_p = z_p - sum_j b_j z_j
+#   (2(p+1), p+1)     dense: rows 0..p are T, rows p+1..2p+1 are T^-1.
+# Every sum below runs in float64 over its index ascending.
+
+
+def pre_kind(pre: np.ndarray) -> int:
+    """0 none, 1 centre-and-scale, 2 dense."""
+    if pre.shape[0] == 0:
+        return 0
+    return 1 if pre.shape[0] == 2 else 2
+
+
+def pre_grad(pre: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """T^T grad in float64."""
+    m = grad.shape[0]
+    p = m - 1
+    g = grad.astype(np.float64)
+    out = np.empty(m)
+    if pre_kind(pre) == 1:
+        for j in range(p):
+            out[j] = pre[0, j] * g[j] - pre[1, j] * g[p]
+        out[p] = g[p]
+    else:
+        for k in range(m):
+            s = 0.0
+            for j in range(m):
+                s += pre[j, k] * g[j]
+            out[k] = s
+    return out
+
+
+def pre_apply(pre: np.ndarray, theta: np.ndarray, delta: np.ndarray) -> None:
+    """theta += T delta (float64 sums, stored in the data dtype)."""
+    m = theta.shape[0]
+    p = m - 1
+    d = delta.astype(np.float64)
+    if pre_kind(pre) == 1:
+        s = 0.0
+        for j in range(p):
+            theta[j] = float(theta[j]) + pre[0, j] * d[j]
+            s += pre[1, j] * d[j]
+        theta[p] = float(theta[p]) + (d[p] - s)
+    else:
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += pre[j, k] * d[k]
+            theta[j] = float(theta[j]) + s
+
+
+def pre_internal(pre: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """z = T^-1 theta in float64 (``theta`` itself when there is no preconditioning)."""
+    m = theta.shape[0]
+    p = m - 1
+    th = theta.astype(np.float64)
+    kind = pre_kind(pre)
+    if kind == 0:
+        return th
+    z = np.empty(m)
+    if kind == 1:
+        s = 0.0
+        for j in range(p):
+            z[j] = th[j] / pre[0, j]
+            s += pre[1, j] * z[j]
+        z[p] = th[p] + s
+    else:
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += pre[m + j, k] * th[k]
+            z[j] = s
+    return z
+
+
+def step(opt: int, theta: np.ndarray, grad: np.ndarray, state: np.ndarray, lr: float,
+         hp: np.ndarray, t: int, pre: np.ndarray) -> None:
+    """One step of update rule ``opt``, preconditioned by ``pre``; ``grad`` is scratch."""
+    if pre_kind(pre) == 0:
+        update(opt, theta, grad, state, lr, hp, t)
+        return
+    grad[:] = pre_grad(pre, grad)  # stored in the data dtype, as the state is
+    delta = np.zeros_like(theta)
+    update(opt, delta, grad, state, lr, hp, t)
+    pre_apply(pre, theta, delta)
+
+
 # ---------------------------------------------------------------- schedule
 
 
@@ -206,20 +371,29 @@ def _all_finite(theta: np.ndarray) -> bool:
     return bool(np.isfinite(theta).all())
 
 
-def _converged(theta: np.ndarray, theta_prev: np.ndarray, tol: float) -> bool:
-    """The stopping rule: max|dtheta| <= tol * max(1, max|theta|)."""
-    step = float(np.max(np.abs(theta - theta_prev)))
-    scale = max(1.0, float(np.max(np.abs(theta))))
-    return step <= tol * scale
+def _converged(theta: np.ndarray, theta_prev: np.ndarray, tol: float,
+               pre: np.ndarray) -> bool:
+    """The stopping rule, in internal coordinates z = T^-1 theta:
+    max|z - z_prev| <= tol * max(1, max|z|).  Without preconditioning the
+    difference is taken in the data dtype."""
+    if pre_kind(pre) == 0:
+        step_ = float(np.max(np.abs(theta - theta_prev)))
+        return step_ <= tol * max(1.0, float(np.max(np.abs(theta))))
+    z = pre_internal(pre, theta)
+    zp = pre_internal(pre, theta_prev)
+    step_ = float(np.max(np.abs(z - zp)))
+    scale = max(1.0, float(np.max(np.abs(z))))
+    return step_ <= tol * scale
 
 
 def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-        xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+        basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
         opt: int, hp: np.ndarray, state: np.ndarray, t0: int,
         sched: int, lr0: float, sched_hp: np.ndarray, epoch0: int, n_epochs: int,
         batch_size: int, order: np.ndarray, tol: float, need_obj: int,
         grad: np.ndarray, f0: float,
-        hist_loss: np.ndarray, hist_params: np.ndarray) -> tuple[int, int, int, float]:
+        hist_loss: np.ndarray, hist_params: np.ndarray,
+        pre: np.ndarray | None = None) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     ``f0`` is NaN on the first call; a later chunk passes the ``f`` the
@@ -233,8 +407,12 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     non-empty only with ``need_obj``; full batch always has the objective,
     from the fused pass).  A non-finite objective or parameter ends the run
     with status 2 and ``theta`` restored to the start of the failing epoch.
-    Stopping: ``max|theta - theta_prev| <= tol * max(1, max|theta|)``.
+    Stopping: ``max|z - z_prev| <= tol * max(1, max|z|)`` in the internal
+    coordinates ``z = T^-1 theta`` of ``pre`` (None: no preconditioning, z = theta);
+    every step goes through :func:`step`.
     """
+    if pre is None:
+        pre = np.empty((0, theta.shape[0]))
     n = X.shape[0]
     full = batch_size == 0
     rec_loss = hist_loss.shape[0] > 0
@@ -245,9 +423,9 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     if not math.isnan(f0):
         f = f0
     elif full:
-        f = objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad)
+        f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad)
     elif need_obj:
-        f = objective(model, loss, X, y, theta, xscale, delta, l2w)
+        f = objective(model, loss, X, y, theta, basis, delta, l2w)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -264,18 +442,18 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         theta_prev[:] = theta
         if full:
             t += 1
-            update(opt, theta, grad, state, lr, hp, t)
-            f = objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad)
+            step(opt, theta, grad, state, lr, hp, t, pre)
+            f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad)
         else:
             idx = order[k]
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt,
+                batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
                            idx, start, stop, grad)
                 t += 1
-                update(opt, theta, grad, state, lr, hp, t)
+                step(opt, theta, grad, state, lr, hp, t, pre)
             if need_obj:
-                f = objective(model, loss, X, y, theta, xscale, delta, l2w)
+                f = objective(model, loss, X, y, theta, basis, delta, l2w)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
@@ -285,7 +463,7 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
             hist_loss[e + 1] = f
         if rec_params:
             hist_params[e + 1] = theta
-        if _converged(theta, theta_prev, tol):
+        if _converged(theta, theta_prev, tol, pre):
             status = 1
             break
     return n_done, status, t, f
@@ -328,7 +506,7 @@ def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.
             hist_f[k + 1] = f
         if hist_x.shape[0] > 0:
             hist_x[k + 1] = x
-        if _converged(x, x_prev, tol):
+        if _converged(x, x_prev, tol, _NO_PRE):
             status = 1
             break
     return n_done, status, f

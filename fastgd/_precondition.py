@@ -1,0 +1,491 @@
+"""The coordinates a fit runs in, and the safe automatic step size.
+
+A fit has three sets of parameters:
+
+* the **user's**: ``coef`` (features, or ascending powers ``x**1 .. x**k``) and
+  ``intercept``, in which results, ``history.params`` and callbacks are given;
+* the **kernel's** ``theta``: what predictions and gradients are formed from.
+  Linear model: the user's own.  Polynomial model: the coefficients of the
+  powers of ``u = (x - shift) * scale`` (``basis = [shift, scale]``);
+* the **internal** ``z`` with ``theta = T z``: what the update rule moves
+  (``pre``, see ``fastgd.backends._numpy.step``).
+
+``precondition="none"`` is textbook gradient descent: ``T = I``; for the
+polynomial model ``shift = 0`` and ``scale = 1/max|x|`` (x rescaled into
+[-1, 1], powers of the rescaled x).  ``precondition="auto"`` makes the
+Hessian of the objective in ``z`` close to a multiple of the identity:
+
+* linear model: each column centred and scaled (``z_j = s_j coef_j``,
+  ``z_p = intercept + sum_j m_j coef_j``), with ``m_j`` the column mean and
+  ``s_j = sqrt(var_j + l2/c)`` (the Jacobi scaling of the Hessian; ``c`` the
+  loss curvature).  Folded into every step in O(d): X is never copied.
+  Without an intercept, columns are scaled by their root mean square only.
+* polynomial model: x mapped onto [-1, 1] (centre *and* scale), then the
+  orthonormal polynomials of the data: the scaled Legendre polynomials,
+  orthonormalised against the data's own Gram matrix (from one compiled pass
+  of moments), so ``T^T H T = c I`` up to rounding.
+
+The statistics come from one pass over the data; the step size follows from
+them (``auto_lr``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _registry as reg
+from ._problem import Problem
+
+#: Rows per block of the numpy statistics passes (bounded temporaries).
+_BLOCK = 1 << 14
+PRECONDITIONS = ("auto", "none")
+#: Caps on the distance scale of the adaptive rules' ``lr="auto"``, in units of
+#: the least-squares residual RMS ``sigma`` (see :func:`auto_lr`).  Measured on
+#: tests/test_conditioning.py's designs (up to degree 10 on [0, 20], where the
+#: distance to travel is ~800 sigma): adagrad's effective step at the optimum is
+#: lr / sqrt(number of steps it took to get there), too large for Huber (whose
+#: clipped gradients accumulate slowly) above ~30 sigma; rmsprop, with no
+#: first-moment average, keeps moving by ~lr per step at the optimum, and at
+#: 3000 full-batch epochs needs 0.2-0.9 sigma there (travel below, oscillation above).
+_ADAGRAD_CAP = 200.0
+_RMSPROP_CAP = 50.0
+
+
+@dataclass
+class Coordinates:
+    """Everything that maps between the user's, the kernel's and the internal parameters."""
+
+    precondition: str
+    #: ``[shift, scale]`` of the polynomial input (``[0, 1]`` for the linear model).
+    basis: np.ndarray
+    #: The kernels' preconditioner record (``fastgd.backends`` interface).
+    pre: np.ndarray
+    #: Penalty in the kernel's coordinates, data dtype (diagonal or dense).
+    l2w: np.ndarray
+    #: user = M @ theta (both ordered ``[coef..., intercept]``), float64.
+    M: np.ndarray
+    #: T (internal -> kernel) as a dense float64 matrix, for the step size.
+    T: np.ndarray
+    #: Hessian of the objective in the internal coordinates divided by the loss
+    #: curvature ``c``: ``T^T (A^T A / n + Q / c) T`` (intercept row and column
+    #: only when it is fitted), when the statistics pass computed it.
+    Hz: np.ndarray | None
+    #: mean and standard deviation of y (from the same statistics pass; NaN
+    #: when it did not see y).
+    y_mean: float
+    y_std: float
+    #: mean of each feature over the rows (kernel coordinates), float64.
+    feature_mean: np.ndarray
+    #: The penalised least-squares solution in internal coordinates and the
+    #: root mean square of its residuals (from the same statistics; None/NaN
+    #: when not gathered): the scale of the adaptive rules' ``lr="auto"``.
+    z_ls: np.ndarray | None = None
+    sigma_ls: float = math.nan
+
+    def finite(self, dt: type) -> bool:
+        """Every array finite (the basis also in the data dtype, where u is formed)."""
+        arrays = [self.basis, self.pre, self.M, self.T, self.l2w, self.feature_mean]
+        if self.Hz is not None:
+            arrays.append(self.Hz)
+        return (all(bool(np.isfinite(a).all()) for a in arrays)
+                and bool(np.isfinite(self.basis.astype(dt)).all())
+                and (self.pre.shape[0] != 2 or bool((self.pre[0] != 0).all())))
+
+    def to_internal(self, theta: np.ndarray) -> np.ndarray:
+        """z = T^-1 theta in float64."""
+        th = np.asarray(theta, dtype=np.float64)
+        if self.pre.shape[0] == 0:
+            return th
+        if self.pre.shape[0] == 2:
+            p = th.shape[0] - 1
+            z = th.copy()
+            z[:p] = th[:p] / self.pre[0, :p]
+            z[p] = th[p] + float(self.pre[1, :p] @ z[:p])
+            return z
+        m = th.shape[0]
+        return self.pre[m:] @ th
+
+    def to_user(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(coef, intercept)`` in the user's basis, in float64."""
+        v = self.M @ np.asarray(theta, dtype=np.float64)
+        return v[:-1], float(v[-1])
+
+    def to_user_rows(self, thetas: np.ndarray) -> np.ndarray:
+        """Rows of kernel parameters (history) as rows of user parameters, float64."""
+        return np.asarray(thetas, dtype=np.float64) @ self.M.T
+
+    def from_user(self, coef: np.ndarray, intercept: float) -> np.ndarray:
+        """Kernel parameters of the user's ``(coef, intercept)``, in float64."""
+        return np.linalg.solve(self.M, np.r_[np.asarray(coef, dtype=np.float64), intercept])
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool):
+    """Moments of the columns of X and of y in float64, one blocked pass.
+
+    Rows are taken relative to the first row (so an offset far from 0 does not
+    cancel the variance away).  Returns ``(mean, cov, y_mean, cov_xy, var_y)``:
+    ``cov`` is the full covariance matrix when ``full`` (the step size of full
+    batches and the adaptive rules need it) or its diagonal.  Without an
+    intercept the moments are uncentred (``mean`` and ``y_mean`` are 0).
+    """
+    n, d = X.shape
+    x0 = X[0].astype(np.float64) if fit_icpt else np.zeros(d)
+    y0 = float(y[0]) if fit_icpt else 0.0
+    s = np.zeros(d)
+    G = np.zeros((d, d)) if full else np.zeros(d)
+    sxy = np.zeros(d)
+    sy = syy = 0.0
+    for lo in range(0, n, _BLOCK):
+        Xb = X[lo:lo + _BLOCK].astype(np.float64) - x0
+        yb = y[lo:lo + _BLOCK].astype(np.float64) - y0
+        s += Xb.sum(axis=0)
+        if full:
+            G += Xb.T @ Xb
+        else:
+            G += np.einsum("ij,ij->j", Xb, Xb)
+        sxy += Xb.T @ yb
+        sy += float(yb.sum())
+        syy += float(yb @ yb)
+    ms, my = s / n, sy / n
+    if fit_icpt:
+        cov = G / n - (np.outer(ms, ms) if full else ms * ms)
+        return x0 + ms, cov, y0 + my, sxy / n - ms * my, syy / n - my * my
+    return np.zeros(d), G / n, 0.0, sxy / n, syy / n
+
+
+def _poly_range(x: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(np.min(x)), float(np.max(x))
+    return lo, hi
+
+
+def poly_scale_none(x: np.ndarray, degree: int, dt: type) -> float:
+    """``precondition="none"``: the multiplier mapping x into [-1, 1] (no shift)."""
+    lo, hi = _poly_range(x)
+    m = max(hi, -lo)
+    s = 1.0 / m if m > 0 else 1.0
+    # tiny |x|: keep scale**(2*degree) (user conversion, penalty) finite
+    return min(s, float(np.finfo(dt).max * 1e-6) ** (1.0 / (2 * degree)))
+
+
+def _legendre_to_power(p: int) -> np.ndarray:
+    """C with columns the scaled Legendre polynomials sqrt(2k+1) P_k (k = 0..p) as
+    power coefficients, in the kernel's order ``[u**1, ..., u**p, 1]``."""
+    C = np.zeros((p + 1, p + 1))
+    for k in range(p + 1):
+        e = np.zeros(k + 1)
+        e[k] = 1.0
+        pc = np.polynomial.legendre.leg2poly(e) * math.sqrt(2 * k + 1)  # ascending powers
+        col = np.zeros(p + 1)
+        col[p] = pc[0]
+        col[:k] = pc[1:k + 1]
+        C[:, k] = col
+    return C
+
+
+def _whiten(H: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
+    """T with T^T H T = I on the well-determined directions (B: a starting basis).
+
+    ``H`` symmetric PSD.  Eigen-directions whose eigenvalue is below 1e-12 of
+    the largest (a singular design: fewer distinct x than coefficients, a
+    constant column) keep unit scale instead of being blown up.
+    """
+    if B is not None:
+        H = B.T @ H @ B
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
+    top = float(w[-1]) if w.size and w[-1] > 0 else 1.0
+    scale = np.where(w > 1e-12 * top, 1.0 / np.sqrt(np.maximum(w, 1e-300)), 1.0 / math.sqrt(top))
+    T = V * scale
+    return T if B is None else B @ T
+
+
+def _power_shift_matrix(p: int, shift: float, scale: float) -> np.ndarray:
+    """M: user coefficients of x**k from the coefficients of u**j, u = (x - shift)*scale.
+
+    Both vectors in the order ``[1..p powers, constant]``.
+    """
+    M = np.zeros((p + 1, p + 1))
+    # u**j = scale**j * sum_k C(j, k) x**k (-shift)**(j-k)
+    sc, sh = np.float64(scale), np.float64(-shift)  # overflow gives inf, not an exception
+    for j in range(1, p + 1):
+        sj = sc ** j
+        for k in range(0, j + 1):
+            v = sj * math.comb(j, k) * sh ** (j - k)
+            M[(k - 1) if k > 0 else p, j - 1] += v
+    M[p, p] = 1.0
+    return M
+
+
+# ---------------------------------------------------------------- the coordinates
+
+
+def choose_coordinates(prob: Problem, precondition: str, full_stats: bool) -> Coordinates:
+    """The basis, preconditioner and penalty of a fit (see :func:`_choose`).
+
+    ``"auto"`` falls back to ``"none"`` (and says so in
+    ``Coordinates.precondition``, hence ``FitResult.precondition``) when the
+    data's statistics are not finite in float64 or the data type -- values
+    near the ends of the floating-point range -- so that no fit fails for
+    want of a preconditioner.
+    """
+    if precondition == "auto":
+        try:
+            with np.errstate(all="ignore"):
+                coords = _choose(prob, "auto", full_stats)
+        except (np.linalg.LinAlgError, OverflowError, ZeroDivisionError):
+            coords = None
+        if coords is not None and coords.finite(prob.dt):
+            return coords
+    with np.errstate(all="ignore"):
+        return _choose(prob, "none", full_stats)
+
+
+def _choose(prob: Problem, precondition: str, full_stats: bool) -> Coordinates:
+    """The basis, preconditioner and penalty of a fit: one statistics pass over the data.
+
+    ``full_stats``: the step size will need the Hessian or the least-squares
+    solution (``lr="auto"`` for full or mini-batches, or an adaptive rule), so
+    the linear statistics pass gathers the whole covariance matrix rather than
+    its diagonal.  ``precondition="none"`` needs no pass
+    for the linear model (the step size may still ask for one, in
+    :func:`auto_lr`).
+    """
+    p, dt = prob.p, prob.dt
+    c = prob.loss.curvature
+    l2 = prob.l2
+    m = p + 1
+    eye = np.eye(m)
+    if prob.model == 0:
+        basis = np.array([0.0, 1.0])
+        l2w = np.r_[np.full(p, l2), 0.0].astype(dt)
+        if precondition == "none":
+            return Coordinates("none", basis, np.empty((0, m)), l2w, eye, eye, None,
+                               math.nan, math.nan, np.zeros(p))
+        full = full_stats
+        mean, cov, y_mean, cov_xy, var_y = _linear_stats(prob.X, prob.y, prob.fit_icpt, full)
+        var = np.diag(cov) if full else cov
+        s2 = np.maximum(var, 0.0) + l2 / c
+        a = np.where(s2 > 0, 1.0 / np.sqrt(np.where(s2 > 0, s2, 1.0)), 1.0)
+        pre = np.zeros((2, m))
+        pre[0, :p] = a
+        pre[0, p] = 1.0
+        pre[1, :p] = a * mean  # z_p = theta_p + sum_j mean_j theta_j
+        T = np.eye(m)
+        T[np.arange(p), np.arange(p)] = a
+        T[p, :p] = -pre[1, :p]
+        Hz, z_ls, sigma = None, None, math.nan
+        if full:  # centred (or, without intercept, raw) moments, scaled: no cancellation
+            Hz = np.zeros((m, m))
+            Hz[:p, :p] = (cov + (l2 / c) * np.eye(p)) * np.outer(a, a)
+            Hz[p, p] = 1.0
+            rhs = a * cov_xy
+            z_ls = np.zeros(m)
+            z_ls[:p] = np.linalg.lstsq(Hz[:p, :p], rhs, rcond=None)[0]
+            z_ls[p] = y_mean
+            zc = z_ls[:p]
+            sigma = math.sqrt(max(var_y - 2.0 * float(zc @ rhs)
+                                  + float(zc @ ((cov * np.outer(a, a)) @ zc)), 0.0))
+            if not prob.fit_icpt:
+                Hz = Hz[:p, :p]
+        return Coordinates("auto", basis, pre, l2w, eye, T, Hz, y_mean, math.sqrt(max(var_y, 0.0)),
+                           mean, z_ls, sigma)
+
+    # polynomial model
+    x = prob.X[:, 0]
+    if precondition == "none":
+        s = poly_scale_none(x, p, dt)
+        basis = np.array([0.0, s])
+        factors = s ** np.arange(1.0, p + 1)
+        M = np.diag(np.r_[factors, 1.0])
+        l2w = np.r_[l2 * factors ** 2, 0.0].astype(dt)
+        return Coordinates("none", basis, np.empty((0, m)), l2w, M, eye, None, math.nan, math.nan,
+                           np.zeros(p))
+    lo, hi = _poly_range(x)
+    if prob.fit_icpt:
+        shift = 0.5 * (lo + hi)
+        half = 0.5 * (hi - lo)
+    else:  # a shift would add a constant term to the model: scale only
+        shift, half = 0.0, max(hi, -lo)
+    scale = 1.0 / half if half > 0 and math.isfinite(1.0 / half) else 1.0
+    basis = np.array([shift, scale])
+    M = _power_shift_matrix(p, shift, scale)
+    # penalty on the user's coefficients: 0.5 l2 |M_c theta|^2 (intercept row excluded)
+    Mc = M[:p]
+    Q = l2 * (Mc.T @ Mc)
+    l2w = (Q.reshape(-1) if l2 > 0 else np.zeros(m)).astype(dt)
+    G, cy, S = prob.be.lsq_stats(1, prob.X, prob.y, basis, p)
+    n = prob.n
+    H = G / n + Q / c
+    if prob.fit_icpt:
+        T = _whiten(H, _legendre_to_power(p))
+    else:
+        T = np.eye(m)
+        T[:p, :p] = _whiten(H[:p, :p])
+    pre = np.vstack([T, np.linalg.inv(T)])
+    Hz = T.T @ H @ T
+    if not prob.fit_icpt:
+        Hz = Hz[:p, :p]
+    y_mean = float(cy[p] / n)
+    y_std = math.sqrt(max(S / n - y_mean * y_mean, 0.0))
+    # the penalised least-squares solution, solved in the orthonormal basis
+    rhs = cy / n
+    if not prob.fit_icpt:
+        rhs = rhs.copy()
+        rhs[p] = 0.0
+    Tt_rhs = T.T @ rhs
+    z_ls = np.linalg.lstsq(Hz if prob.fit_icpt else T.T @ H @ T, Tt_rhs, rcond=None)[0]
+    if not prob.fit_icpt:
+        z_ls[p] = 0.0
+    kap = T @ z_ls
+    sigma = math.sqrt(max(S / n - 2.0 * float(kap @ rhs) + float(kap @ (G / n) @ kap), 0.0))
+    return Coordinates("auto", basis, pre, l2w, M, T, Hz, y_mean, y_std, G[p, :p] / n, z_ls,
+                       sigma)
+
+
+# ---------------------------------------------------------------- the step size
+
+
+def _lambda_max(A: np.ndarray) -> float:
+    """Largest eigenvalue of a symmetric PSD matrix (inf/NaN propagate)."""
+    if A.shape[0] == 0:
+        return 0.0
+    if not np.isfinite(A).all():
+        return math.inf if not np.isnan(A).any() else math.nan
+    return float(np.linalg.eigvalsh(0.5 * (A + A.T))[-1])
+
+
+def _hessian_none(prob: Problem, coords: Coordinates) -> np.ndarray:
+    """A^T A / n + Q / c in the kernel's coordinates (``precondition="none"``)."""
+    p, m = prob.p, prob.p + 1
+    G = np.zeros((m, m))
+    if prob.model == 1:
+        Gs, _, _ = prob.be.lsq_stats(1, prob.X, prob.y, coords.basis, p)
+        G = Gs / prob.n
+    else:
+        _, G2, _, _, _ = _linear_stats(prob.X, prob.y, False, True)
+        G[:p, :p] = G2
+        for lo in range(0, prob.n, _BLOCK):
+            G[:p, p] += prob.X[lo:lo + _BLOCK].astype(np.float64).sum(axis=0)
+        G[:p, p] /= prob.n
+        G[p, :p] = G[:p, p]
+        G[p, p] = 1.0
+    G[np.arange(p), np.arange(p)] += coords.l2w[:p].astype(np.float64) / prob.loss.curvature
+    return G
+
+
+def _max_row_norm2(prob: Problem, coords: Coordinates) -> float:
+    """max_i |T^T a_i|^2 over the design rows a_i = [features, 1] (kernel coordinates)."""
+    p, m = prob.p, prob.p + 1
+    T = coords.T
+    best = 0.0
+    for lo in range(0, prob.n, _BLOCK):
+        Xb = prob.X[lo:lo + _BLOCK]
+        A = np.empty((Xb.shape[0], m))
+        if prob.model == 0:
+            A[:, :p] = Xb
+        else:
+            u = ((Xb[:, 0] - prob.dt(coords.basis[0])) * prob.dt(coords.basis[1])).astype(np.float64)
+            A[:, 0] = u
+            for j in range(1, p):
+                A[:, j] = A[:, j - 1] * u
+        A[:, p] = 1.0 if prob.fit_icpt else 0.0
+        if coords.pre.shape[0] == 2:  # centre and scale: T^T a = [a_j x_j - b_j, 1]
+            Z = A[:, :p] * coords.pre[0, :p] - coords.pre[1, :p] * A[:, p:]
+            s = np.einsum("ij,ij->i", Z, Z) + A[:, p] ** 2
+        else:
+            Z = A @ T
+            s = np.einsum("ij,ij->i", Z, Z)
+        best = max(best, float(s.max()))
+    return best
+
+
+def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: int | None,
+            hp: dict[str, float], theta0: np.ndarray) -> float:
+    """The step size of ``lr="auto"``.
+
+    With ``L`` the Lipschitz constant of the gradient in the internal
+    coordinates (``c * lambda_max(T^T H T)``, ``c`` the loss curvature: 2 for
+    MSE, 1 for Huber) and ``L_max`` the largest per-sample one
+    (``c * max_i |T^T a_i|^2`` plus the penalty's):
+
+    * full batch, gd / momentum / nesterov: ``1/L``.  Gradient descent with a
+      step below ``2/L`` decreases an L-smooth convex objective every step;
+      heavy ball (``v = mu v + g``) is stable on a quadratic for
+      ``lr * L < 2 (1 + mu)`` and Nesterov for ``lr * L < 2 (1 + mu)/(1 + 2 mu)``,
+      both above 1 for every ``mu`` in [0, 1).
+    * batches of ``B < n`` rows: ``1/(2 L_B)`` with ``L_B`` the expected
+      smoothness of sampling ``B`` rows without replacement,
+      ``L_B = (n - B)/(B (n - 1)) L_max + n (B - 1)/(B (n - 1)) L`` (``L_max`` at
+      ``B = 1``, ``L`` at ``B = n``); SGD with a step up to ``1/(2 L_B)``
+      converges in expectation (Gower et al., 2019).  Momentum multiplies the
+      effective step of noisy gradients by ``1/(1 - mu)``, so momentum and
+      Nesterov take ``(1 - mu)`` times that step.
+    * adagrad / rmsprop / adam move each coordinate by about ``lr`` per step
+      whatever the gradient's scale, so their step is a distance in parameter
+      space.  With ``precondition="none"`` it is the registry's default (0.1,
+      0.01, 0.01).  With ``"auto"`` that default multiplies a distance taken
+      from the statistics pass: ``D = max_j |z_ls - z_0|``, how far the
+      (penalised) least-squares solution is from the start, for full batches
+      and adagrad (whose steps shrink by themselves); for rmsprop and adam
+      on batches of ``B`` rows, ``min(D, 2 sigma sqrt(B))`` with ``sigma`` the
+      root mean square of the least-squares residuals -- their steps keep a
+      size ``~lr`` at the optimum, so noisy gradients leave them there with an
+      excess objective that grows with ``lr / (sigma sqrt(B))``.
+    """
+    if opt.auto_lr is not None:
+        if coords.precondition != "auto" or coords.z_ls is None:
+            return opt.auto_lr
+        z0 = coords.to_internal(theta0)
+        D = float(np.max(np.abs(coords.z_ls - z0))) if z0.size else 0.0
+        sigma = coords.sigma_ls if math.isfinite(coords.sigma_ls) else 0.0
+        sigma = max(sigma, 1e-3 * D)
+        scale = D
+        if opt.name == "adagrad":
+            scale = min(D, _ADAGRAD_CAP * sigma)
+        else:
+            if batch is not None and batch < prob.n:
+                scale = min(D, 2.0 * sigma * math.sqrt(batch))
+            if opt.name == "rmsprop":
+                scale = min(scale, _RMSPROP_CAP * sigma)
+        if not (math.isfinite(scale) and scale > 0):
+            scale = max(sigma, 1.0) if math.isfinite(sigma) else 1.0
+        return opt.auto_lr * scale
+    c = prob.loss.curvature
+    n = prob.n
+    stochastic = batch is not None and batch < n
+    L = 0.0
+    if not stochastic or batch > 1:
+        Hz = coords.Hz
+        if Hz is None:  # precondition="none": T = I
+            Hz = _hessian_none(prob, coords)
+            if not prob.fit_icpt:
+                Hz = Hz[:prob.p, :prob.p]
+        L = c * _lambda_max(Hz)
+    if stochastic:
+        # per-sample penalty curvature: the penalty's Hessian in z is c * (T^T (Q/c) T)
+        Qz = _penalty_hessian(prob, coords)
+        L_max = c * _max_row_norm2(prob, coords) + Qz
+        if batch == 1:
+            LB = L_max
+        else:
+            LB = (n - batch) / (batch * (n - 1)) * L_max + n * (batch - 1) / (batch * (n - 1)) * L
+        lr = 0.5 / LB if LB > 0 else 1.0
+        if opt.name in ("momentum", "nesterov"):
+            lr *= 1.0 - hp["momentum"]
+        return lr
+    return 1.0 / L if L > 0 else 1.0
+
+
+def _penalty_hessian(prob: Problem, coords: Coordinates) -> float:
+    """lambda_max of the penalty's Hessian in the internal coordinates."""
+    if prob.l2 == 0:
+        return 0.0
+    m = prob.p + 1
+    l2w = coords.l2w.astype(np.float64)
+    Q = np.diag(l2w) if l2w.shape[0] == m else l2w.reshape(m, m)
+    return _lambda_max(coords.T.T @ Q @ coords.T)

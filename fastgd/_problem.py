@@ -1,0 +1,73 @@
+"""A validated fitting problem: the data, the model, the loss, the penalty and the backend.
+
+``build_problem`` is the one place that turns the user's data arguments into
+what the kernels need (C-contiguous float arrays, the model code, the degree);
+everything downstream (the preconditioner, the step size, the epoch loop)
+reads a :class:`Problem`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _registry as reg
+from . import _validation as val
+from .backends import resolve
+
+
+@dataclass
+class Problem:
+    """Data and model of one fit, validated.
+
+    ``X`` is (n, d) for the linear model and the 1-D ``x`` viewed as (n, 1) for
+    the polynomial one; ``p`` is the number of coefficients (d or the degree).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    model: int
+    p: int
+    dt: type
+    loss: reg.LossSpec
+    delta: float
+    l2: float
+    fit_icpt: bool
+    degree: int | None
+    bname: str
+    be: ModuleType
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+
+def check_loss(loss: Any, delta: Any) -> tuple[reg.LossSpec, float]:
+    """The loss's registry entry and a validated Huber ``delta``."""
+    lspec = reg.LOSSES.get(loss) if isinstance(loss, str) else None
+    if lspec is None:
+        raise ValueError(f"loss must be one of {list(reg.LOSSES)}, got {loss!r}")
+    return lspec, val.as_float("delta", delta, low=0.0, low_open=True)
+
+
+def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None, l2: float,
+                  fit_intercept: bool, backend: str, check_finite: bool) -> Problem:
+    """Validate the data arguments and resolve the backend.
+
+    Raises the named ``ValueError``/``TypeError`` of ``fastgd._validation`` for
+    bad input, before any kernel runs; never modifies or copies more than the
+    coercion to a C-contiguous float array needs.
+    """
+    lspec, delta = check_loss(loss, delta)
+    if degree is not None:
+        degree = val.as_int("degree", degree, 1)
+    l2 = val.as_float("l2", l2, low=0.0)
+    fit_icpt = val.as_bool("fit_intercept", fit_intercept)
+    bname, be = resolve(backend)
+    Xc, yc, model, dt = val.check_data(X, y, degree, val.as_bool("check_finite", check_finite),
+                                       be.all_finite)
+    p = degree if model == 1 else Xc.shape[1]
+    return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be)
