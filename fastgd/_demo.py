@@ -466,13 +466,10 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
     P = runs["none"].history.params
     span = [(float(P[:, j].min()), float(P[:, j].max())) for j in range(2)]
     bounds = tuple((lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9)) for lo, hi in span)
-    for pc, name, what in (("none", "path.png", "textbook GD"),
-                           ("auto", "path_preconditioned.png", "preconditioned GD")):
-        r = runs[pc]
+    for pc, name in (("none", "path.png"), ("auto", "path_preconditioned.png")):
         p = os.path.join(out, name)
-        plotting.plot_path(r, objective, path=p, bounds=bounds,
-                           title=f"{what} on y = w x + b, x centred at 2 (a long valley): "
-                                 f"{r.n_iter} epochs")
+        plotting.plot_path(runs[pc], objective, path=p, bounds=bounds,
+                           title=f"gd, precondition={pc!r}: y = w x + b, x centred at 2")
         paths.append(p)
 
     # Backends: time per epoch.

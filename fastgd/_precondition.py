@@ -39,8 +39,11 @@ import numpy as np
 from . import _registry as reg
 from ._problem import Problem
 
-#: Rows per block of the numpy statistics passes (bounded temporaries).
-_BLOCK = 1 << 14
+def _block_rows(X: np.ndarray, width: int) -> int:
+    """Rows per block of a numpy statistics pass whose temporaries hold ``width``
+    float64 per row: at most 2 MB and 1/64 of X (no hidden copy of X)."""
+    budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
+    return max(16, budget // (8 * max(width, 1)))
 PRECONDITIONS = ("auto", "none")
 #: Caps on the distance scale of the adaptive rules' ``lr="auto"``, in units of
 #: the least-squares residual RMS ``sigma`` (see :func:`auto_lr`).  Measured on
@@ -119,7 +122,17 @@ class Coordinates:
 
     def from_user(self, coef: np.ndarray, intercept: float) -> np.ndarray:
         """Kernel parameters of the user's ``(coef, intercept)``, in float64."""
-        return np.linalg.solve(self.M, np.r_[np.asarray(coef, dtype=np.float64), intercept])
+        v = np.r_[np.asarray(coef, dtype=np.float64), intercept]
+        if not v.any():
+            return v
+        d = np.diag(self.M)
+        if np.array_equal(self.M, np.diag(d)):  # linear, or a polynomial without shift
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return v / d  # a vanishing power scale gives inf: the fit reports divergence
+        try:
+            return np.linalg.solve(self.M, v)
+        except np.linalg.LinAlgError:
+            return np.linalg.lstsq(self.M, v, rcond=None)[0]
 
 
 # ---------------------------------------------------------------- statistics
@@ -141,9 +154,12 @@ def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool):
     G = np.zeros((d, d)) if full else np.zeros(d)
     sxy = np.zeros(d)
     sy = syy = 0.0
-    for lo in range(0, n, _BLOCK):
-        Xb = X[lo:lo + _BLOCK].astype(np.float64) - x0
-        yb = y[lo:lo + _BLOCK].astype(np.float64) - y0
+    rows = _block_rows(X, 2 * d + 2)
+    for lo in range(0, n, rows):
+        Xb = X[lo:lo + rows].astype(np.float64)
+        Xb -= x0
+        yb = y[lo:lo + rows].astype(np.float64)
+        yb -= y0
         s += Xb.sum(axis=0)
         if full:
             G += Xb.T @ Xb
@@ -369,8 +385,9 @@ def _hessian_none(prob: Problem, coords: Coordinates) -> np.ndarray:
     else:
         _, G2, _, _, _ = _linear_stats(prob.X, prob.y, False, True)
         G[:p, :p] = G2
-        for lo in range(0, prob.n, _BLOCK):
-            G[:p, p] += prob.X[lo:lo + _BLOCK].astype(np.float64).sum(axis=0)
+        rows = _block_rows(prob.X, p)
+        for lo in range(0, prob.n, rows):
+            G[:p, p] += prob.X[lo:lo + rows].sum(axis=0, dtype=np.float64)
         G[:p, p] /= prob.n
         G[p, :p] = G[:p, p]
         G[p, p] = 1.0
@@ -383,8 +400,9 @@ def _max_row_norm2(prob: Problem, coords: Coordinates) -> float:
     p, m = prob.p, prob.p + 1
     T = coords.T
     best = 0.0
-    for lo in range(0, prob.n, _BLOCK):
-        Xb = prob.X[lo:lo + _BLOCK]
+    rows = _block_rows(prob.X, 3 * m + 2)
+    for lo in range(0, prob.n, rows):
+        Xb = prob.X[lo:lo + rows]
         A = np.empty((Xb.shape[0], m))
         if prob.model == 0:
             A[:, :p] = Xb

@@ -831,8 +831,8 @@ def problems() -> list[Problem]:
         Problem("gd_fit", "full-batch gd fit of P, fixed epochs, lr = 1/L",
                 tuple(_gd_case(b) for b in names), family="fit"),
         Problem("gd_precondition", "full-batch gd epochs on P in the kernel, precondition none/auto",
-                tuple(_precondition_epoch_case(b, pc) for b in names if b != "numpy"
-                      for pc in ("none", "auto")), family="fit"),
+                tuple(_precondition_epoch_case(b, pc) for b in names for pc in ("none", "auto")),
+                family="fit"),
         Problem("sgd_epoch", "one shuffled SGD epoch on P (batch_size=1, constant lr)",
                 tuple(_sgd_case(b) for b in names)
                 + tuple(_sgd_kernel_case(b) for b in names if b != "numpy")

@@ -200,8 +200,9 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
     G = np.zeros((m, m))
     c = np.zeros(m)
     S = 0.0
-    for lo in range(0, X.shape[0], BLOCK):
-        Xb, yb = X[lo:lo + BLOCK], y[lo:lo + BLOCK].astype(np.float64)
+    rows = max(16, (BLOCK * 2) // (m + 2))  # the design block stays within ~256 KB
+    for lo in range(0, X.shape[0], rows):
+        Xb, yb = X[lo:lo + rows], y[lo:lo + rows].astype(np.float64)
         if model == 0:
             A = np.empty((Xb.shape[0], m))
             A[:, :p] = Xb
