@@ -147,6 +147,9 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     order_buf = np.empty((0, prob.n), dtype=perm.dtype)  # one buffer, reused by every chunk
     empty_order = np.empty((0, 0), dtype=np.int32)
     bsz = batch if stochastic else 0
+    # the statistics pass already holds what the full-batch MSE shortcut needs
+    extra = ({"stats": coords.stats}
+             if coords.stats is not None and not stochastic and prob.loss.name == "mse" else {})
     bar = Progress(progress, max_iter)
     epoch, status, t, f = 0, 0, t0, math.nan
     try:
@@ -173,7 +176,7 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
                     prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis, prob.delta,
                     coords.l2w, int(prob.fit_icpt), rule.spec.code, rule.hp, state, t,
                     rule.sched.code, rule.lr, rule.sched_hp, epoch, n_ep, bsz, order, tol,
-                    int(need_obj), grad, f, hist_loss, hist_params, coords.pre)
+                    int(need_obj), grad, f, hist_loss, hist_params, coords.pre, **extra)
             epoch += done
             bar.update(done, f)
             if code != 0:

@@ -87,6 +87,11 @@ class Coordinates:
     #: when not gathered): the scale of the adaptive rules' ``lr="auto"``.
     z_ls: np.ndarray | None = None
     sigma_ls: float = math.nan
+    #: The statistics pass saw only finite sums (so the data are finite).
+    stats_finite: bool = False
+    #: ``lsq_stats`` in the kernel's coordinates (polynomial model), handed to
+    #: ``run`` so that its least-squares shortcut does not pass over the data again.
+    stats: tuple | None = None
 
     def finite(self, dt: type) -> bool:
         """Every array finite (the basis also in the data dtype, where u is formed)."""
@@ -176,8 +181,8 @@ def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool):
 
 
 def _poly_range(x: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(np.min(x)), float(np.max(x))
-    return lo, hi
+    """``(min(x), max(x))`` (NaN when x holds one)."""
+    return float(np.min(x)), float(np.max(x))
 
 
 def poly_scale_none(x: np.ndarray, degree: int, dt: type) -> float:
@@ -250,18 +255,26 @@ def choose_coordinates(prob: Problem, precondition: str, full_stats: bool) -> Co
     want of a preconditioner.
     """
     if precondition == "auto":
+        xrange = None
+        if prob.model == 1:  # the range of x maps it onto [-1, 1]: NaN/inf must not reach it
+            xrange = _poly_range(prob.X[:, 0])
+            if not (math.isfinite(xrange[0]) and math.isfinite(xrange[1])) and prob.unscanned:
+                prob.scan()
         try:
             with np.errstate(all="ignore"):
-                coords = _choose(prob, "auto", full_stats)
-        except (np.linalg.LinAlgError, OverflowError, ZeroDivisionError):
+                coords = _choose(prob, "auto", full_stats, xrange)
+        except (np.linalg.LinAlgError, OverflowError, ZeroDivisionError, ValueError):
             coords = None
-        if coords is not None and coords.finite(prob.dt):
+        if coords is not None and coords.stats_finite and coords.finite(prob.dt):
             return coords
+    if prob.unscanned:
+        prob.scan()  # the statistics did not prove the data finite: raises if they are not
     with np.errstate(all="ignore"):
         return _choose(prob, "none", full_stats)
 
 
-def _choose(prob: Problem, precondition: str, full_stats: bool) -> Coordinates:
+def _choose(prob: Problem, precondition: str, full_stats: bool,
+            xrange: tuple[float, float] | None = None) -> Coordinates:
     """The basis, preconditioner and penalty of a fit: one statistics pass over the data.
 
     ``full_stats``: the step size will need the Hessian or the least-squares
@@ -308,8 +321,11 @@ def _choose(prob: Problem, precondition: str, full_stats: bool) -> Coordinates:
                                   + float(zc @ ((cov * np.outer(a, a)) @ zc)), 0.0))
             if not prob.fit_icpt:
                 Hz = Hz[:p, :p]
+        finite = bool(np.isfinite(mean).all() and np.isfinite(cov).all()
+                      and np.isfinite(cov_xy).all() and math.isfinite(y_mean)
+                      and math.isfinite(var_y))
         return Coordinates("auto", basis, pre, l2w, eye, T, Hz, y_mean, math.sqrt(max(var_y, 0.0)),
-                           mean, z_ls, sigma)
+                           mean, z_ls, sigma, finite)
 
     # polynomial model
     x = prob.X[:, 0]
@@ -321,7 +337,7 @@ def _choose(prob: Problem, precondition: str, full_stats: bool) -> Coordinates:
         l2w = np.r_[l2 * factors ** 2, 0.0].astype(dt)
         return Coordinates("none", basis, np.empty((0, m)), l2w, M, eye, None, math.nan, math.nan,
                            np.zeros(p))
-    lo, hi = _poly_range(x)
+    lo, hi = xrange if xrange is not None else _poly_range(x)
     if prob.fit_icpt:
         shift = 0.5 * (lo + hi)
         half = 0.5 * (hi - lo)
@@ -336,6 +352,9 @@ def _choose(prob: Problem, precondition: str, full_stats: bool) -> Coordinates:
     l2w = (Q.reshape(-1) if l2 > 0 else np.zeros(m)).astype(dt)
     G, cy, S = prob.be.lsq_stats(1, prob.X, prob.y, basis, p)
     n = prob.n
+    finite = bool(np.isfinite(G).all() and np.isfinite(cy).all() and math.isfinite(S))
+    if not finite:
+        raise OverflowError("non-finite statistics")
     H = G / n + Q / c
     if prob.fit_icpt:
         T = _whiten(H, _legendre_to_power(p))
@@ -360,7 +379,7 @@ def _choose(prob: Problem, precondition: str, full_stats: bool) -> Coordinates:
     kap = T @ z_ls
     sigma = math.sqrt(max(S / n - 2.0 * float(kap @ rhs) + float(kap @ (G / n) @ kap), 0.0))
     return Coordinates("auto", basis, pre, l2w, M, T, Hz, y_mean, y_std, G[p, :p] / n, z_ls,
-                       sigma)
+                       sigma, finite, (G, cy, S))
 
 
 # ---------------------------------------------------------------- the step size

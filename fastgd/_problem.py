@@ -39,10 +39,20 @@ class Problem:
     degree: int | None
     bname: str
     be: ModuleType
+    #: The NaN/inf scan was left to the first pass over the data (``scan``).
+    unscanned: bool = False
+    #: What ``scan``'s messages add for X and y (a conversion to float32).
+    notes: tuple[str, str] = ("", "")
 
     @property
     def n(self) -> int:
         return self.X.shape[0]
+
+    def scan(self) -> None:
+        """The NaN/inf scan of X and y: the named ``ValueError`` at the first bad value."""
+        val.check_finite("X", self.X[:, 0] if self.model == 1 else self.X, self.notes[0])
+        val.check_finite("y", self.y, self.notes[1])
+        self.unscanned = False
 
 
 def check_loss(loss: Any, delta: Any) -> tuple[reg.LossSpec, float]:
@@ -54,12 +64,16 @@ def check_loss(loss: Any, delta: Any) -> tuple[reg.LossSpec, float]:
 
 
 def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None, l2: float,
-                  fit_intercept: bool, backend: str, check_finite: bool) -> Problem:
+                  fit_intercept: bool, backend: str, check_finite: bool,
+                  defer_scan: bool = False) -> Problem:
     """Validate the data arguments and resolve the backend.
 
     Raises the named ``ValueError``/``TypeError`` of ``fastgd._validation`` for
     bad input, before any kernel runs; never modifies or copies more than the
-    coercion to a C-contiguous float array needs.
+    coercion to a C-contiguous float array needs.  ``defer_scan``: the caller's
+    first pass over the data proves them finite (sums of every value are
+    finite only if every value is) and calls :meth:`Problem.scan` otherwise,
+    so the NaN/inf check costs no pass of its own.
     """
     lspec, delta = check_loss(loss, delta)
     if degree is not None:
@@ -67,7 +81,10 @@ def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None
     l2 = val.as_float("l2", l2, low=0.0)
     fit_icpt = val.as_bool("fit_intercept", fit_intercept)
     bname, be = resolve(backend)
-    Xc, yc, model, dt = val.check_data(X, y, degree, val.as_bool("check_finite", check_finite),
+    check_finite = val.as_bool("check_finite", check_finite)
+    Xc, yc, model, dt = val.check_data(X, y, degree, check_finite and not defer_scan,
                                        be.all_finite)
     p = degree if model == 1 else Xc.shape[1]
-    return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be)
+    notes = tuple(val.conversion_note(a, dt) for a in (X, y))
+    return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be,
+                   unscanned=check_finite and defer_scan, notes=notes)

@@ -258,12 +258,18 @@ def _coerce(name: str, a: np.ndarray, dt: type, finite: bool = True,
     """
     with np.errstate(over="ignore"):  # reported below, with the position
         out = np.ascontiguousarray(a, dtype=dt)
-    note = ""
-    if a.dtype.kind == "f" and np.dtype(dt).itemsize < a.dtype.itemsize:
-        note = f" after conversion from {a.dtype} to {np.dtype(dt).name} (X is {np.dtype(dt).name})"
+    note = conversion_note(a, dt)
     if finite and (all_finite is None or not all_finite(out)):
         check_finite(name, out, note)
     return out
+
+
+def conversion_note(a: Any, dt: type) -> str:
+    """What a NaN/inf message adds when a float array was narrowed to ``dt``."""
+    src = getattr(a, "dtype", None)
+    if src is None or src.kind != "f" or np.dtype(dt).itemsize >= src.itemsize:
+        return ""
+    return f" after conversion from {src} to {np.dtype(dt).name} (X is {np.dtype(dt).name})"
 
 
 def check_data(X: Any, y: Any, degree: int | None, finite: bool = True,

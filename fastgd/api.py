@@ -193,8 +193,10 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     check_finite = val.as_bool("check_finite", check_finite)
 
     # build the problem
+    # with precondition="auto" the statistics pass doubles as the NaN/inf check
     prob = build_problem(X, y, loss=loss, delta=delta, degree=degree, l2=l2,
-                         fit_intercept=fit_intercept, backend=backend, check_finite=check_finite)
+                         fit_intercept=fit_intercept, backend=backend, check_finite=check_finite,
+                         defer_scan=precondition == "auto")
     batch = batch_size if batch_size is not None and batch_size < prob.n else None
     _backend_for_job(prob, backend, batch)
     # the generator is only needed for sample orders (seed is validated either way)

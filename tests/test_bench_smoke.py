@@ -101,7 +101,7 @@ def test_bench_rejects_bad_options(argv, capsys):
 
 
 def test_extrapolated_references_are_labelled_and_positive():
-    sizes = dataclasses.replace(_problems.get_sizes("tiny"), poly_ref_epochs=2, sgd_ref_rows=500)
+    sizes = dataclasses.replace(_problems.get_sizes("tiny"), poly_ref_epochs=1, sgd_ref_rows=500)
     probs = [p for p in _problems.problems() if p.name in ("poly3_fit", "sgd_epoch")]
     results, _ = _bench.run_problems(sizes, probs, {"numpy", "numba", "polyfit"}, repeats=2,
                                      progress=False)

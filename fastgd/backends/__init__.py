@@ -63,10 +63,13 @@ Functions:
     (Adam's bias correction).
 ``run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
       sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-      grad, f0, hist_loss, hist_params, pre=None) -> (n_done, status, t, f)``
+      grad, f0, hist_loss, hist_params, pre=None, stats=None) -> (n_done, status, t, f)``
     Epochs ``epoch0 .. epoch0 + n_epochs - 1`` of a fit, exactly as
     ``_numpy.run`` spells it out (read that one: it is the specification).
-    ``batch_size`` 0 is full batch.  ``status`` is 0 (all epochs ran),
+    ``batch_size`` 0 is full batch.  ``stats``: ``lsq_stats`` of the same
+    arrays and basis, already computed, for the full-batch MSE shortcut of the
+    compiled backends (which then skip their own pass); the reference ignores
+    it.  ``status`` is 0 (all epochs ran),
     1 (converged) or 2 (diverged; ``theta`` holds the last finite parameters).
 ``minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, tol,
                hist_f, hist_x) -> (n_done, status, fval)``

@@ -1156,7 +1156,8 @@ cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
     penalty included, is within the rounding of G theta - c: there the
     reference settles on a fixed point (theta unchanged to the bit, the
     stopping rule's signal) that this shortcut's cancellation noise would
-    keep moving.
+    keep moving.  ``strict`` -1 (those runs with ``tol > 0``, where a step at
+    the noise floor stops the fit either way): neither fallback.
     """
     cdef Py_ssize_t p1 = p + 1, j, k
     cdef const double* c = st + p1 * p1
@@ -1182,10 +1183,12 @@ cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
     # rounding error is about eps64 * S.  Below 1e-6 * S that is more than
     # 1e-10 relative, and an exact pass over the rows is taken instead (an
     # almost exact fit: the reference's loss history keeps its precision).
+    if strict < 0:  # tol > 0 (see _run): no fallback at the noise floor
+        tiny = False
     if tiny or not (ssr <= big) or ssr < 1e-6 * st[p1 * p1 + p1]:
         return NAN
     _finish(acc, n, theta, l2w, l2d, fit_icpt, grad, p)
-    if strict:
+    if strict > 0:
         tiny = True
         for j in range(p1):
             if j == p and not fit_icpt:
@@ -1749,6 +1752,11 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
     # cases only: without preconditioner and with diagonal weights it is
     # today's path, bit for bit
     cdef int strict = kind != 0 or l2d
+    # ... and only where an exact zero step decides convergence (tol == 0): with
+    # tol > 0 a gradient at the noise floor stops the fit on either path, and
+    # a preconditioned fit reaches that floor within a few epochs
+    if strict and tol > 0.0:
+        strict = -1
     cdef Py_ssize_t m = p + 1, start, stop
     cdef floating* s0 = state
     cdef floating* s1 = state + m
@@ -1757,7 +1765,7 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, Py_ssi
     cdef int status = 0
     cdef double f, lr
 
-    if use_lsq:  # full-batch least squares: one pass, then O(p**2) epochs
+    if use_lsq and lsq_work != NULL:  # full-batch least squares: one pass, then O(p**2) epochs
         _lsq_stats(model, X, y, n, p, <floating>shift, <floating>xscale, lsq, lsq_work)
     if not isnan(f0):
         f = f0
@@ -1853,7 +1861,7 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
         int sched, double lr0, const double[::1] sched_hp, long long epoch0,
         long long n_epochs, Py_ssize_t batch_size, const index_t[:, ::1] order, double tol,
         int need_obj, floating[::1] grad, double f0, double[::1] hist_loss,
-        floating[:, ::1] hist_params, pre=None) -> tuple:
+        floating[:, ::1] hist_params, pre=None, stats=None) -> tuple:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     Exactly ``_numpy.run`` (the specification), with the whole loop in C and
@@ -1861,7 +1869,10 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
     epochs than parameters) gathers the data's least-squares statistics in
     one pass and then costs O(p**2) per epoch.  ``pre`` (float64, 2-D): None
     or (0, p+1) none, (2, p+1) centre-and-scale, (2(p+1), p+1) dense ``T``
-    then ``T^-1``; the update rules then act on ``z = T^-1 theta``.
+    then ``T^-1``; the update rules then act on ``z = T^-1 theta``.  ``stats``:
+    ``lsq_stats(model, X, y, basis, p)`` of these arrays, already computed
+    (the caller's statistics pass): the least-squares shortcut then takes
+    them instead of its own pass.
 
     Examples
     --------
@@ -1906,6 +1917,15 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
     # polynomial (a pass of moments), for the linear model when this call has
     # more epochs than parameters (the Gram matrix costs about p/2 passes).
     cdef bint use_lsq = batch_size == 0 and loss == 0 and (model == 1 or n_epochs > p + 1)
+    cdef bint have_stats = False
+    cdef const double[:, ::1] Gs
+    cdef const double[::1] cs
+    if stats is not None and batch_size == 0 and loss == 0:
+        Gs = _np.ascontiguousarray(stats[0], dtype=_np.float64)
+        cs = _np.ascontiguousarray(stats[1], dtype=_np.float64)
+        if Gs.shape[0] != m or Gs.shape[1] != m or cs.shape[0] != m:
+            raise ValueError(f"stats must be (G ({m}, {m}), c ({m},), S)")
+        use_lsq = have_stats = True
     try:
         if theta_prev == NULL:
             raise MemoryError()
@@ -1913,7 +1933,12 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
         work = _alloc_doubles(_work_size(model, n, ncol, p))
         if use_lsq:
             lsq = _alloc_doubles(_lsq_size(p))
-            lsq_work = _alloc_doubles(_lsq_work_size(model, n, p))
+            if have_stats:
+                memcpy(lsq, &Gs[0, 0], m * m * sizeof(double))
+                memcpy(lsq + m * m, &cs[0], m * sizeof(double))
+                lsq[m * m + m] = float(stats[2])
+            else:
+                lsq_work = _alloc_doubles(_lsq_work_size(model, n, p))
         if kind != 0:
             pre_work = _alloc_doubles(2 * m)
             pre_delta = <floating*>malloc(m * sizeof(floating))

@@ -394,7 +394,7 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         batch_size: int, order: np.ndarray, tol: float, need_obj: int,
         grad: np.ndarray, f0: float,
         hist_loss: np.ndarray, hist_params: np.ndarray,
-        pre: np.ndarray | None = None) -> tuple[int, int, int, float]:
+        pre: np.ndarray | None = None, stats: tuple | None = None) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     ``f0`` is NaN on the first call; a later chunk passes the ``f`` the
@@ -410,7 +410,9 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     with status 2 and ``theta`` restored to the start of the failing epoch.
     Stopping: ``max|z - z_prev| <= tol * max(1, max|z|)`` in the internal
     coordinates ``z = T^-1 theta`` of ``pre`` (None: no preconditioning, z = theta);
-    every step goes through :func:`step`.
+    every step goes through :func:`step`.  ``stats`` (``lsq_stats`` of these
+    arrays, already computed) lets a compiled backend's least-squares shortcut
+    skip its own pass; the reference, which has no shortcut, ignores it.
     """
     if pre is None:
         pre = np.empty((0, theta.shape[0]))
