@@ -180,8 +180,12 @@ def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool):
     return np.zeros(d), G / n, 0.0, sxy / n, syy / n
 
 
-def _poly_range(x: np.ndarray) -> tuple[float, float]:
-    """``(min(x), max(x))`` (NaN when x holds one)."""
+def _poly_range(x: np.ndarray, be=None) -> tuple[float, float]:
+    """``(min(x), max(x))`` (NaN when x holds one): the backend's one-pass kernel."""
+    fn = getattr(be, "value_range", None)
+    if fn is not None and x.flags.c_contiguous:
+        lo, hi = fn(x)
+        return float(lo), float(hi)
     return float(np.min(x)), float(np.max(x))
 
 
@@ -257,7 +261,7 @@ def choose_coordinates(prob: Problem, precondition: str, full_stats: bool) -> Co
     if precondition == "auto":
         xrange = None
         if prob.model == 1:  # the range of x maps it onto [-1, 1]: NaN/inf must not reach it
-            xrange = _poly_range(prob.X[:, 0])
+            xrange = _poly_range(prob.X[:, 0], prob.be)
             if not (math.isfinite(xrange[0]) and math.isfinite(xrange[1])) and prob.unscanned:
                 prob.scan()
         try:
@@ -337,7 +341,7 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
         l2w = np.r_[l2 * factors ** 2, 0.0].astype(dt)
         return Coordinates("none", basis, np.empty((0, m)), l2w, M, eye, None, math.nan, math.nan,
                            np.zeros(p))
-    lo, hi = xrange if xrange is not None else _poly_range(x)
+    lo, hi = xrange if xrange is not None else _poly_range(x, prob.be)
     if prob.fit_icpt:
         shift = 0.5 * (lo + hi)
         half = 0.5 * (hi - lo)

@@ -109,7 +109,7 @@ def test_extrapolated_references_are_labelled_and_positive():
     for name in ("poly3_fit", "sgd_epoch"):
         assert ref[name].status == "ok", ref[name].reason
         assert ref[name].note.startswith(("extrapolated", "timed on"))
-        assert ref[name].median > 0 and ref[name].factor > 1
+        assert ref[name].median > 0 and ref[name].factor >= 1
     poly = {r.case: r for r in results if r.problem == "poly3_fit"}
     if "numba" in fastgd.available_backends():
         assert poly["numba"].extra["rel_err_vs_polyfit"] <= _problems.POLY_RTOL

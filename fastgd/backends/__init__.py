@@ -46,6 +46,9 @@ Functions:
 ``all_finite(a) -> bool``
     Whether the C-contiguous float array ``a`` (any shape) holds no NaN or
     +-inf: one read, run by the validation layer before any other kernel.
+``value_range(a) -> (min, max)``
+    Of a C-contiguous 1-D float array in one read; NaN for both when ``a``
+    holds a NaN.  Maps the polynomial model's x onto [-1, 1].
 ``objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad) -> float``
     The objective ``mean(rho(r)) + penalty`` and its gradient
     ``mean(psi(r) * dpred/dtheta) + penalty gradient`` in one pass over the rows;

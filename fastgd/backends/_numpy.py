@@ -44,6 +44,15 @@ def all_finite(a: np.ndarray) -> bool:
     return True
 
 
+def value_range(a: np.ndarray) -> tuple[float, float]:
+    """``(min(a), max(a))`` of a C-contiguous 1-D float array; NaN for both when
+    ``a`` holds a NaN (infinities are values)."""
+    lo, hi = float(np.min(a)), float(np.max(a))
+    if np.isnan(lo) or np.isnan(hi):
+        return math.nan, math.nan
+    return lo, hi
+
+
 # ---------------------------------------------------------------- losses
 # loss 0: mse    rho = r**2                 psi = 2 r
 # loss 1: huber  rho = r**2/2 (|r|<=d)      psi = clip(r, -d, d)
