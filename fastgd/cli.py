@@ -96,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tol", type=float, default=1e-6, help="stopping tolerance (default 1e-6)")
     g.add_argument("--seed", type=int, default=0, help="seed of the mini-batch order (default 0)")
     g.add_argument("--backend", choices=["auto"] + backend_names(), default="auto")
+    g.add_argument("--precondition", choices=["auto", "none"], default="auto",
+                   help="fit in a well-conditioned basis (auto, default) or on the raw "
+                        "coefficients (none)")
     for name in reg.HYPER_NAMES:
         g.add_argument(_hyper_flag(name), dest=name, type=float, default=None,
                        help=f"hyperparameter {name} (default {reg.HYPER_DEFAULTS[name]:g})")
@@ -266,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
               fit_intercept=not args.no_intercept, l2=args.l2, optimizer=args.optimizer,
               lr=_lr(args.lr), schedule=args.schedule, batch_size=args.batch_size,
               max_iter=args.max_iter, tol=args.tol, seed=args.seed, backend=args.backend,
-              progress=args.progress, **hyper)
+              progress=args.progress, precondition=args.precondition, **hyper)
     pred = res.predict(X)
     resid = np.asarray(y, dtype=np.float64) - pred
     ss_tot = float(np.sum((y - np.mean(y, dtype=np.float64)) ** 2))
@@ -276,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
         "loss": args.loss, "optimizer": res.info.get("optimizer"), "backend": res.backend,
         "degree": degree, "status": res.status, "converged": res.converged,
         "n_iter": res.n_iter, "objective": res.objective, "r2": r2, "lr": res.lr,
+        "precondition": res.precondition,
         "elapsed": res.elapsed,
         "coef": {n: float(c) for n, c in zip(names, res.coef)},
         "intercept": res.intercept,

@@ -79,7 +79,8 @@ def test_loss_and_grad_matches_reference(backend, model, loss, dtype):
     assert got[1].dtype == dtype
 
 
-KERNEL_FUNCS = ["all_finite", "objective_grad", "objective", "batch_grad", "update", "run"]
+KERNEL_FUNCS = ["all_finite", "value_range", "objective_grad", "objective", "lsq_stats", "batch_grad",
+                "update", "run"]
 
 
 @pytest.mark.parametrize("backend", COMPILED)

@@ -75,12 +75,13 @@ def test_fit_csv_by_index_with_options(linear_csv, tmp_path):
     out = tmp_path / "res.json"
     proc = run_cli("fit", path, "--target", "1", "--features", "a,c", "--loss", "huber",
                    "--delta", "0.5", "--optimizer", "adam", "--lr", "0.05", "--beta1", "0.8",
-                   "--batch-size", "32", "--max-iter", "50", "--backend", "numpy", "--json", out)
+                   "--batch-size", "32", "--max-iter", "50", "--backend", "numpy",
+                   "--precondition", "none", "--json", out)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert list(res["coef"]) == ["a", "c"]
     assert res["optimizer"] == "adam" and res["loss"] == "huber" and res["backend"] == "numpy"
-    assert res["lr"] == 0.05
+    assert res["lr"] == 0.05 and res["precondition"] == "none"
 
 
 def test_fit_npy_polynomial(tmp_path):
