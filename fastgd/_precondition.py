@@ -494,7 +494,9 @@ def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: i
             if opt.name == "rmsprop":
                 scale = min(scale, _RMSPROP_CAP * sigma)
         if not (math.isfinite(scale) and scale > 0):
-            scale = max(sigma, 1.0) if math.isfinite(sigma) else 1.0
+            # the start is the least-squares solution (or the statistics are not
+            # finite): small steps, which do not blow rounding noise up into moves
+            scale = 1e-6 * max(sigma, 1.0) if math.isfinite(sigma) else 1e-6
         return opt.auto_lr * scale
     c = prob.loss.curvature
     n = prob.n

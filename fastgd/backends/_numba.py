@@ -6,9 +6,9 @@ Mirrors _cython.pyx, and both mirror the reference ``_numpy.py``: the same
 sections in the same order, the same function names and argument order.
 Shapes, dtypes and codes: ``fastgd/backends/__init__.py``.
 
-Sections: input scan -> scalar losses -> model prediction -> fused
-objective/gradient over rows -> update rules -> schedule -> epoch loop ->
-minimize loop.
+Sections: input scan (and value range) -> scalar losses -> model prediction -> fused
+objective/gradient over rows -> update rules -> preconditioned step ->
+schedule -> epoch loop -> minimize loop.
 
 * One compilation per data dtype (float32, float64): the model, loss, update
   rule and schedule are integer codes switched on inside the kernels.  The
@@ -26,19 +26,40 @@ minimize loop.
 * Full-batch least squares (MSE) gathers ``A^T A``, ``A^T y`` and
   ``y^T y`` in one pass when ``run`` starts -- for the polynomial model the
   moments ``sum u**m`` (m <= 2p), for the linear model the Gram matrix when
-  the call has more epochs than parameters; every epoch's objective and
-  gradient is then O(p**2), the same quantities as the reference's pass over
-  the rows.  Near overflow, and when the gradient is within rounding of zero
-  (where the reference's exact zero decides convergence), the epoch takes
-  the pass over the rows instead.
+  the call has more epochs than parameters -- or takes them from the
+  caller (``run(..., stats=)``, e.g. its preconditioner's statistics
+  pass); every epoch's objective and gradient is then O(p**2), the same
+  quantities as the reference's pass over the rows.  Near overflow, and
+  when the gradient is within rounding of zero (where the reference's exact
+  zero decides convergence), the epoch takes the pass over the rows instead
+  -- with a preconditioner or a dense penalty only when ``tol`` is 0 (with
+  ``tol > 0`` a step at that noise floor stops the fit either way), and then
+  also when the whole gradient is at the floor (``_objective_grad_lsq``'s
+  ``strict``, as in the Cython backend).
 * Stochastic batches walk ``order``, which is known in advance: the rows a
   few steps ahead are prefetched (``llvm.prefetch``), so random row access
   does not wait on memory latency.  Single-sample gd on the linear model
-  fuses each step with the next sample's dot product (two sweeps per row).
+  fuses each step with the next sample's dot product (two sweeps per row),
+  with the centre-and-scale preconditioner too (``_sgd_gd_linear_pre``).
   On data larger than the caches, with two threads or more, a second thread
   stages the rows of the next chunk of ``order`` into a buffer, in visiting
   order, while the first steps through the current chunk (``_staged_epoch``):
   the random reads then overlap the steps.  Same steps, same bits.
+* ``basis`` (the poly model's ``[shift, scale]``) and ``pre`` (``run``'s
+  preconditioner) reach the kernels as float64 arrays of one type (the
+  public functions convert a float ``basis`` and a None ``pre``), and
+  ``l2w`` is diagonal or a dense row-major ``Q`` by its length, so neither
+  adds compilations.  The preconditioned step (``step``) and the dense
+  penalty are O(p**2) per step, summed in the reference's order (no
+  fast-math).  The fused single-sample steps (``_sample_step``,
+  ``_sgd_gd_linear``), which inline a diagonal penalty per coordinate, run
+  only with a diagonal ``l2w`` and no preconditioner; plain gd on the linear
+  model with the centre-and-scale preconditioner and a diagonal ``l2w``
+  takes ``_sgd_gd_linear_pre``, the same bits as its general path (one-row
+  gradient in fixed order, ``_sample_grad_linear``, then ``step``);
+  otherwise every batch goes through ``_finish`` and ``step``.  Without
+  ``pre`` and with a diagonal ``l2w`` every path is the unpreconditioned
+  code, same bits.
 * Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
   ``isfinite``); the threading layer is chosen there too, before the first
   parallel kernel runs.
@@ -93,6 +114,11 @@ _CHUNK = 256
 #: Full-batch polynomial MSE epochs cost O(degree**2) after one pass over the
 #: rows (the moments), so ``run`` can take many epochs per call.
 POLY_MSE_MOMENTS: bool = True
+#: Single-sample plain gd on the linear model with the centre-and-scale
+#: preconditioner takes the fused ``_sgd_gd_linear_pre``.  False: its general
+#: path (one-row gradient, then ``step``), the same bits, several times slower;
+#: read by ``run`` at each call (for tests and timings).
+FUSED_PRE: bool = True
 
 _jit = dict(cache=True, nogil=True, fastmath=_FM)
 _jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
@@ -101,6 +127,10 @@ _jit_inline = dict(_jit, inline="always")
 #: No fast-math at all: the input scan relies on ``x - x`` being NaN for
 #: NaN and inf, which ``reassoc`` lets LLVM fold to 0.
 _jit_exact = dict(cache=True, nogil=True)
+#: Sums kept in exactly the reference's order (dense penalty, preconditioned
+#: step): fast-math off, and explicitly so -- a function that leaves
+#: ``fastmath`` unset inherits the flags of the caller that compiles it first.
+_jit_ordered = dict(cache=True, nogil=True, fastmath=False)
 
 
 def _make_prefetch(locality: int) -> Any:
@@ -196,6 +226,94 @@ def all_finite(a: np.ndarray) -> bool:
         return bool(_nonfinite_parallel(flat, min(64, flat.shape[0] // BLOCK_ELEMS)) == 0.0)
 
 
+# value_range works on the bits: a float's bits read as a signed integer,
+# with every bit but the sign flipped when the sign is set, are ordered as
+# the floats are (-inf < ... < -0.0 < +0.0 < ... < +inf), so the minimum and
+# maximum are integer reductions, which vectorize (float compares would not
+# without fast-math).  NaNs are counted apart: magnitude bits above inf's.
+
+
+@njit(**_jit_exact)
+def _range_span(b, low, inf):
+    """(min key, max key, NaN count) of the float bits ``b`` (int64 / int32 view).
+
+    ``low``: every bit but the sign; ``inf``: the bits of +inf.
+    """
+    sh = b.dtype.type(b.itemsize * 8 - 1)
+    kmn = low
+    kmx = -low - 1
+    nan = 0
+    for k in range(b.shape[0]):
+        v = b[k]
+        key = v ^ ((v >> sh) & low)
+        kmn = min(kmn, key)
+        kmx = max(kmx, key)
+        nan += (v & low) > inf
+    return kmn, kmx, nan
+
+
+@njit(**_jit_exact, parallel=True)
+def _range_parallel(b, n_chunks, low, inf):
+    n = b.shape[0]
+    part = np.empty((n_chunks, 3), b.dtype)
+    for c in prange(n_chunks):
+        kmn, kmx, nan = _range_span(b[(c * n) // n_chunks:((c + 1) * n) // n_chunks], low, inf)
+        part[c, 0] = kmn
+        part[c, 1] = kmx
+        part[c, 2] = 1 if nan else 0
+    kmn, kmx, nan = part[0, 0], part[0, 1], part[0, 2]
+    for c in range(1, n_chunks):
+        kmn = min(kmn, part[c, 0])
+        kmx = max(kmx, part[c, 1])
+        nan = max(nan, part[c, 2])
+    return kmn, kmx, nan
+
+
+#: float dtype -> (the integer view, every bit but the sign, the bits of +inf)
+_RANGE_BITS = {np.dtype(np.float64): (np.int64, np.int64(0x7FFFFFFFFFFFFFFF),
+                                      np.int64(0x7FF0000000000000)),
+               np.dtype(np.float32): (np.int32, np.int32(0x7FFFFFFF), np.int32(0x7F800000))}
+
+
+def value_range(a: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` of the C-contiguous 1-D float32 / float64 array ``a``, as Python floats.
+
+    Both in one read of ``a``, parallel over chunks for large arrays
+    (``np.min`` and ``np.max`` read it twice).  Like them, a NaN anywhere
+    gives NaN for both; +-inf are ordinary values.  Raises ``ValueError`` on
+    an empty array (no minimum), like ``np.min``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _numba
+    >>> _numba.value_range(np.array([2.0, -1.5, np.inf, 0.25]))
+    (-1.5, inf)
+    >>> _numba.value_range(np.array([1.0, np.nan, 3.0], dtype=np.float32))
+    (nan, nan)
+    """
+    bits = _RANGE_BITS.get(a.dtype) if isinstance(a, np.ndarray) else None
+    if bits is None or a.ndim != 1 or not a.flags.c_contiguous:
+        raise ValueError(f"value_range takes a C-contiguous 1-D float32 or float64 array, "
+                         f"got {getattr(a, 'dtype', type(a).__name__)} with shape "
+                         f"{np.shape(a)}")
+    n = a.shape[0]
+    if n == 0:
+        raise ValueError("value_range of an empty array: there is no minimum or maximum")
+    ity, low, inf = bits
+    b = _ro(a).view(ity)
+    if n < PARALLEL_MIN:
+        kmn, kmx, nan = _range_span(b, low, inf)
+    else:
+        with _Parallel(n):
+            kmn, kmx, nan = _range_parallel(b, min(64, n // BLOCK_ELEMS), low, inf)
+    if nan:
+        return math.nan, math.nan
+    keys = np.array([kmn, kmx], ity)
+    lo, hi = (keys ^ ((keys >> (keys.itemsize * 8 - 1)) & low)).view(a.dtype)
+    return float(lo), float(hi)
+
+
 # ---------------------------------------------------------------- losses
 # loss 0: mse    rho = r**2                 psi = 2 r
 # loss 1: huber  rho = r**2/2 (|r|<=d)      psi = clip(r, -d, d)
@@ -226,11 +344,32 @@ def psi(loss, r, delta):
 
 # ---------------------------------------------------------------- model
 # model 0: linear  pred = X[i] @ coef + b          (dot product in the data dtype)
-# model 1: poly    pred = b + sum_j coef[j-1] u**j, u = x * xscale, by Horner
+# model 1: poly    pred = b + sum_j coef[j-1] u**j, by Horner, with
+#                  u = (x - basis[0]) * basis[1] formed in the data dtype
 
 
 @njit(**_jit_inline)
-def predict_row(model, X, i, theta, xscale):
+def _basis_dt(X, basis):
+    """The float64 ``basis`` array as a pair of data-dtype scalars ``(shift, scale)``.
+
+    The compiled entry points take the array (one type for every call) and
+    pass this pair down: formed once per call, it stays in registers in the
+    row loops (an array would be reloaded after every store to ``theta``).
+    ``_u`` gives the same numbers for either.
+    """
+    dt = X.dtype.type
+    return (dt(basis[0]), dt(basis[1]))
+
+
+@njit(**_jit_inline)
+def _u(X, i, basis):
+    """The polynomial model's input ``u = (x - shift) * scale`` in the data dtype."""
+    dt = X.dtype.type
+    return (X[i, 0] - dt(basis[0])) * dt(basis[1])
+
+
+@njit(**_jit_inline)
+def predict_row(model, X, i, theta, basis):
     """Prediction for row ``i``, in the data dtype."""
     p = theta.shape[0] - 1
     if model == 0:
@@ -238,7 +377,7 @@ def predict_row(model, X, i, theta, xscale):
         for j in range(p):
             d += X[i, j] * theta[j]
         return d + theta[p]
-    u = X[i, 0] * X.dtype.type(xscale)
+    u = _u(X, i, basis)
     pred = theta[p - 1] * u  # Horner: ((c_k u + c_{k-1}) u + ... + c_1) u
     for j in range(p - 2, -1, -1):
         pred = (pred + theta[j]) * u
@@ -246,14 +385,14 @@ def predict_row(model, X, i, theta, xscale):
 
 
 @njit(**_jit_inline)
-def _accumulate_row(model, X, i, s, xscale, acc):
+def _accumulate_row(model, X, i, s, basis, acc):
     """acc[:p] += s dpred_i/dcoef, acc[p] += s (float64 acc)."""
     p = acc.shape[0] - 1
     if model == 0:
         for j in range(p):
             acc[j] += s * X[i, j]
     else:
-        u = X[i, 0] * X.dtype.type(xscale)
+        u = _u(X, i, basis)
         pw = u
         for j in range(p):  # running power u**(j+1), in the data dtype
             acc[j] += s * pw
@@ -261,17 +400,71 @@ def _accumulate_row(model, X, i, s, xscale, acc):
     acc[p] += s
 
 
+# The penalty 0.5 * theta @ Q @ theta: ``l2w`` holds p + 1 diagonal weights
+# (Q = diag(l2w)) or (p + 1)**2 entries of a dense symmetric Q, row major.
+# The dense sums are compiled without fast-math, so they run in float64 over
+# k ascending, exactly the reference's order.
+
+
+@njit(**_jit_ordered)
+def _dot_asc(Q, j, theta):
+    """(Q @ theta)[j] for the row-major ``Q``: float64, k ascending."""
+    m = theta.shape[0]
+    s = 0.0
+    for k in range(m):
+        s += np.float64(Q[j * m + k]) * np.float64(theta[k])
+    return s
+
+
+@njit(**_jit_inline)
+def _penalty_grad(l2w, theta, j):
+    """Component j of the penalty's gradient in float64: ``l2w[j] * theta[j]``
+    (diagonal, the product in the data dtype) or ``(Q @ theta)[j]`` (dense)."""
+    if l2w.shape[0] == theta.shape[0]:
+        return np.float64(l2w[j] * theta[j])
+    return _dot_asc(l2w, j, theta)
+
+
+@njit(**_jit)
+def _finish_dense(acc, m, theta, l2w, grad):
+    for j in range(grad.shape[0]):
+        grad[j] = acc[j] / m + _penalty_grad(l2w, theta, j)
+
+
 @njit(**_jit_inline)
 def _finish(acc, m, theta, l2w, fit_icpt, grad):
-    """grad = acc / m + l2w * theta, intercept slot zero when not fitted."""
+    """grad = acc / m + penalty gradient, intercept slot zero when not fitted."""
+    if l2w.shape[0] == grad.shape[0]:
+        _finish_diag(acc, m, theta, l2w, fit_icpt, grad)
+        return
+    _finish_dense(acc, m, theta, l2w, grad)  # out of line
+    if not fit_icpt:
+        grad[grad.shape[0] - 1] = 0
+
+
+@njit(**_jit_inline)
+def _finish_diag(acc, m, theta, l2w, fit_icpt, grad):
+    """_finish for a diagonal ``l2w``: the loop it always was."""
     for j in range(grad.shape[0]):
         grad[j] = acc[j] / m + l2w[j] * theta[j]
     if not fit_icpt:
         grad[grad.shape[0] - 1] = 0
 
 
+@njit(**_jit_ordered)
+def _penalty_dense(theta, l2w):
+    """0.5 * theta @ Q @ theta, each sum in float64 over its index ascending."""
+    s = 0.0
+    for j in range(theta.shape[0]):
+        s += np.float64(theta[j]) * _dot_asc(l2w, j, theta)
+    return 0.5 * s
+
+
 @njit(**_jit_inline)
 def _penalty(theta, l2w):
+    """0.5 * sum(l2w*theta**2) (diagonal) or 0.5 * theta @ Q @ theta (dense)."""
+    if l2w.shape[0] != theta.shape[0]:
+        return _penalty_dense(theta, l2w)
     s = 0.0
     for j in range(theta.shape[0]):
         t = float(theta[j])
@@ -338,19 +531,19 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
 
 
 @njit(**_jit_inline)
-def _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc, tmp):
+def _rows(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp):
     """Sum of rho over rows lo..hi-1; with ``want_grad`` also acc += sum psi dpred."""
     if model == 0:
         return _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, tmp)
     f = 0.0
     if want_grad:
         for i in range(lo, hi):
-            r = predict_row(model, X, i, theta, xscale) - y[i]
+            r = predict_row(model, X, i, theta, basis) - y[i]
             f += rho(loss, r, delta)
-            _accumulate_row(model, X, i, psi(loss, r, delta), xscale, acc)
+            _accumulate_row(model, X, i, psi(loss, r, delta), basis, acc)
     else:
         for i in range(lo, hi):
-            r = predict_row(model, X, i, theta, xscale) - y[i]
+            r = predict_row(model, X, i, theta, basis) - y[i]
             f += rho(loss, r, delta)
     return f
 
@@ -367,7 +560,7 @@ def _n_blocks(X):
 
 
 @njit(**_jit_inline)
-def _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t):
+def _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t):
     """Block b's sums of ``_rows`` into part_f[b] and part_g[b] (``part_t[b]``: scratch)."""
     rb = _block_rows(X)
     lo = b * rb
@@ -376,26 +569,26 @@ def _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g
     acc = part_g[b, :p1]  # the rows of part_g and part_t are padded (``_padded``)
     for j in range(p1):
         acc[j] = 0.0
-    part_f[b] = _rows(model, loss, X, y, theta, xscale, delta, lo, hi, want_grad, acc,
+    part_f[b] = _rows(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc,
                       part_t[b, :p1])
 
 
 @njit(**_jit_par)
-def _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
+def _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
                      part_t):
     for b in prange(part_f.shape[0]):
-        _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t)
+        _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t)
 
 
 @njit(**_jit)
-def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t, acc):
+def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc):
     """One pass over all rows; returns sum rho, acc = sum psi dpred (block order)."""
     if X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1:
-        _blocks_parallel(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g,
+        _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
                          part_t)
     else:
         for b in range(part_f.shape[0]):
-            _block(b, model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, part_t)
+            _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t)
     f = 0.0
     for j in range(acc.shape[0]):
         acc[j] = 0.0
@@ -408,18 +601,18 @@ def _sweep(model, loss, X, y, theta, xscale, delta, want_grad, part_f, part_g, p
 
 
 @njit(**_jit)
-def _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
+def _objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
                     part_f, part_g, part_t, acc):
     n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, xscale, delta, 1, part_f, part_g, part_t, acc)
+    f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return f / n + _penalty(theta, l2w)
 
 
 @njit(**_jit)
-def _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc):
+def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc):
     n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, xscale, delta, 0, part_f, part_g, part_t, acc)
+    f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc)
     return f / n + _penalty(theta, l2w)
 
 
@@ -440,16 +633,17 @@ def _buffers(X, theta):
 
 
 @njit(**_jit)
-def _objective_grad_entry(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad):
+def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad):
     part_f, part_g, part_t, acc = _buffers(X, theta)
-    return _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
-                           part_f, part_g, part_t, acc)
+    return _objective_grad(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, fit_icpt,
+                           grad, part_f, part_g, part_t, acc)
 
 
 @njit(**_jit)
-def _objective_entry(model, loss, X, y, theta, xscale, delta, l2w):
+def _objective_entry(model, loss, X, y, theta, basis, delta, l2w):
     part_f, part_g, part_t, acc = _buffers(X, theta)
-    return _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc)
+    return _objective(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, part_f, part_g,
+                      part_t, acc)
 
 
 @intrinsic
@@ -466,7 +660,7 @@ def _readonly(typingctx, arr):
 
 
 @njit(**_jit_inline)
-def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc, prefetch):
+def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch):
     """acc = sum over rows idx[start:stop] of psi dpred; optionally prefetches rows ahead."""
     for j in range(acc.shape[0]):
         acc[j] = 0.0
@@ -475,8 +669,8 @@ def _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc, p
         _prefetch_rows(X, y, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
     for q in range(start, stop):
         i = idx[q]
-        r = predict_row(model, X, i, theta, xscale) - y[i]
-        _accumulate_row(model, X, i, psi(loss, r, delta), xscale, acc)
+        r = predict_row(model, X, i, theta, basis) - y[i]
+        _accumulate_row(model, X, i, psi(loss, r, delta), basis, acc)
 
 
 @njit(**_jit_inline)
@@ -509,10 +703,10 @@ def _prefetch_rows(X, y, idx, qlo, qhi, near):
 
 
 @njit(**_jit)
-def _batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, start, stop,
+def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
                 grad):
     acc = np.empty(theta.shape[0])
-    _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc, True)
+    _batch_acc(model, loss, X, y, theta, _basis_dt(X, basis), delta, idx, start, stop, acc, True)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
 
 
@@ -529,7 +723,7 @@ def _batch_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, idx, sta
 
 
 @njit(**_jit)
-def _moment_rows(X, y, xscale, lo, hi, mom):
+def _moment_rows(X, y, basis, lo, hi, mom):
     """mom += [M[0..2p], sum y u**(0..p), S] over rows lo..hi-1.
 
     Rows go in chunks of ``_CHUNK``: the chunk's u and running powers sit in
@@ -537,7 +731,8 @@ def _moment_rows(X, y, xscale, lo, hi, mom):
     """
     p = (mom.shape[0] - 4) // 3
     q = 2 * p + 1
-    xs = X.dtype.type(xscale)
+    sh = X.dtype.type(basis[0])
+    sc = X.dtype.type(basis[1])
     u = np.empty(_CHUNK)
     yy = np.empty(_CHUNK)
     pw = np.empty(_CHUNK)
@@ -545,7 +740,7 @@ def _moment_rows(X, y, xscale, lo, hi, mom):
         L = min(_CHUNK, hi - c0)
         sy2 = 0.0
         for k in range(L):
-            u[k] = float(X[c0 + k, 0] * xs)  # u as the reference forms it; powers in float64
+            u[k] = float((X[c0 + k, 0] - sh) * sc)  # u as the reference forms it; powers in float64
             yy[k] = float(y[c0 + k])
             pw[k] = 1.0
             sy2 += yy[k] * yy[k]
@@ -565,11 +760,31 @@ def _moment_rows(X, y, xscale, lo, hi, mom):
 
 
 @njit(**_jit)
-def _gram_rows(X, y, lo, hi, st):
-    """st += [G (upper triangle, row major, (p+1)**2), c, S] over rows lo..hi-1."""
+def _gram_rows(X, y, lo, hi, st, wide):
+    """st += [G (upper triangle, row major, (p+1)**2), c, S] over rows lo..hi-1.
+
+    ``wide``: every product in float64 (``lsq_stats``, the reference's sums).
+    Otherwise, for ``run``'s shortcut, float32 data multiply in float32 (numba's
+    ``float()`` keeps a float32 a float32) at twice the SIMD width; float64
+    data take the same path either way.
+    """
     p = X.shape[1]
     p1 = p + 1
     off_c = p1 * p1
+    if wide and X.itemsize < 8:
+        for i in range(lo, hi):
+            yi = np.float64(y[i])
+            for j in range(p):
+                xj = np.float64(X[i, j])
+                row = j * p1
+                for k in range(j, p):
+                    st[row + k] += xj * np.float64(X[i, k])
+                st[row + p] += xj
+                st[off_c + j] += yi * xj
+            st[off_c - 1] += 1.0
+            st[off_c + p] += yi
+            st[off_c + p1] += yi * yi
+        return
     for i in range(lo, hi):
         yi = float(y[i])
         for j in range(p):
@@ -585,25 +800,25 @@ def _gram_rows(X, y, lo, hi, st):
 
 
 @njit(**_jit)
-def _stat_rows(model, X, y, xscale, lo, hi, st):
+def _stat_rows(model, X, y, basis, lo, hi, st, wide):
     if model == 1:
-        _moment_rows(X, y, xscale, lo, hi, st)
+        _moment_rows(X, y, basis, lo, hi, st)
     else:
-        _gram_rows(X, y, lo, hi, st)
+        _gram_rows(X, y, lo, hi, st, wide)
 
 
 @njit(**_jit_par)
-def _stats_parallel(model, X, y, xscale, rb, part, size):
+def _stats_parallel(model, X, y, basis, rb, part, size, wide):
     n = X.shape[0]
     for b in prange(part.shape[0]):
         lo = b * rb
         acc = part[b, :size]  # rows padded (``_padded``)
         acc[:] = 0.0
-        _stat_rows(model, X, y, xscale, lo, min(lo + rb, n), acc)
+        _stat_rows(model, X, y, basis, lo, min(lo + rb, n), acc, wide)
 
 
 @njit(**_jit)
-def _lsq_stats(model, X, y, xscale, p):
+def _lsq_stats(model, X, y, basis, p, wide):
     """G, c, S of the least-squares objective, one (parallel) pass over the rows."""
     n = X.shape[0]
     p1 = p + 1
@@ -616,11 +831,11 @@ def _lsq_stats(model, X, y, xscale, p):
     nb = (n + rb - 1) // rb
     part = np.empty((nb, _padded(size, 8)))
     if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
-        _stats_parallel(model, X, y, xscale, rb, part, size)
+        _stats_parallel(model, X, y, basis, rb, part, size, wide)
     else:
         for b in range(nb):
             part[b, :] = 0.0
-            _stat_rows(model, X, y, xscale, b * rb, min(b * rb + rb, n), part[b, :size])
+            _stat_rows(model, X, y, basis, b * rb, min(b * rb + rb, n), part[b, :size], wide)
     st = np.zeros(size)
     for b in range(nb):
         for m in range(size):
@@ -644,8 +859,13 @@ def _lsq_stats(model, X, y, xscale, p):
     return G, c, st[size - 1]
 
 
+@njit(**_jit)
+def _lsq_stats_entry(model, X, y, basis, p):
+    return _lsq_stats(model, X, y, _basis_dt(X, basis), p, True)
+
+
 @njit(**_jit_inline)
-def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps):
+def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, strict):
     """objective_grad for MSE over all rows, in O(p**2) from G, c, S.
 
     Returns NaN when the shortcut cannot stand for the pass over the rows:
@@ -653,7 +873,17 @@ def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps):
     their squares may overflow in the data dtype: its divergence signal), or
     a gradient within rounding (relative ``eps``) of zero, where the exact
     zero the reference may compute decides convergence.  The caller then
-    takes the pass over the rows.
+    takes the pass over the rows.  ``strict`` (``_run``: a preconditioned
+    run or a dense penalty, which reach that noise floor within a few
+    epochs) also takes the pass when every fitted component of the whole
+    gradient, penalty included, is within the rounding of G theta - c:
+    there the reference settles on a fixed point (theta unchanged to the
+    bit, the stopping rule's signal) that the shortcut's cancellation noise
+    would keep moving.  ``strict`` -1 (those runs with ``tol > 0``, where a
+    step at the noise floor stops the fit either way): neither fallback.
+    With ``strict`` nonzero, a sum of squares below 1e-6 S (lost to
+    cancellation) takes the pass as well.  ``strict`` 0 (no preconditioner,
+    diagonal ``l2w``): the shortcut as it always was.
     """
     p1 = theta.shape[0]
     sr2 = S
@@ -671,10 +901,42 @@ def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps):
         acc[j] = 2.0 * g
         sr2 += float(theta[j]) * (g - c[j])
     sr2 = max(sr2, 0.0)  # a sum of squares; rounding must not make it negative
-    if tiny or not sr2 <= big:
+    if strict < 0:  # tol > 0: no fallback at the noise floor
+        tiny = False
+    # With ``strict`` (as the Cython backend, whose kind-0 runs have it too):
+    # sum r**2 comes out of a cancellation between terms of size S, so its
+    # rounding error is about eps64 * S; below 1e-6 * S (an almost exact fit)
+    # the pass over the rows is taken, and the loss keeps its precision.
+    if tiny or not sr2 <= big or (strict != 0 and sr2 < 1e-6 * S):
         return math.nan
     _finish(acc, n, theta, l2w, fit_icpt, grad)
+    if strict > 0:
+        floor = True
+        for j in range(p1):
+            if j == p1 - 1 and not fit_icpt:
+                continue
+            mag = abs(c[j])
+            for k in range(p1):
+                mag += abs(G[j, k] * float(theta[k]))
+            if abs(float(grad[j])) > eps * (2.0 * mag / n):
+                floor = False
+                break
+        if floor:  # the whole gradient at the noise floor
+            return math.nan
     return sr2 / n + _penalty(theta, l2w)
+
+
+def _basis(basis: Any) -> np.ndarray:
+    """``basis`` as a fresh C-contiguous float64 ``[shift, scale]``: a float ``s`` is ``[0, s]``.
+
+    One array type for every call, so the kernels compile once per data dtype.
+    """
+    if np.ndim(basis) == 0:
+        return np.array([0.0, float(basis)])
+    b = np.array(basis, dtype=np.float64).reshape(-1)
+    if b.shape[0] != 2:
+        raise ValueError(f"basis must be a float or [shift, scale], got shape {np.shape(basis)}")
+    return b
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -721,7 +983,7 @@ class _Parallel:
 
 
 def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-                   xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+                   basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
                    grad: np.ndarray) -> float:
     """Objective and gradient over all rows, one fused (parallel) pass.
 
@@ -737,11 +999,11 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     """
     with _Parallel(X.size):
         return _objective_grad_entry(int(model), int(loss), _ro(X), _ro(y), theta,
-                                     float(xscale), float(delta), l2w, int(fit_icpt), grad)
+                                     _basis(basis), float(delta), l2w, int(fit_icpt), grad)
 
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-              xscale: float, delta: float, l2w: np.ndarray) -> float:
+              basis: Any, delta: float, l2w: np.ndarray) -> float:
     """Objective over all rows.
 
     Examples
@@ -753,12 +1015,12 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     1.0
     """
     with _Parallel(X.size):
-        return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale),
+        return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis),
                                 float(delta), l2w)
 
 
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-               xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+               basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
                idx: np.ndarray, start: int, stop: int, grad: np.ndarray) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty).
 
@@ -772,8 +1034,32 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
     >>> g.tolist()
     [-8.0, -4.0]
     """
-    _batch_grad(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale), float(delta),
+    _batch_grad(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis), float(delta),
                 l2w, int(fit_icpt), idx, int(start), int(stop), grad)
+
+
+def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
+              p: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``G = A^T A``, ``c = A^T y`` and ``S = y^T y`` in float64, one (parallel) pass.
+
+    ``A`` is the design in the kernel's coordinates, rows ``a_i = [features, 1]``
+    (poly: ``[u**1, ..., u**p, 1]``, ``u`` as in ``predict_row``, its powers in
+    float64).  Sums, not means; ``G`` is the full symmetric (p+1, p+1) matrix.
+    For the linear model ``p`` is ``X.shape[1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd.backends import _numba
+    >>> G, c, S = _numba.lsq_stats(0, np.array([[1.0], [2.0]]), np.array([1.0, 3.0]), 1.0, 1)
+    >>> G.tolist(), c.tolist(), S
+    ([[5.0, 3.0], [3.0, 2.0]], [7.0, 4.0], 10.0)
+    """
+    if model == 0 and int(p) != X.shape[1]:
+        raise ValueError(f"the linear model's p is X.shape[1] = {X.shape[1]}, got {p}")
+    with _Parallel(X.size):
+        G, c, S = _lsq_stats_entry(int(model), _ro(X), _ro(y), _basis(basis), int(p))
+    return G, c, float(S)
 
 
 # ---------------------------------------------------------------- update rules
@@ -829,18 +1115,19 @@ def update(opt, theta, grad, state, lr, hp, t):
 
 
 @njit(**_jit_inline)
-def _sample_step(model, opt, X, i, s, xscale, theta, l2w, fit_icpt, grad, state, lr, hp, t):
+def _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp, t):
     """batch_grad + update for a batch of one row, without the float64 buffer.
 
     ``grad[j] = s dpred_i/dtheta_j / 1 + l2w[j] theta[j]``: the same numbers
-    as ``_finish`` on a one-row ``acc``.
+    as ``_finish`` on a one-row ``acc``.  Diagonal ``l2w`` and no
+    preconditioner only (``_epoch_rows`` checks).
     """
     p = theta.shape[0] - 1
     if model == 0:
         for j in range(p):
             grad[j] = s * X[i, j] + l2w[j] * theta[j]
     else:
-        u = X[i, 0] * X.dtype.type(xscale)
+        u = _u(X, i, basis)
         pw = u
         for j in range(p):
             grad[j] = s * pw + l2w[j] * theta[j]
@@ -871,7 +1158,7 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
     compute it); the returned ``d`` is that of row idx[m] when ``idx`` has
     it, so a call continuing at that row takes exactly the steps of one call
     over both parts.  The gradient stays in registers (``grad`` is scratch
-    for stochastic batches).
+    for stochastic batches).  Diagonal ``l2w`` and no preconditioner only.
     """
     n = idx.shape[0]
     p = theta.shape[0] - 1
@@ -900,34 +1187,218 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
     return t, d
 
 
+# Single-sample gd with the centre-and-scale preconditioner (pre kind 1,
+# ``fit()``'s default for the linear model).  Its general path (one-row
+# gradient, then ``step``) and the fused kernel below compute the same
+# numbers in the same order: both are compiled without fast-math and both
+# form the prediction with ``_dot_ordered``'s fixed partial sums (a
+# reassociated dot product would sum in whatever order the vectorizer
+# picks, which a fused sweep could not follow).
+
+
+@njit(**_jit_ordered, inline="always")
+def _dot_ordered(X, i, theta, p):
+    """X[i, :p] @ theta[:p] in the data dtype with 8 fixed partial sums.
+
+    Partial k sums the products j = k (mod 8) over the whole blocks of 8,
+    in increasing j; the last p mod 8 products form a separate sum; the
+    partials combine as a halving tree, then the tail: the same bits with
+    any SIMD width.  Inlined into callers compiled without fast-math only.
+    """
+    dt = X.dtype.type
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = dt(0.0)
+    j = 0
+    while j + 8 <= p:
+        a0 += X[i, j] * theta[j]
+        a1 += X[i, j + 1] * theta[j + 1]
+        a2 += X[i, j + 2] * theta[j + 2]
+        a3 += X[i, j + 3] * theta[j + 3]
+        a4 += X[i, j + 4] * theta[j + 4]
+        a5 += X[i, j + 5] * theta[j + 5]
+        a6 += X[i, j + 6] * theta[j + 6]
+        a7 += X[i, j + 7] * theta[j + 7]
+        j += 8
+    tail = dt(0.0)
+    while j < p:
+        tail += X[i, j] * theta[j]
+        j += 1
+    return _tree8(a0, a1, a2, a3, a4, a5, a6, a7, tail, p)
+
+
+@njit(**_jit_ordered, inline="always")
+def _tree8(a0, a1, a2, a3, a4, a5, a6, a7, tail, p):
+    """The partial sums of ``_dot_ordered`` combined (only the tail when p < 8)."""
+    if p < 8:
+        return tail
+    return (((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))) + tail
+
+
+@njit(**_jit_ordered)
+def _sample_grad_linear(loss, X, y, i, theta, delta, l2w, fit_icpt, grad):
+    """grad = the gradient of row i alone (``batch_grad`` over one row), linear model.
+
+    The reference's rounding points: r = (x_i . coef + b) - y_i in the data
+    dtype (``_dot_ordered``), s = psi(r), grad_j = s x_ij + the penalty
+    gradient (float64 sum, stored in the data dtype), grad_p = s + its
+    penalty term or 0.  Diagonal or dense ``l2w``.
+    """
+    p = theta.shape[0] - 1
+    r = (_dot_ordered(X, i, theta, p) + theta[p]) - y[i]
+    s = psi(loss, r, delta)
+    for j in range(p):
+        grad[j] = s * X[i, j] + _penalty_grad(l2w, theta, j)
+    if fit_icpt:
+        grad[p] = s + _penalty_grad(l2w, theta, p)
+    else:
+        grad[p] = 0
+
+
+@njit(**_jit_ordered, inline="always")
+def _pre_move(x, th, lw, a, b, s, gp, lr):
+    """One coordinate of a preconditioned gd step from its values; returns
+    (new theta_j, b_j d_j).
+
+    g = s x_ij + l2w_j theta_j (float64, stored in the data dtype: the one-row
+    gradient), g' = a_j g - b_j g_p (float64, stored: ``pre_grad``), the gd
+    rule's move of a zero vector d = 0 - lr g' (float64, stored: ``update``),
+    theta_j + a_j d (float64, stored: ``pre_apply``, which also sums b_j d).
+    """
+    dt = type(th)
+    g = dt(s * x + np.float64(lw * th))
+    g = dt(a * np.float64(g) - b * gp)
+    d = dt(0.0 - lr * np.float64(g))
+    return dt(np.float64(th) + a * np.float64(d)), b * np.float64(d)
+
+
+@njit(**_jit_ordered)
+def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch,
+                       pre):
+    """``_sgd_gd_linear`` with the centre-and-scale preconditioner; returns (t, d).
+
+    Per sample, the general path's steps -- ``_sample_grad_linear``, then
+    ``step`` (opt 0: ``pre_grad``, ``update`` of a zero vector,
+    ``pre_apply``) -- with their numbers, the step fused with the next
+    sample's prediction: one sweep over the row does every coordinate's
+    elementwise work (``_pre_move``: the new theta_j and b_j d_j) and the
+    next prediction's products x_{i+1, j} theta_j, keeping those two in the
+    float64 ``E`` and data-dtype ``P`` (p values each, in L1); a second
+    loop over them adds s2 = sum_j b_j d_j in j ascending (``pre_apply``'s
+    sum) and the products into ``_dot_ordered``'s partial sums.  Then
+    theta_p += d_p - s2.  ``d`` carries the prediction across calls as in
+    ``_sgd_gd_linear``.
+
+    Compiled without fast-math (the general path's rounding points, no
+    contraction).  numba does not run LLVM's SLP vectorizer, so a single
+    loop carrying s2 and the 8 partial sums would stay scalar (about 1.5x
+    slower); split, the elementwise loop vectorizes.  The ordered sum s2, a
+    chain of p dependent float64 adds per sample on the way to the next
+    prediction, bounds the epoch.  Diagonal ``l2w`` and pre kind 1 only.
+    """
+    n = idx.shape[0]
+    p = theta.shape[0] - 1
+    dt = X.dtype.type
+    if m == 0:
+        return t, d
+    i = idx[0]
+    if math.isnan(d):
+        d = _dot_ordered(X, i, theta, p)
+    A = pre[0]
+    B = pre[1]
+    E = np.empty(p)
+    P = np.empty(p, X.dtype)
+    for q in range(m):
+        _prefetch_ahead(X, y, idx, q, prefetch)
+        r = (d + theta[p]) - y[i]
+        s = psi(loss, r, delta)
+        t += 1
+        gp = dt(s + np.float64(l2w[p] * theta[p])) if fit_icpt else dt(0.0)
+        gp64 = np.float64(gp)
+        i_next = idx[q + 1] if q + 1 < n else i
+        for j in range(p):
+            tj, ej = _pre_move(X[i, j], theta[j], l2w[j], A[j], B[j], s, gp64, lr)
+            theta[j] = tj
+            E[j] = ej
+            P[j] = X[i_next, j] * tj
+        s2 = 0.0
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = dt(0.0)
+        for jb in range(p // 8):
+            j = 8 * jb
+            s2 = (((((((s2 + E[j]) + E[j + 1]) + E[j + 2]) + E[j + 3]) + E[j + 4]) + E[j + 5])
+                  + E[j + 6]) + E[j + 7]
+            a0 += P[j]
+            a1 += P[j + 1]
+            a2 += P[j + 2]
+            a3 += P[j + 3]
+            a4 += P[j + 4]
+            a5 += P[j + 5]
+            a6 += P[j + 6]
+            a7 += P[j + 7]
+        tail = dt(0.0)
+        for j in range(p - p % 8, p):
+            s2 += E[j]
+            tail += P[j]
+        d = _tree8(a0, a1, a2, a3, a4, a5, a6, a7, tail, p)
+        dp = dt(0.0 - lr * gp64)
+        theta[p] = dt(np.float64(theta[p]) + (np.float64(dp) - s2))
+        i = i_next
+    return t, d
+
+
 @njit(**_jit)
-def _epoch_rows(model, loss, opt, X, y, idx, m, theta, xscale, delta, l2w, fit_icpt, hp,
-                state, lr, batch_size, grad, acc, t, d, prefetch):
+def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_icpt, hp,
+                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse):
     """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d).
 
     ``m`` is a multiple of ``batch_size`` or the end of the epoch.  ``d``
     carries the fused dot product of single-sample gd across calls (see
     ``_sgd_gd_linear``); NaN elsewhere.  ``prefetch``: request the rows
     ahead (off when ``X`` is a staged buffer, read in address order).
+    Single-sample batches take the fused per-row steps (penalty inlined per
+    coordinate) with a diagonal ``l2w`` and no preconditioner; plain gd on
+    the linear model with the centre-and-scale preconditioner and a diagonal
+    ``l2w`` takes ``_sgd_gd_linear_pre`` when ``fuse`` (False: its general
+    path, same bits; see ``FUSED_PRE``).  Otherwise every batch goes through
+    the batch gradient (one row, linear model: ``_sample_grad_linear``) and
+    ``step`` (``gz``, ``dz``: its scratch).
     """
-    if batch_size == 1 and model == 0 and opt == 0:
+    diag = l2w.shape[0] == theta.shape[0]
+    simple = diag and pre.shape[0] == 0
+    if batch_size == 1 and simple and model == 0 and opt == 0:
         return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
                               prefetch)
-    if batch_size == 1:
+    if batch_size == 1 and simple:
         for q in range(m):
             _prefetch_ahead(X, y, idx, q, prefetch)
             i = idx[q]
-            r = predict_row(model, X, i, theta, xscale) - y[i]
+            r = predict_row(model, X, i, theta, basis) - y[i]
             t += 1
-            _sample_step(model, opt, X, i, psi(loss, r, delta), xscale, theta, l2w, fit_icpt,
+            _sample_step(model, opt, X, i, psi(loss, r, delta), basis, theta, l2w, fit_icpt,
                          grad, state, lr, hp, t)
+        return t, d
+    if simple:  # diagonal penalty, the update rule itself: the loop as it always was
+        for start in range(0, m, batch_size):
+            stop = min(start + batch_size, m)
+            _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch)
+            _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
+            t += 1
+            update(opt, theta, grad, state, lr, hp, t)
+        return t, d
+    if batch_size == 1 and model == 0:
+        if fuse and opt == 0 and diag and pre_kind(pre) == 1:
+            return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t,
+                                      d, prefetch, pre)
+        for q in range(m):
+            _prefetch_ahead(X, y, idx, q, prefetch)
+            _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad)
+            t += 1
+            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
         return t, d
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
-        _batch_acc(model, loss, X, y, theta, xscale, delta, idx, start, stop, acc, prefetch)
+        _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch)
         _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
         t += 1
-        update(opt, theta, grad, state, lr, hp, t)
+        step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
     return t, d
 
 
@@ -1010,8 +1481,9 @@ def _stage(X, y, idx, lo, hi, Xs, ys, marks, back):
 
 
 @njit(**_jit_par)
-def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, xscale, delta,
-                  l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch):
+def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis, delta,
+                  l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch, pre, gz,
+                  dz, fuse):
     """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns t.
 
     The epoch goes in chunks of ``rows`` positions of ``idx`` (a multiple of
@@ -1023,7 +1495,8 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, xscal
     ``_sgd_gd_linear`` carries over.  The steps and their arithmetic are
     those of one ``_epoch_rows`` call over ``idx``.  ``prefetch`` is passed
     on to ``_epoch_rows`` (False: the buffers are read in address order; an
-    argument rather than a constant, so both callers share one compilation).
+    argument rather than a constant, so both callers share one compilation),
+    and so are ``pre``, its scratch ``gz``, ``dz``, and ``fuse``.
     """
     n = idx.shape[0]
     tb = np.empty(1, np.int64)
@@ -1045,10 +1518,112 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, xscal
                 k = min(hi + 1, n) - lo
                 tb[0], db[0] = _epoch_rows(model, loss, opt, _readonly(Xs[c % 2]),
                                            _readonly(ys[c % 2]), ident[:k], hi - lo, theta,
-                                           xscale, delta, l2w, fit_icpt, hp, state, lr,
-                                           batch_size, grad, acc, tb[0], db[0], prefetch)
+                                           basis, delta, l2w, fit_icpt, hp, state, lr,
+                                           batch_size, grad, acc, tb[0], db[0], prefetch,
+                                           pre, gz, dz, fuse)
             _stage(X, y, idx, hi, nxt, Xs[b], ys[b], marks, task == 0)
     return tb[0]
+
+
+# ---------------------------------------------------------------- preconditioned step
+# The optimizer runs on internal parameters z with theta = T z (theta: the
+# kernel's parameters, in which predictions and gradients are formed).  A
+# step maps the gradient g' = T^T g, lets the update rule move a zero vector
+# by delta (state slots live in internal coordinates), then theta += T delta.
+# Only T acts on theta: z itself is never stored.  ``pre`` (float64, 2-D):
+#   (0, p+1)          no preconditioning: the update rule acts on theta.
+#   (2, p+1)          centre-and-scale (linear model), rows a and b:
+#                       theta_j = a_j z_j (j < p),  theta_p = z_p - sum_j b_j z_j
+#   (2(p+1), p+1)     dense: rows 0..p are T, rows p+1..2p+1 are T^-1.
+# Every sum below runs in float64 over its index ascending (compiled without
+# fast-math, so in exactly the reference's order).  Scratch: ``gz`` (p+1,)
+# float64, ``dz`` (p+1,) in the data dtype, allocated once per ``run``.
+
+
+@njit(**_jit_inline)
+def pre_kind(pre):
+    """0 none, 1 centre-and-scale, 2 dense."""
+    if pre.shape[0] == 0:
+        return 0
+    return 1 if pre.shape[0] == 2 else 2
+
+
+@njit(**_jit_ordered)
+def pre_grad(pre, grad, out):
+    """out = T^T grad in float64."""
+    m = grad.shape[0]
+    p = m - 1
+    if pre_kind(pre) == 1:
+        gp = np.float64(grad[p])
+        for j in range(p):
+            out[j] = pre[0, j] * np.float64(grad[j]) - pre[1, j] * gp
+        out[p] = gp
+    else:
+        for k in range(m):
+            s = 0.0
+            for j in range(m):
+                s += pre[j, k] * np.float64(grad[j])
+            out[k] = s
+
+
+@njit(**_jit_ordered)
+def pre_apply(pre, theta, delta):
+    """theta += T delta (float64 sums, stored in the data dtype)."""
+    m = theta.shape[0]
+    p = m - 1
+    if pre_kind(pre) == 1:
+        s = 0.0
+        for j in range(p):
+            d = np.float64(delta[j])
+            theta[j] = np.float64(theta[j]) + pre[0, j] * d
+            s += pre[1, j] * d
+        theta[p] = np.float64(theta[p]) + (np.float64(delta[p]) - s)
+    else:
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += pre[j, k] * np.float64(delta[k])
+            theta[j] = np.float64(theta[j]) + s
+
+
+@njit(**_jit_ordered)
+def pre_internal(pre, theta, z):
+    """z = T^-1 theta in float64 (``theta`` itself when there is no preconditioning)."""
+    m = theta.shape[0]
+    p = m - 1
+    kind = pre_kind(pre)
+    if kind == 0:
+        for j in range(m):
+            z[j] = np.float64(theta[j])
+    elif kind == 1:
+        s = 0.0
+        for j in range(p):
+            z[j] = np.float64(theta[j]) / pre[0, j]
+            s += pre[1, j] * z[j]
+        z[p] = np.float64(theta[p]) + s
+    else:
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += pre[m + j, k] * np.float64(theta[k])
+            z[j] = s
+
+
+@njit(**_jit_inline)
+def step(opt, theta, grad, state, lr, hp, t, pre, gz, dz):
+    """One step of update rule ``opt``, preconditioned by ``pre``; ``grad`` is scratch.
+
+    Without preconditioning this is ``update`` itself (same code, same bits).
+    """
+    if pre.shape[0] == 0:
+        update(opt, theta, grad, state, lr, hp, t)
+        return
+    pre_grad(pre, grad, gz)
+    for j in range(grad.shape[0]):
+        grad[j] = gz[j]  # stored in the data dtype, as the state is
+        dz[j] = 0
+    update(opt, dz, grad, state, lr, hp, t)
+    pre_apply(pre, theta, dz)
 
 
 # ---------------------------------------------------------------- schedule
@@ -1076,26 +1651,42 @@ def _all_finite(theta):
 
 
 @njit(**_jit_inline)
-def _converged(theta, theta_prev, tol):
-    """The stopping rule: max|dtheta| <= tol * max(1, max|theta|)."""
-    step = 0.0
+def _converged(theta, theta_prev, tol, pre, z, zp):
+    """The stopping rule, in internal coordinates z = T^-1 theta:
+    max|z - z_prev| <= tol * max(1, max|z|).  Without preconditioning the
+    difference is taken in the data dtype.  ``z``, ``zp``: float64 scratch."""
+    step_ = 0.0
     scale = 1.0
+    if pre.shape[0] == 0:
+        for j in range(theta.shape[0]):
+            step_ = max(step_, float(abs(theta[j] - theta_prev[j])))
+            scale = max(scale, float(abs(theta[j])))
+        return step_ <= tol * scale
+    pre_internal(pre, theta, z)
+    pre_internal(pre, theta_prev, zp)
     for j in range(theta.shape[0]):
-        step = max(step, float(abs(theta[j] - theta_prev[j])))
-        scale = max(scale, float(abs(theta[j])))
-    return step <= tol * scale
+        step_ = max(step_, abs(z[j] - zp[j]))
+        scale = max(scale, abs(z[j]))
+    return step_ <= tol * scale
 
 
 @njit(**_jit)
-def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state, t0,
+def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
          sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-         grad, f0, hist_loss, hist_params, stage_rows):
+         grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
+         stage_rows, fuse):
+    bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
     p = theta.shape[0] - 1
     full = batch_size == 0
     rec_loss = hist_loss.shape[0] > 0
     rec_params = hist_params.shape[0] > 0
     theta_prev = np.empty_like(theta)
+    # scratch of the preconditioned step and of the stopping rule
+    gz = np.empty(p + 1)
+    dz = np.empty_like(theta)
+    z = np.empty(p + 1)
+    zp = np.empty(p + 1)
     part_f, part_g, part_t, acc = _buffers(X, theta)
     # staging buffers (_staged_epoch): two chunks and identity indices
     staged = stage_rows > 0
@@ -1106,28 +1697,41 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
     for q in range(ident.shape[0]):
         ident[q] = q
     t = t0
-    # Full-batch least squares: one pass for G, c, S, then every epoch is O(p**2).
-    use_lsq = full and loss == 0 and (model == 1 or n_epochs > p + 1)
-    if use_lsq:
-        G, c, S = _lsq_stats(model, X, y, xscale, p)
+    # Full-batch least squares: one pass for G, c, S (none when the caller has
+    # them: ``stats``), then every epoch is O(p**2).
+    use_lsq = full and loss == 0 and (model == 1 or have_stats or n_epochs > p + 1)
+    if use_lsq and have_stats:
+        G, c, S = stats_G, stats_c, stats_S
+    elif use_lsq:
+        G, c, S = _lsq_stats(model, X, y, bs, p, False)
     else:
         G, c, S = np.empty((0, 0)), np.empty(0), 0.0
     if X.itemsize == 4:
         big, eps = 0.5 * 3.4028234663852886e38, 64.0 * 1.1920928955078125e-07
     else:
         big, eps = 0.25 * 1.7976931348623157e308, 64.0 * 2.220446049250313e-16
+    # The shortcut's stricter fallback (see _objective_grad_lsq) for a
+    # preconditioner or a dense penalty only (without them: the path as it
+    # always was, same bits), and only where an exact zero step decides
+    # convergence (tol == 0): with tol > 0 a step at the noise floor stops the
+    # fit either way, and a preconditioned fit reaches that floor within a few
+    # epochs, so neither fallback is taken there (-1).
+    strict = 1 if pre.shape[0] != 0 or l2w.shape[0] != theta.shape[0] else 0
+    if strict and tol > 0.0:
+        strict = -1
 
     if not math.isnan(f0):
         f = f0
     elif full:
         f = math.nan
         if use_lsq:
-            f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps)
+            f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps,
+                                    strict)
         if math.isnan(f):
-            f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, grad,
+            f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt, grad,
                                 part_f, part_g, part_t, acc)
     elif need_obj:
-        f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t, acc)
+        f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -1146,25 +1750,26 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
             theta_prev[j] = theta[j]
         if full:
             t += 1
-            update(opt, theta, grad, state, lr, hp, t)
+            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
             f = math.nan
             if use_lsq:
-                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps)
+                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big,
+                                        eps, strict)
             if math.isnan(f):
-                f = _objective_grad(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt,
+                f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt,
                                     grad, part_f, part_g, part_t, acc)
         else:
             idx = order[k]
             if staged:
                 t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
-                                  xscale, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
-                                  acc, t, prefetch)
+                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
+                                  acc, t, prefetch, pre, gz, dz, fuse)
             else:
-                t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, xscale, delta, l2w,
+                t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
                                    fit_icpt, hp, state, lr, batch_size, grad, acc, t,
-                                   X.dtype.type(math.nan), prefetch)
+                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse)
             if need_obj:
-                f = _objective(model, loss, X, y, theta, xscale, delta, l2w, part_f, part_g, part_t,
+                f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t,
                                acc)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
@@ -1175,23 +1780,29 @@ def _run(model, loss, X, y, theta, xscale, delta, l2w, fit_icpt, opt, hp, state,
             hist_loss[e + 1] = f
         if rec_params:
             hist_params[e + 1, :] = theta
-        if _converged(theta, theta_prev, tol):
+        if _converged(theta, theta_prev, tol, pre, z, zp):
             status = 1
             break
     return n_done, status, t, f
 
 
 def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-        xscale: float, delta: float, l2w: np.ndarray, fit_icpt: int,
+        basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
         opt: int, hp: np.ndarray, state: np.ndarray, t0: int,
         sched: int, lr0: float, sched_hp: np.ndarray, epoch0: int, n_epochs: int,
         batch_size: int, order: np.ndarray, tol: float, need_obj: int,
         grad: np.ndarray, f0: float,
-        hist_loss: np.ndarray, hist_params: np.ndarray) -> tuple[int, int, int, float]:
+        hist_loss: np.ndarray, hist_params: np.ndarray,
+        pre: np.ndarray | None = None, stats: tuple | None = None) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     Exactly the reference's ``run`` (``fastgd.backends._numpy.run``), the
-    whole loop in compiled code.
+    whole loop in compiled code.  ``pre``: the preconditioner (None or
+    ``(0, p+1)``: none; ``(2, p+1)`` centre-and-scale; ``(2(p+1), p+1)``
+    dense), see the "preconditioned step" section.  ``stats``:
+    ``lsq_stats(model, X, y, basis, p)`` of these arrays, already computed;
+    full-batch MSE then takes the least-squares shortcut with them instead
+    of its own pass over the rows.
 
     Examples
     --------
@@ -1207,12 +1818,36 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     >>> status, round(float(theta[0]), 6)
     (1, 2.0)
     """
+    m = theta.shape[0]
+    pre = _pre(pre, m)
+    have_stats = stats is not None and int(batch_size) == 0 and int(loss) == 0
+    if have_stats:
+        G0 = np.array(stats[0], dtype=np.float64, order="C")
+        c0 = np.array(stats[1], dtype=np.float64, order="C")
+        S0 = float(stats[2])
+        if G0.shape != (m, m) or c0.shape != (m,):
+            raise ValueError(f"stats must be (G ({m}, {m}), c ({m},), S)")
+    else:
+        G0, c0, S0 = np.empty((0, 0)), np.empty(0), 0.0
     with _Parallel(X.size):
-        return _run(int(model), int(loss), _ro(X), _ro(y), theta, float(xscale), float(delta),
+        return _run(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis), float(delta),
                     l2w, int(fit_icpt), int(opt), hp, state, int(t0), int(sched), float(lr0),
                     sched_hp, int(epoch0), int(n_epochs), int(batch_size), order, float(tol),
-                    int(need_obj), grad, float(f0), hist_loss, hist_params,
-                    _stage_rows(X, int(batch_size)))
+                    int(need_obj), grad, float(f0), hist_loss, hist_params, pre, G0, c0, S0,
+                    have_stats, _stage_rows(X, int(batch_size)), bool(FUSED_PRE))
+
+
+def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
+    """``pre`` as a C-contiguous writeable float64 2-D array (one compiled type); None: (0, m)."""
+    if pre is None:
+        return np.empty((0, m))
+    pre = np.asarray(pre)
+    if pre.ndim != 2 or pre.shape[0] not in (0, 2, 2 * m) or (pre.shape[0] and pre.shape[1] != m):
+        raise ValueError(f"pre must have shape (0, {m}), (2, {m}) or ({2 * m}, {m}), "
+                         f"got {pre.shape}")
+    if pre.dtype != np.float64 or not pre.flags.c_contiguous or not pre.flags.writeable:
+        pre = np.array(pre, dtype=np.float64, order="C")
+    return pre
 
 
 def _stage_rows(X: np.ndarray, batch_size: int) -> int:
@@ -1237,6 +1872,8 @@ def _minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, 
                   hist_f, hist_x):
     x_prev = np.empty_like(x)
     g = np.empty_like(x)
+    no_pre = np.empty((0, 0))
+    z = np.empty(0)
     f = float(fun(x))
     if not math.isfinite(f):
         return 0, 2, f
@@ -1264,7 +1901,7 @@ def _minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, 
             hist_f[k + 1] = f
         if hist_x.shape[0] > 0:
             hist_x[k + 1, :] = x
-        if _converged(x, x_prev, tol):
+        if _converged(x, x_prev, tol, no_pre, z, z):
             status = 1
             break
     return n_done, status, f
