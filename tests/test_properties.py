@@ -160,7 +160,10 @@ def test_fit_agrees_with_reference(data):
         ref = fastgd.fit(X, y, degree=degree, backend="numpy", **kw)
     assume(ref.status != "diverged")
     dt = ref.coef.dtype.type
-    rtol = 1e-6 if dt is np.float64 else 2e-2
+    # 1e-5: a dense preconditioner on a singular design (more coefficients than
+    # distinct x) with a large fixed lr grows the path ~10x per epoch, and the
+    # backends' summation orders then part at ~1e-6
+    rtol = 1e-5 if dt is np.float64 else 2e-2
     scale = max(1.0, float(np.abs(ref.history.params).max()))
     for backend in COMPILED:
         with warnings.catch_warnings():
