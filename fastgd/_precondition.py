@@ -213,18 +213,19 @@ def _legendre_to_power(p: int) -> np.ndarray:
     return C
 
 
-def _whiten(H: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
+def _whiten(H: np.ndarray, B: np.ndarray | None = None, floor: float = 1e-8) -> np.ndarray:
     """T with T^T H T = I on the well-determined directions (B: a starting basis).
 
-    ``H`` symmetric PSD.  Eigen-directions whose eigenvalue is below 1e-12 of
-    the largest (a singular design: fewer distinct x than coefficients, a
-    constant column) keep unit scale instead of being blown up.
+    ``H`` symmetric PSD.  Eigenvalues are taken as at least ``floor`` times the
+    largest, so T amplifies the rounding of each step by at most
+    ``floor**-0.5`` (1e4 for float64 data, ~300 for float32): a singular or
+    nearly singular design (fewer distinct x than coefficients) is not blown up.
     """
     if B is not None:
         H = B.T @ H @ B
     w, V = np.linalg.eigh(0.5 * (H + H.T))
     top = float(w[-1]) if w.size and w[-1] > 0 else 1.0
-    scale = np.where(w > 1e-12 * top, 1.0 / np.sqrt(np.maximum(w, 1e-300)), 1.0 / math.sqrt(top))
+    scale = 1.0 / np.sqrt(np.maximum(w, floor * top))
     T = V * scale
     return T if B is None else B @ T
 
@@ -360,11 +361,12 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
     if not finite:
         raise OverflowError("non-finite statistics")
     H = G / n + Q / c
+    floor = 1e-5 if prob.dt is np.float32 else 1e-8
     if prob.fit_icpt:
-        T = _whiten(H, _legendre_to_power(p))
+        T = _whiten(H, _legendre_to_power(p), floor)
     else:
         T = np.eye(m)
-        T[:p, :p] = _whiten(H[:p, :p])
+        T[:p, :p] = _whiten(H[:p, :p], floor=floor)
     pre = np.vstack([T, np.linalg.inv(T)])
     Hz = T.T @ H @ T
     if not prob.fit_icpt:

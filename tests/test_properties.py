@@ -170,6 +170,11 @@ def test_fit_agrees_with_reference(data):
             warnings.simplefilter("ignore", DivergenceWarning)
             got = fastgd.fit(X, y, degree=degree, backend=backend, **kw)
         k = min(got.n_iter, ref.n_iter) + 1
+        rising = np.flatnonzero(np.diff(ref.history.loss) > 1e-2 * np.abs(ref.history.loss[:-1]))
+        if rising.size:
+            # an unstable fixed step (the objective grows): from there on each
+            # epoch multiplies the backends' rounding differences
+            k = min(k, int(rising[0]) + 2)
         if (got.status, got.n_iter) != (ref.status, ref.n_iter):
             # an exact fit at the rounding floor: with tol=0 one summation order
             # lands on a fixed point (a zero step: "converged") before the other
