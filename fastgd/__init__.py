@@ -13,7 +13,7 @@ API, and checked against a pure-numpy reference.
 
 from . import datasets
 from ._registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULES
-from ._result import DivergenceWarning, FitResult, History, MinimizeResult
+from ._result import DivergenceWarning, FitResult, FitState, History, MinimizeResult
 from .api import fit, loss_and_grad, minimize
 from .backends import available_backends
 
@@ -21,6 +21,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "fit", "loss_and_grad", "minimize", "available_backends", "datasets",
-    "FitResult", "MinimizeResult", "History", "DivergenceWarning",
+    "FitResult", "FitState", "MinimizeResult", "History", "DivergenceWarning",
     "LOSSES", "MODELS", "OPTIMIZERS", "SCHEDULES", "__version__",
 ]

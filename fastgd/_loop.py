@@ -124,14 +124,16 @@ def _chunking(prob: Problem, batch: int | None, callback: Any) -> tuple[int, np.
 
 
 def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray,
-               state: np.ndarray, t0: int, *, batch: int | None, max_iter: int, tol: float,
+               state: np.ndarray, t0: int, *, epoch0: int = 0, batch: int | None,
+               max_iter: int, tol: float,
                rng: np.random.Generator | None, record: str | None,
                callback: Callable[..., Any] | None, progress: bool,
                check_finite: bool) -> Outcome:
     """Run up to ``max_iter`` epochs from ``theta`` (kernel coordinates, updated in place).
 
     ``batch`` None is full batch.  ``state`` (optimizer slots, internal
-    coordinates) and the step counter ``t0`` continue from a previous call.
+    coordinates), the step counter ``t0`` and the schedule (from epoch
+    ``epoch0``) continue from a previous fit; epochs and history count from 0.
     The objective at the returned ``theta`` is in ``Outcome.f`` (computed here
     when the kernels did not need it).  A diverged fit whose data hold NaN/inf
     (``check_finite=False``) raises the named ``ValueError``.
@@ -150,6 +152,7 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     # the statistics pass already holds what the full-batch MSE shortcut needs
     extra = ({"stats": coords.stats}
              if coords.stats is not None and not stochastic and prob.loss.name == "mse" else {})
+    sched_hp = np.r_[rule.sched_hp[:2], float(epoch0)]
     bar = Progress(progress, max_iter)
     epoch, status, t, f = 0, 0, t0, math.nan
     try:
@@ -175,8 +178,9 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
                 done, code, t, f = be.run(
                     prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis, prob.delta,
                     coords.l2w, int(prob.fit_icpt), rule.spec.code, rule.hp, state, t,
-                    rule.sched.code, rule.lr, rule.sched_hp, epoch, n_ep, bsz, order, tol,
-                    int(need_obj), grad, f, hist_loss, hist_params, coords.pre, **extra)
+                    rule.sched.code, rule.lr, sched_hp, epoch, n_ep, bsz, order, tol,
+                    int(need_obj), grad, f, hist_loss, hist_params, coords.pre, w=prob.w,
+                    **extra)
             epoch += done
             bar.update(done, f)
             if code != 0:
@@ -195,7 +199,7 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     if status == 2 or not math.isfinite(f) or (stochastic and not need_obj):
         with np.errstate(over="ignore", invalid="ignore"):
             f = be.objective(prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis,
-                             prob.delta, coords.l2w)
+                             prob.delta, coords.l2w, w=prob.w)
         if math.isnan(f):  # e.g. 0 * inf in the penalty of an overflowing coefficient
             f = math.inf
     if not check_finite and (status == 2 or not math.isfinite(f)):

@@ -143,7 +143,8 @@ class Coordinates:
 # ---------------------------------------------------------------- statistics
 
 
-def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool):
+def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
+                  w: np.ndarray | None = None):
     """Moments of the columns of X and of y in float64, one blocked pass.
 
     Rows are taken relative to the first row (so an offset far from 0 does not
@@ -151,6 +152,8 @@ def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool):
     ``cov`` is the full covariance matrix when ``full`` (the step size of full
     batches and the adaptive rules need it) or its diagonal.  Without an
     intercept the moments are uncentred (``mean`` and ``y_mean`` are 0).
+    ``w``: sample weights of mean 1 (the problem's): weighted moments, each
+    sum divided by ``n`` as the kernels' objective is.
     """
     n, d = X.shape
     x0 = X[0].astype(np.float64) if fit_icpt else np.zeros(d)
@@ -159,20 +162,25 @@ def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool):
     G = np.zeros((d, d)) if full else np.zeros(d)
     sxy = np.zeros(d)
     sy = syy = 0.0
-    rows = _block_rows(X, 2 * d + 2)
+    rows = _block_rows(X, 2 * d + 3)
     for lo in range(0, n, rows):
         Xb = X[lo:lo + rows].astype(np.float64)
         Xb -= x0
         yb = y[lo:lo + rows].astype(np.float64)
         yb -= y0
-        s += Xb.sum(axis=0)
-        if full:
-            G += Xb.T @ Xb
+        if w is None:
+            Xw, yw = Xb, yb
         else:
-            G += np.einsum("ij,ij->j", Xb, Xb)
-        sxy += Xb.T @ yb
-        sy += float(yb.sum())
-        syy += float(yb @ yb)
+            wb = w[lo:lo + rows].astype(np.float64)
+            Xw, yw = Xb * wb[:, None], yb * wb
+        s += Xw.sum(axis=0)
+        if full:
+            G += Xw.T @ Xb
+        else:
+            G += np.einsum("ij,ij->j", Xw, Xb)
+        sxy += Xw.T @ yb
+        sy += float(yw.sum())
+        syy += float(yw @ yb)
     ms, my = s / n, sy / n
     if fit_icpt:
         cov = G / n - (np.outer(ms, ms) if full else ms * ms)
@@ -301,7 +309,8 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
             return Coordinates("none", basis, np.empty((0, m)), l2w, eye, eye, None,
                                math.nan, math.nan, np.zeros(p))
         full = full_stats
-        mean, cov, y_mean, cov_xy, var_y = _linear_stats(prob.X, prob.y, prob.fit_icpt, full)
+        mean, cov, y_mean, cov_xy, var_y = _linear_stats(prob.X, prob.y, prob.fit_icpt, full,
+                                                         prob.w)
         var = np.diag(cov) if full else cov
         s2 = np.maximum(var, 0.0) + l2 / c
         a = np.where(s2 > 0, 1.0 / np.sqrt(np.where(s2 > 0, s2, 1.0)), 1.0)
@@ -355,7 +364,7 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
     Mc = M[:p]
     Q = l2 * (Mc.T @ Mc)
     l2w = (Q.reshape(-1) if l2 > 0 else np.zeros(m)).astype(dt)
-    G, cy, S = prob.be.lsq_stats(1, prob.X, prob.y, basis, p)
+    G, cy, S = prob.be.lsq_stats(1, prob.X, prob.y, basis, p, w=prob.w)
     n = prob.n
     finite = bool(np.isfinite(G).all() and np.isfinite(cy).all() and math.isfinite(S))
     if not finite:
@@ -405,23 +414,26 @@ def _hessian_none(prob: Problem, coords: Coordinates) -> np.ndarray:
     p, m = prob.p, prob.p + 1
     G = np.zeros((m, m))
     if prob.model == 1:
-        Gs, _, _ = prob.be.lsq_stats(1, prob.X, prob.y, coords.basis, p)
+        Gs, _, _ = prob.be.lsq_stats(1, prob.X, prob.y, coords.basis, p, w=prob.w)
         G = Gs / prob.n
     else:
-        _, G2, _, _, _ = _linear_stats(prob.X, prob.y, False, True)
+        _, G2, _, _, _ = _linear_stats(prob.X, prob.y, False, True, prob.w)
         G[:p, :p] = G2
         rows = _block_rows(prob.X, p)
         for lo in range(0, prob.n, rows):
-            G[:p, p] += prob.X[lo:lo + rows].sum(axis=0, dtype=np.float64)
+            wb = prob.weights(lo, lo + rows)
+            Xb = prob.X[lo:lo + rows]
+            G[:p, p] += (Xb.sum(axis=0, dtype=np.float64) if wb is None
+                         else wb @ Xb.astype(np.float64))
         G[:p, p] /= prob.n
         G[p, :p] = G[:p, p]
-        G[p, p] = 1.0
+        G[p, p] = 1.0 if prob.w is None else float(np.sum(prob.w, dtype=np.float64)) / prob.n
     G[np.arange(p), np.arange(p)] += coords.l2w[:p].astype(np.float64) / prob.loss.curvature
     return G
 
 
 def _max_row_norm2(prob: Problem, coords: Coordinates) -> float:
-    """max_i |T^T a_i|^2 over the design rows a_i = [features, 1] (kernel coordinates)."""
+    """max_i w_i |T^T a_i|^2 over the design rows a_i = [features, 1] (kernel coordinates)."""
     p, m = prob.p, prob.p + 1
     T = coords.T
     best = 0.0
@@ -443,6 +455,9 @@ def _max_row_norm2(prob: Problem, coords: Coordinates) -> float:
         else:
             Z = A @ T
             s = np.einsum("ij,ij->i", Z, Z)
+        wb = prob.weights(lo, lo + rows)
+        if wb is not None:  # a sample's curvature is w_i |T^T a_i|^2 (weights of mean 1)
+            s = s * wb
         best = max(best, float(s.max()))
     return best
 

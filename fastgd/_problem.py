@@ -39,6 +39,8 @@ class Problem:
     degree: int | None
     bname: str
     be: ModuleType
+    #: Sample weights normalised to mean 1 (data dtype), or None: unweighted.
+    w: np.ndarray | None = None
     #: The NaN/inf scan was left to the first pass over the data (``scan``).
     unscanned: bool = False
     #: What ``scan``'s messages add for X and y (a conversion to float32).
@@ -47,6 +49,10 @@ class Problem:
     @property
     def n(self) -> int:
         return self.X.shape[0]
+
+    def weights(self, lo: int, hi: int) -> np.ndarray | None:
+        """The weights of rows ``lo:hi`` in float64, or None when unweighted."""
+        return None if self.w is None else self.w[lo:hi].astype(np.float64)
 
     def scan(self) -> None:
         """The NaN/inf scan of X and y: the named ``ValueError`` at the first bad value."""
@@ -65,7 +71,7 @@ def check_loss(loss: Any, delta: Any) -> tuple[reg.LossSpec, float]:
 
 def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None, l2: float,
                   fit_intercept: bool, backend: str, check_finite: bool,
-                  defer_scan: bool = False) -> Problem:
+                  defer_scan: bool = False, sample_weight: Any = None) -> Problem:
     """Validate the data arguments and resolve the backend.
 
     Raises the named ``ValueError``/``TypeError`` of ``fastgd._validation`` for
@@ -73,7 +79,8 @@ def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None
     coercion to a C-contiguous float array needs.  ``defer_scan``: the caller's
     first pass over the data proves them finite (sums of every value are
     finite only if every value is) and calls :meth:`Problem.scan` otherwise,
-    so the NaN/inf check costs no pass of its own.
+    so the NaN/inf check costs no pass of its own.  ``sample_weight``: see
+    :func:`fastgd._validation.check_sample_weight`.
     """
     lspec, delta = check_loss(loss, delta)
     if degree is not None:
@@ -85,6 +92,7 @@ def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None
     Xc, yc, model, dt = val.check_data(X, y, degree, check_finite and not defer_scan,
                                        be.all_finite)
     p = degree if model == 1 else Xc.shape[1]
+    w = val.check_sample_weight(sample_weight, Xc.shape[0], dt)
     notes = tuple(val.conversion_note(a, dt) for a in (X, y))
-    return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be,
+    return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be, w=w,
                    unscanned=check_finite and defer_scan, notes=notes)

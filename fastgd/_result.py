@@ -31,6 +31,47 @@ class History:
 
 
 @dataclass
+class FitState:
+    """Where a fit stopped, to continue it: ``fastgd.fit(X, y, state=res.state)``.
+
+    Streaming and ``partial_fit``: every call continues the optimizer exactly
+    where the previous one stopped -- the parameters, the optimizer's slots
+    (momentum velocity, AdaGrad/RMSprop squares, Adam's moments), the step
+    counter (Adam's bias correction) and the schedule's epoch count -- in the
+    coordinates and with the step size chosen by the first call.  Treat it as
+    opaque; it is copied, never modified, by the call that continues it, and
+    it pickles.
+
+    Attributes
+    ----------
+    theta : ndarray
+        Parameters in the coordinates the kernels run in (``coef`` then the
+        intercept, in the preconditioned basis of ``coords``).
+    slots : ndarray, shape (2, n_params)
+        The optimizer's per-coordinate state.
+    step : int
+        Update steps taken so far.
+    epoch : int
+        Epochs run so far (the schedule continues from here).
+    lr : float
+        The initial step size of the schedule (``lr="auto"`` resolved once).
+    coords : object
+        The preconditioner and basis (fixed by the first call).
+    signature : tuple
+        ``(optimizer, loss, model, n_params, fit_intercept, l2)``: a fit
+        continuing this state must match it.
+    """
+
+    theta: np.ndarray
+    slots: np.ndarray
+    step: int
+    epoch: int
+    lr: float
+    coords: Any
+    signature: tuple
+
+
+@dataclass
 class FitResult:
     """The outcome of :func:`fastgd.fit`.
 
@@ -59,6 +100,8 @@ class FitResult:
     info : dict
         Details: the polynomial ``basis`` ``[shift, scale]``, optimizer, loss,
         batch size and the number of update ``steps``.
+    state : FitState or None
+        What ``fit(..., state=...)`` needs to continue this fit.
     """
 
     coef: np.ndarray
@@ -74,6 +117,7 @@ class FitResult:
     degree: int | None = None
     precondition: str = "none"
     info: dict[str, Any] = field(default_factory=dict)
+    state: FitState | None = field(default=None, repr=False)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions of the fitted model.

@@ -324,6 +324,54 @@ def check_vector(name: str, v: Any, size: int, dt: type) -> np.ndarray:
     return out
 
 
+def check_sample_weight(sample_weight: Any, n: int, dt: type) -> np.ndarray | None:
+    """Validated sample weights, normalised to mean 1, in the data dtype ``dt``.
+
+    ``None`` (and weights that are all equal, which change nothing) give None:
+    the unweighted code path.  Otherwise a fresh array (never the user's):
+    ``w / mean(w)``, so that the kernels' "sum of weighted terms over the
+    number of rows" is the weighted mean ``sum_i w_i rho_i / sum_i w_i``.
+
+    Raises
+    ------
+    TypeError
+        For weights that are not numbers.
+    ValueError
+        For a wrong shape or length, NaN/inf, negative weights, or weights
+        that are all zero.
+
+    Examples
+    --------
+    >>> check_sample_weight([1, 3], 2, np.float64).tolist()
+    [0.5, 1.5]
+    >>> check_sample_weight(np.ones(3), 3, np.float64) is None
+    True
+    """
+    if sample_weight is None:
+        return None
+    wa = _numeric_array("sample_weight", sample_weight)
+    if wa.ndim == 0:  # a scalar weighs every row alike
+        wa = np.full(n, wa, dtype=np.float64)
+    if wa.ndim != 1 or wa.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},) (one weight per sample), "
+                         f"got {wa.shape}")
+    w = np.array(wa, dtype=np.float64, copy=True)
+    check_finite("sample_weight", w)
+    if (w < 0).any():
+        i = int(np.argmax(w < 0))
+        raise ValueError(f"sample_weight must be >= 0, got {w[i]} at position {i}")
+    total = float(w.sum())
+    if not total > 0:
+        raise ValueError("sample_weight must have a positive sum, got all zeros")
+    if not math.isfinite(total):
+        raise ValueError("sample_weight is too large: its sum overflows float64")
+    if (w == w[0]).all():
+        return None
+    w /= total  # then times n: no overflow for tiny or huge weights
+    w *= n
+    return w.astype(dt, copy=False)
+
+
 # ---------------------------------------------------------------- minimize's user functions
 
 def check_fun_value(f: Any) -> float:

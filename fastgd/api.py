@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ from . import backends
 from ._loop import STATUS, Outcome, Rule, run_epochs
 from ._precondition import PRECONDITIONS, Coordinates, auto_lr, choose_coordinates
 from ._problem import Problem, build_problem
-from ._result import DivergenceWarning, FitResult, History, MinimizeResult
+from ._result import DivergenceWarning, FitResult, FitState, History, MinimizeResult
 from .backends import resolve
 
 
@@ -62,11 +63,12 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         max_iter: int = 1000, tol: float = 1e-6, seed: Any = None, backend: str = "auto",
         record: str | None = "loss", callback: Callable[..., Any] | None = None,
         coef_init: Any = None, intercept_init: float | None = None, progress: bool = False,
-        check_finite: bool = True, precondition: str = "auto", **hyper: float) -> FitResult:
+        check_finite: bool = True, precondition: str = "auto", sample_weight: Any = None,
+        state: FitState | None = None, **hyper: float) -> FitResult:
     """Fit a linear or polynomial model by gradient descent.
 
-    Minimizes ``mean_i rho(pred_i - y_i) + (l2/2) * ||coef||^2`` (the intercept
-    is not penalised).
+    Minimizes ``sum_i w_i rho(pred_i - y_i) / sum_i w_i + (l2/2) * ||coef||^2``
+    (``w_i = 1`` without ``sample_weight``; the intercept is not penalised).
 
     Parameters
     ----------
@@ -149,6 +151,27 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         ``"none"``: textbook gradient descent on the user's coefficients (for
         a polynomial, on the coefficients of the powers of ``x / max|x|``),
         as tutorials draw it: slow on badly scaled data.
+    sample_weight : array_like, shape (n_samples,), optional
+        Non-negative finite weights, not all zero: integer weights fit as if
+        rows were repeated that many times, weight 0 as if the row were
+        dropped, and scaling every weight changes nothing.  Applied in the
+        kernels' single pass (no weighted copy of the data); the
+        preconditioner and ``lr="auto"`` use them.  A mini-batch's gradient is
+        ``sum_B w_i g_i / (B mean(w))``: each row weighs within its batch as it
+        does in the objective, an unbiased estimate of the full gradient.
+    state : FitState, optional
+        Continue an earlier fit (``res.state`` of a previous call, on these or
+        other rows of the same problem): its parameters, optimizer slots, step
+        counter and schedule go on as if the epochs of both calls were one
+        fit, in its coordinates and with its step size (``lr="auto"`` takes
+        the earlier value; a float overrides it).  The preconditioner is
+        *not* re-fitted to these rows: data on a very different scale from
+        the first call's converge more slowly and, with a step size too large
+        for them, may diverge (reported as usual).  ``coef_init``,
+        ``intercept_init`` and ``precondition="none"`` on an ``"auto"`` state
+        are errors; optimizer, loss, model, ``fit_intercept`` and ``l2`` must
+        match.  Full batch: ``k`` calls with ``max_iter=1, tol=0`` give the
+        parameters of one call with ``max_iter=k, tol=0``.
     **hyper : float
         ``momentum`` (0.9), ``beta1`` (0.9), ``beta2`` (0.999), ``eps`` (1e-8;
         adagrad 1e-10), ``rho`` (0.99, RMSprop's smoothing), ``power_t`` (0.25),
@@ -160,7 +183,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         A diverged fit (non-finite objective or parameters) returns the last
         finite parameters with ``status="diverged"`` and a ``DivergenceWarning``;
         Ctrl-C returns the parameters reached with ``status="interrupted"``.
-        ``FitResult.precondition`` says which coordinates were used.
+        ``FitResult.precondition`` says which coordinates were used;
+        ``FitResult.state`` continues the fit.
 
     Examples
     --------
@@ -176,6 +200,16 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     >>> res = fastgd.fit(x, y, degree=5, tol=1e-14, max_iter=10_000)
     >>> np.round(np.r_[res.intercept, res.coef], 6).tolist()
     [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+    Streaming: each call continues the optimizer where the last one stopped.
+
+    >>> X, y, coef, b = fastgd.datasets.make_linear(1000, 3, noise=0.0, seed=0)
+    >>> res = fastgd.fit(X[:500], y[:500], optimizer="adam", max_iter=1, tol=0)
+    >>> for _ in range(300):
+    ...     res = fastgd.fit(X[500:], y[500:], optimizer="adam", max_iter=1, tol=0,
+    ...                      state=res.state)
+    >>> res.state.epoch, bool(np.allclose(res.coef, coef, atol=1e-3))
+    (301, True)
     """
     t_start = time.perf_counter()
     # validate the options (the data are validated with the problem)
@@ -191,12 +225,14 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     precondition = val.choice("precondition", precondition, list(PRECONDITIONS))
     icpt0 = None if intercept_init is None else val.as_float("intercept_init", intercept_init)
     check_finite = val.as_bool("check_finite", check_finite)
+    _check_state(state, precondition, coef_init, intercept_init)
 
     # build the problem
     # with precondition="auto" the statistics pass doubles as the NaN/inf check
     prob = build_problem(X, y, loss=loss, delta=delta, degree=degree, l2=l2,
                          fit_intercept=fit_intercept, backend=backend, check_finite=check_finite,
-                         defer_scan=precondition == "auto")
+                         defer_scan=precondition == "auto" and state is None,
+                         sample_weight=sample_weight)
     batch = batch_size if batch_size is not None and batch_size < prob.n else None
     _backend_for_job(prob, backend, batch)
     # the generator is only needed for sample orders (seed is validated either way)
@@ -204,22 +240,30 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     coef0 = None if coef_init is None else val.check_vector("coef_init", coef_init, prob.p,
                                                              np.float64)
 
-    # precondition and choose the step
-    coords = choose_coordinates(prob, precondition,
-                                full_stats=lr0 is None and (ospec.auto_lr is not None
-                                                            or batch is None or batch > 1))
-    theta = _start(prob, coords, coef0, icpt0)
-    if lr0 is None:
-        lr0 = auto_lr(prob, coords, ospec, batch, hv, theta)
-        if math.isnan(lr0) and not check_finite:
-            val.check_finite("X", prob.X)  # raises, naming the first NaN/inf
-            val.check_finite("y", prob.y)
+    # precondition and choose the step (or continue those of an earlier fit)
+    sig = (ospec.name, prob.loss.name, prob.model, prob.p, prob.fit_icpt, prob.l2)
+    if state is None:
+        coords = choose_coordinates(prob, precondition,
+                                    full_stats=lr0 is None and (ospec.auto_lr is not None
+                                                                or batch is None or batch > 1))
+        theta = _start(prob, coords, coef0, icpt0)
+        if lr0 is None:
+            lr0 = auto_lr(prob, coords, ospec, batch, hv, theta)
+            if math.isnan(lr0) and not check_finite:
+                val.check_finite("X", prob.X)  # raises, naming the first NaN/inf
+                val.check_finite("y", prob.y)
+        slots, t0, epoch0 = np.zeros((2, prob.p + 1), dtype=prob.dt), 0, 0
+    else:
+        coords, theta, slots, t0, epoch0 = _resume(state, sig, prob)
+        lr0 = state.lr if lr0 is None else lr0
 
     # run the epochs
-    state = np.zeros((2, prob.p + 1), dtype=prob.dt)
-    out = run_epochs(prob, coords, Rule(ospec, sspec, hp, sched_hp, lr0), theta, state, 0,
-                     batch=batch, max_iter=max_iter, tol=tol, rng=rng, record=record,
-                     callback=callback, progress=progress, check_finite=check_finite)
+    out = run_epochs(prob, coords, Rule(ospec, sspec, hp, sched_hp, lr0), theta, slots, t0,
+                     epoch0=epoch0, batch=batch, max_iter=max_iter, tol=tol, rng=rng,
+                     record=record, callback=callback, progress=progress,
+                     check_finite=check_finite)
+    end = FitState(theta.copy(), slots, out.steps, epoch0 + out.epoch, float(lr0),
+                   replace(coords, stats=None), sig)
 
     # report in the user's basis
     if out.status == 2:
@@ -227,7 +271,38 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
             f"fit diverged in epoch {out.epoch + 1} (non-finite objective or parameters); "
             f"returning the last finite parameters. Use a smaller lr (was {lr0:.3g}) "
             "or lr='auto'.", DivergenceWarning, stacklevel=2)
-    return _result(prob, coords, out, theta, record, lr0, ospec, batch, t_start)
+    return _result(prob, coords, out, theta, record, lr0, ospec, batch, t_start, end)
+
+
+def _check_state(state: Any, precondition: str, coef_init: Any, intercept_init: Any) -> None:
+    """``state`` is a FitState that the other arguments do not contradict."""
+    if state is None:
+        return
+    if not isinstance(state, FitState):
+        raise TypeError(f"state must be a FitState (FitResult.state) or None, "
+                        f"got {type(state).__name__}")
+    if coef_init is not None or intercept_init is not None:
+        raise ValueError("state already holds the starting parameters: "
+                         "pass coef_init/intercept_init or state, not both")
+    if precondition == "none" and state.coords.precondition == "auto":
+        raise ValueError("precondition='none' cannot continue a state fitted with "
+                         "precondition='auto' (its coordinates are preconditioned)")
+
+
+def _resume(state: FitState, sig: tuple, prob: Problem):
+    """Coordinates, parameters (copies), slots, step and epoch of an earlier fit."""
+    if state.signature != sig:
+        names = ("optimizer", "loss", "model", "number of parameters", "fit_intercept", "l2")
+        diff = [f"{k} {a!r} != {b!r}" for k, a, b in zip(names, state.signature, sig) if a != b]
+        raise ValueError("state was fitted with other settings: " + ", ".join(diff))
+    if prob.unscanned:
+        prob.scan()
+    theta = np.array(state.theta, dtype=prob.dt, copy=True)
+    slots = np.array(state.slots, dtype=prob.dt, copy=True)
+    coords = state.coords
+    if coords.l2w.dtype != prob.dt:
+        coords = replace(coords, l2w=coords.l2w.astype(prob.dt))
+    return coords, theta, slots, int(state.step), int(state.epoch)
 
 
 def _backend_for_job(prob: Problem, backend: str, batch: int | None) -> None:
@@ -254,7 +329,7 @@ def _start(prob: Problem, coords: Coordinates, coef0: np.ndarray | None,
     if icpt0 is None and coords.precondition == "auto" and prob.fit_icpt:
         y_mean = coords.y_mean
         if not math.isfinite(y_mean):
-            y_mean = float(np.mean(prob.y, dtype=np.float64))
+            y_mean = float(np.average(prob.y.astype(np.float64), weights=prob.w))
         theta[p] = y_mean - float(coords.feature_mean @ theta[:p])
     if not prob.fit_icpt:
         theta[p] = 0.0
@@ -263,7 +338,7 @@ def _start(prob: Problem, coords: Coordinates, coef0: np.ndarray | None,
 
 def _result(prob: Problem, coords: Coordinates, out: Outcome, theta: np.ndarray,
             record: str | None, lr0: float, ospec: reg.OptimizerSpec, batch: int | None,
-            t_start: float) -> FitResult:
+            t_start: float, state: FitState) -> FitResult:
     """The FitResult, every parameter in the user's basis."""
     epoch = out.epoch
     hist = History(loss=out.hist_loss[:epoch + 1] if record is not None else np.empty(0))
@@ -276,19 +351,21 @@ def _result(prob: Problem, coords: Coordinates, out: Outcome, theta: np.ndarray,
         backend=prob.bname, elapsed=time.perf_counter() - t_start, lr=float(lr0),
         degree=prob.degree, precondition=coords.precondition,
         info={"basis": coords.basis.tolist(), "optimizer": ospec.name, "loss": prob.loss.name,
-              "batch_size": batch, "steps": out.steps})
+              "batch_size": batch, "steps": out.steps},
+        state=state)
 
 
 # ---------------------------------------------------------------- loss_and_grad
 
 def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: str = "mse",
                   delta: float = 1.0, degree: int | None = None, l2: float = 0.0,
-                  backend: str = "auto", check_finite: bool = True
+                  backend: str = "auto", check_finite: bool = True, sample_weight: Any = None
                   ) -> tuple[float, np.ndarray, float]:
     """The objective and its exact gradient at ``(coef, intercept)``.
 
-    Objective: ``mean_i rho(pred_i - y_i) + (l2/2) * ||coef||^2`` with ``rho`` as in
-    :func:`fit`; one fused pass over the rows on the compiled backends.
+    Objective: ``sum_i w_i rho(pred_i - y_i) / sum_i w_i + (l2/2) * ||coef||^2``
+    with ``rho`` as in :func:`fit` (``w_i = 1`` without ``sample_weight``);
+    one fused pass over the rows on the compiled backends.
 
     Parameters
     ----------
@@ -304,6 +381,8 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
         ``scipy.linalg``'s ``check_finite``); a NaN or inf in the data always
         makes the objective non-finite, and the scan then runs to raise the
         same ``ValueError`` naming the array and position.
+    sample_weight : array_like, shape (n_samples,), optional
+        As in :func:`fit`.
 
     Returns
     -------
@@ -321,7 +400,7 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     """
     check_finite = val.as_bool("check_finite", check_finite)
     prob = build_problem(X, y, loss=loss, delta=delta, degree=degree, l2=l2, fit_intercept=True,
-                         backend=backend, check_finite=check_finite)
+                         backend=backend, check_finite=check_finite, sample_weight=sample_weight)
     p, dt, be = prob.p, prob.dt, prob.be
     Xc, yc = prob.X, prob.y
     theta = np.empty(p + 1, dtype=dt)
@@ -331,7 +410,7 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     l2w = np.r_[np.full(p, prob.l2), 0.0].astype(dt)  # the user's coefficients, unscaled
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are handled below
         value = be.objective_grad(prob.model, prob.loss.code, Xc, yc, theta, _UNIT_BASIS,
-                                  prob.delta, l2w, 1, grad)
+                                  prob.delta, l2w, 1, grad, w=prob.w)
     if not check_finite and not math.isfinite(value):
         val.check_finite("X", Xc)  # raises, naming the first NaN/inf, if the data hold one
         val.check_finite("y", yc)

@@ -35,7 +35,15 @@ Shapes and dtypes (``dt`` is the data dtype):
 * ``grad``   (p + 1,) dt output.
 * ``state``  (2, p + 1) dt optimizer slots (velocity / squares / Adam m, v).
 * ``hp``     float64 [momentum, beta1, beta2, eps, rho]  (``HP_ORDER``).
-* ``sched_hp`` float64 [power_t, gamma]                  (``SCHED_HP_ORDER``).
+* ``sched_hp`` float64 [power_t, gamma] (``SCHED_HP_ORDER``), optionally a
+  third entry ``offset``: the schedule counts epochs from it (a fit that
+  continues an earlier one passes the epochs already run).
+* ``w``      None or (n,) dt: sample weights, finite and >= 0, passed
+  normalised to mean 1 by the Python layer.  Every per-row term is multiplied
+  by ``w_i`` (in the data dtype) and sums are still divided by the number of
+  rows, so the objective is ``sum_i w_i rho(r_i) / sum_i w_i`` and a
+  mini-batch's gradient an unbiased estimate of the full one.  None is the
+  unweighted code path, unchanged.
 * ``order``  (n_epochs, n) int32 or int64: the sample order of each epoch,
   drawn in Python; (0, 0) for full batch.
 * ``hist_loss`` float64 (max_iter + 1,) or (0,); ``hist_params`` dt
@@ -49,24 +57,24 @@ Functions:
 ``value_range(a) -> (min, max)``
     Of a C-contiguous 1-D float array in one read; NaN for both when ``a``
     holds a NaN.  Maps the polynomial model's x onto [-1, 1].
-``objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad) -> float``
+``objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w=None) -> float``
     The objective ``mean(rho(r)) + penalty`` and its gradient
     ``mean(psi(r) * dpred/dtheta) + penalty gradient`` in one pass over the rows;
     ``grad[p] = 0`` when ``fit_icpt`` is 0.  Sums over rows accumulate in
     float64; the result is stored in ``dt``.
-``objective(model, loss, X, y, theta, basis, delta, l2w) -> float``
+``objective(model, loss, X, y, theta, basis, delta, l2w, w=None) -> float``
     The objective alone.
-``lsq_stats(model, X, y, basis, p) -> (G, c, S)``
-    ``A^T A``, ``A^T y``, ``y^T y`` (float64 sums) for the design rows
+``lsq_stats(model, X, y, basis, p, w=None) -> (G, c, S)``
+    ``A^T W A``, ``A^T W y``, ``y^T W y`` (float64 sums, ``W = diag(w)``) for the design rows
     ``[features, 1]``: the statistics of the preconditioner and ``lr="auto"``.
-``batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad)``
+``batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w=None)``
     The gradient over rows ``idx[start:stop]`` (mean over those rows + penalty).
 ``update(opt, theta, grad, state, lr, hp, t)``
     One step of an update rule in place; ``t`` is the 1-based step count
     (Adam's bias correction).
 ``run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
       sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-      grad, f0, hist_loss, hist_params, pre=None, stats=None) -> (n_done, status, t, f)``
+      grad, f0, hist_loss, hist_params, pre=None, stats=None, w=None) -> (n_done, status, t, f)``
     Epochs ``epoch0 .. epoch0 + n_epochs - 1`` of a fit, exactly as
     ``_numpy.run`` spells it out (read that one: it is the specification).
     ``batch_size`` 0 is full batch.  ``stats``: ``lsq_stats`` of the same

@@ -157,53 +157,74 @@ def _penalty(theta: np.ndarray, l2w: np.ndarray) -> float:
     return 0.5 * s
 
 
+# Sample weights ``w`` (None, or (n,) in the data dtype): every per-row term is
+# multiplied by w_i, formed in the data dtype (rho(r_i) * w_i, psi(r_i) * w_i),
+# and the sums are still divided by the number of rows.  The Python layer
+# passes weights normalised to mean 1, so that the objective is
+# sum_i w_i rho(r_i) / sum_i w_i and a mini-batch's gradient is an unbiased
+# estimate of the full one; the kernels only multiply.
+
+
+def _weighted(v: np.ndarray, w: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
+    """Per-row terms ``v`` of rows ``lo:hi`` times their weights (in the data dtype)."""
+    return v if w is None else v * w[lo:hi]
+
+
 def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                    basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-                   grad: np.ndarray) -> float:
+                   grad: np.ndarray, w: np.ndarray | None = None) -> float:
     """Objective and gradient over all rows, one sweep over the row blocks."""
     n = X.shape[0]
     f = 0.0
     acc = np.zeros(theta.shape[0], dtype=np.float64)
     for lo in range(0, n, BLOCK):
-        Xb, yb = X[lo:lo + BLOCK], y[lo:lo + BLOCK]
+        hi = min(lo + BLOCK, n)
+        Xb, yb = X[lo:hi], y[lo:hi]
         r = predict_rows(model, Xb, theta, basis) - yb
-        f += float(np.sum(rho(loss, r, delta), dtype=np.float64))
-        _accumulate_grad(model, Xb, psi(loss, r, delta), basis, acc)
+        f += float(np.sum(_weighted(rho(loss, r, delta), w, lo, hi), dtype=np.float64))
+        _accumulate_grad(model, Xb, _weighted(psi(loss, r, delta), w, lo, hi), basis, acc)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return f / n + _penalty(theta, l2w)
 
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-              basis: np.ndarray, delta: float, l2w: np.ndarray) -> float:
+              basis: np.ndarray, delta: float, l2w: np.ndarray,
+              w: np.ndarray | None = None) -> float:
     """Objective over all rows."""
     n = X.shape[0]
     f = 0.0
     for lo in range(0, n, BLOCK):
-        r = predict_rows(model, X[lo:lo + BLOCK], theta, basis) - y[lo:lo + BLOCK]
-        f += float(np.sum(rho(loss, r, delta), dtype=np.float64))
+        hi = min(lo + BLOCK, n)
+        r = predict_rows(model, X[lo:hi], theta, basis) - y[lo:hi]
+        f += float(np.sum(_weighted(rho(loss, r, delta), w, lo, hi), dtype=np.float64))
     return f / n + _penalty(theta, l2w)
 
 
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-               idx: np.ndarray, start: int, stop: int, grad: np.ndarray) -> None:
+               idx: np.ndarray, start: int, stop: int, grad: np.ndarray,
+               w: np.ndarray | None = None) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty)."""
     rows = idx[start:stop]
     Xb, yb = X[rows], y[rows]
     r = predict_rows(model, Xb, theta, basis) - yb
+    s = psi(loss, r, delta)
+    if w is not None:
+        s = s * w[rows]
     acc = np.zeros(theta.shape[0], dtype=np.float64)
-    _accumulate_grad(model, Xb, psi(loss, r, delta), basis, acc)
+    _accumulate_grad(model, Xb, s, basis, acc)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
 
 
 def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
-              p: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """``G = A^T A``, ``c = A^T y`` and ``S = y^T y`` in float64, one pass over the rows.
+              p: int, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """``G = A^T W A``, ``c = A^T W y`` and ``S = y^T W y`` in float64, one pass over the rows.
 
     ``A`` is the design in the kernel's coordinates, rows ``a_i = [features, 1]``
     (poly: ``[u**1, ..., u**p, 1]`` with ``u`` as in :func:`predict_rows`, its
-    powers in float64).  Sums, not means.  Non-finite data give non-finite
-    statistics (``S`` and the intercept column see every ``x`` and ``y``).
+    powers in float64); ``W = diag(w)`` (the identity when ``w`` is None), the
+    weights converted to float64.  Sums, not means.  Non-finite data give
+    non-finite statistics (``S`` and the intercept column see every ``x`` and ``y``).
     """
     m = p + 1
     G = np.zeros((m, m))
@@ -222,9 +243,15 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
             for j in range(1, p):
                 A[:, j] = A[:, j - 1] * u
         A[:, p] = 1.0
-        G += A.T @ A
-        c += A.T @ yb
-        S += float(yb @ yb)
+        if w is None:
+            G += A.T @ A
+            c += A.T @ yb
+            S += float(yb @ yb)
+        else:
+            wb = w[lo:lo + rows].astype(np.float64)
+            G += A.T @ (A * wb[:, None])
+            c += A.T @ (wb * yb)
+            S += float(yb @ (wb * yb))
     return G, c, S
 
 
@@ -366,12 +393,20 @@ def step(opt: int, theta: np.ndarray, grad: np.ndarray, state: np.ndarray, lr: f
 
 
 def schedule(sched: int, lr0: float, sched_hp: np.ndarray, epoch: int) -> float:
-    """Learning rate of (0-based) ``epoch``."""
+    """Learning rate of (0-based) ``epoch``.
+
+    ``sched_hp = [power_t, gamma]`` or ``[power_t, gamma, offset]``: the
+    schedule counts epochs from ``offset`` (a fit continuing an earlier one
+    passes the epochs already run), so epoch ``e`` takes ``lr0`` (constant),
+    ``lr0 / (e + offset + 1)**power_t`` (invscaling) or
+    ``lr0 * gamma**(e + offset)`` (exponential).
+    """
     if sched == 0:
         return lr0
+    e = epoch + (float(sched_hp[2]) if sched_hp.shape[0] > 2 else 0.0)
     if sched == 1:
-        return lr0 / (epoch + 1.0) ** sched_hp[0]
-    return lr0 * sched_hp[1] ** epoch
+        return lr0 / (e + 1.0) ** sched_hp[0]
+    return lr0 * sched_hp[1] ** e
 
 
 # ---------------------------------------------------------------- epoch loop
@@ -403,7 +438,8 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         batch_size: int, order: np.ndarray, tol: float, need_obj: int,
         grad: np.ndarray, f0: float,
         hist_loss: np.ndarray, hist_params: np.ndarray,
-        pre: np.ndarray | None = None, stats: tuple | None = None) -> tuple[int, int, int, float]:
+        pre: np.ndarray | None = None, stats: tuple | None = None,
+        w: np.ndarray | None = None) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     ``f0`` is NaN on the first call; a later chunk passes the ``f`` the
@@ -422,6 +458,8 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     every step goes through :func:`step`.  ``stats`` (``lsq_stats`` of these
     arrays, already computed) lets a compiled backend's least-squares shortcut
     skip its own pass; the reference, which has no shortcut, ignores it.
+    ``w``: sample weights (see :func:`objective_grad`), in every pass.  The
+    schedule's epoch is ``e + sched_hp[2]`` (see :func:`schedule`).
     """
     if pre is None:
         pre = np.empty((0, theta.shape[0]))
@@ -435,9 +473,9 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     if not math.isnan(f0):
         f = f0
     elif full:
-        f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad)
+        f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
     elif need_obj:
-        f = objective(model, loss, X, y, theta, basis, delta, l2w)
+        f = objective(model, loss, X, y, theta, basis, delta, l2w, w)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -455,17 +493,17 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         if full:
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre)
-            f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad)
+            f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
         else:
             idx = order[k]
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
                 batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
-                           idx, start, stop, grad)
+                           idx, start, stop, grad, w)
                 t += 1
                 step(opt, theta, grad, state, lr, hp, t, pre)
             if need_obj:
-                f = objective(model, loss, X, y, theta, basis, delta, l2w)
+                f = objective(model, loss, X, y, theta, basis, delta, l2w, w)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
