@@ -19,8 +19,21 @@ from .backends import available_backends
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``fastgd.GDRegressor``: imported on first use, so that ``import fastgd``
+    does not import scikit-learn."""
+    if name == "GDRegressor":
+        try:
+            from .estimator import GDRegressor
+        except ImportError as exc:
+            raise ImportError("fastgd.GDRegressor needs scikit-learn: "
+                              "pip install 'fastgd[sklearn]'") from exc
+        return GDRegressor
+    raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
+
 __all__ = [
     "fit", "loss_and_grad", "minimize", "available_backends", "datasets",
-    "FitResult", "FitState", "MinimizeResult", "History", "DivergenceWarning",
+    "FitResult", "FitState", "MinimizeResult", "GDRegressor", "History", "DivergenceWarning",
     "LOSSES", "MODELS", "OPTIMIZERS", "SCHEDULES", "__version__",
 ]

@@ -147,6 +147,10 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     chunk, perm = _chunking(prob, batch, callback)
     stochastic = batch is not None
     order_buf = np.empty((0, prob.n), dtype=perm.dtype)  # one buffer, reused by every chunk
+    # every epoch's order is a fresh permutation from the generator (not a
+    # reshuffle of the last one), so a fit continued epoch by epoch from a
+    # FitState with the same generator draws the same orders as one fit
+    ident = perm.copy()
     empty_order = np.empty((0, 0), dtype=np.int32)
     bsz = batch if stochastic else 0
     # the statistics pass already holds what the full-batch MSE shortcut needs
@@ -160,6 +164,7 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
             n_ep = min(chunk, max_iter - epoch)
             if stochastic:
                 if n_ep == 1:
+                    perm[:] = ident
                     rng.shuffle(perm)
                     order = perm[None, :]
                 else:
@@ -167,8 +172,8 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
                         order_buf = np.empty((n_ep, prob.n), dtype=perm.dtype)
                     order = order_buf[:n_ep]
                     for k in range(n_ep):
-                        rng.shuffle(perm)
-                        order[k] = perm
+                        order[k] = ident
+                        rng.shuffle(order[k])
             else:
                 order = empty_order
             if record is not None and hist_loss.shape[0] < epoch + n_ep + 1:
