@@ -540,6 +540,56 @@ def _sgd_kernel_case(backend: str) -> Case:
     return Case(f"{backend} (epoch kernel)", "backend", backend, (), prepare)
 
 
+def _weights_case(backend: str, job: str, weighted: bool) -> Case:
+    """A compiled pass on P with and without ``sample_weight`` (integer weights
+    0..3, normalised as ``fit`` does): the fused objective/gradient
+    (``job="lag"``) or one shuffled SGD epoch (``job="sgd"``), in the kernel."""
+    def prepare(data: Data) -> Prepared:
+        from . import _registry as reg
+        from ._validation import check_sample_weight
+        X, y = data.linear(np.float64)
+        n, p = X.shape
+        be = _be(backend)
+        w = None
+        if weighted:
+            raw = data.memo("weights", lambda: np.random.default_rng(1).integers(0, 4, n))
+            w = check_sample_weight(raw, n, np.float64)
+        theta0 = np.linspace(-1.0, 1.0, p + 1)
+        l2w = np.zeros(p + 1)
+        grad = np.empty(p + 1)
+        if job == "lag":
+            def fn():
+                return float(be.objective_grad(0, 0, X, y, theta0, 1.0, 1.0, l2w, 1, grad, w=w))
+
+            def check(v) -> dict[str, Any]:
+                ref = data.memo(("lag_w", weighted), lambda: float(_be("numpy").objective_grad(
+                    0, 0, X, y, theta0, 1.0, 1.0, l2w, 1, np.empty(p + 1), w=w)))
+                assert math.isclose(v, ref, rel_tol=1e-9), (v, ref)
+                return {"rel_err_vs_numpy": abs(v - ref) / abs(ref)}
+            return Prepared(fn, check, note="kernel only")
+        lr = _auto_lr(data, True)
+        order = data.memo("sgd_order", lambda: np.random.default_rng(0).permutation(n)
+                          .astype(np.int32)[None, :])
+        gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
+        hp = np.zeros(len(reg.HP_ORDER))
+        sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
+
+        def fn_sgd():
+            theta = np.zeros(p + 1)
+            be.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
+                   lr, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
+                   np.empty(0), np.empty((0, p + 1)), w=w)
+            return theta
+        return Prepared(fn_sgd, _finite_theta, note="epoch kernel only")
+    label = f"{backend} {'weighted' if weighted else 'unweighted'}"
+    return Case(label, "backend", backend, (), prepare)
+
+
+def _finite_theta(theta: np.ndarray) -> dict[str, Any]:
+    assert np.isfinite(theta).all()
+    return {}
+
+
 def _precondition_epoch_case(backend: str, precondition: str) -> Case:
     """Full-batch gd epochs on P in the kernel (``run``), with or without the
     centre-and-scale preconditioner folded into each step: the per-epoch cost
@@ -837,6 +887,12 @@ def problems() -> list[Problem]:
                 tuple(_sgd_case(b) for b in names)
                 + tuple(_sgd_kernel_case(b) for b in names if b != "numpy")
                 + (_sgd_sklearn_case(),), family="fit"),
+        Problem("weights_lag", "fused objective/gradient on P in the kernel, sample_weight or not",
+                tuple(_weights_case(b, "lag", wt) for b in names if b != "numpy"
+                      for wt in (False, True)), family="fit"),
+        Problem("weights_sgd", "one SGD epoch on P in the kernel, sample_weight or not",
+                tuple(_weights_case(b, "sgd", wt) for b in names if b != "numpy"
+                      for wt in (False, True)), family="fit"),
         Problem("adam_fit", "mini-batch Adam fit of P, fixed epochs",
                 tuple(_adam_case(b) for b in names), family="fit"),
         Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (defaults, tol=1e-14)",

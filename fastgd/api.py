@@ -376,11 +376,11 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     loss, delta, degree, l2, backend
         As in :func:`fit`.
     check_finite : bool
-        Scan ``X`` and ``y`` for NaN/inf before computing (the default).  With
-        ``False`` the data are read once, by the fused kernel alone (as
-        ``scipy.linalg``'s ``check_finite``); a NaN or inf in the data always
-        makes the objective non-finite, and the scan then runs to raise the
-        same ``ValueError`` naming the array and position.
+        NaN/inf in ``X`` or ``y`` raise a ``ValueError`` naming the array and
+        the first bad position, either way: the data are read once, by the
+        fused kernel, and scanned only when its result is not finite (finite
+        parameters give a finite objective and gradient only on finite data).
+        Kept for compatibility with ``fit``'s keyword.
     sample_weight : array_like, shape (n_samples,), optional
         As in :func:`fit`.
 
@@ -400,7 +400,8 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     """
     check_finite = val.as_bool("check_finite", check_finite)
     prob = build_problem(X, y, loss=loss, delta=delta, degree=degree, l2=l2, fit_intercept=True,
-                         backend=backend, check_finite=check_finite, sample_weight=sample_weight)
+                         backend=backend, check_finite=check_finite, defer_scan=True,
+                         sample_weight=sample_weight)
     p, dt, be = prob.p, prob.dt, prob.be
     Xc, yc = prob.X, prob.y
     theta = np.empty(p + 1, dtype=dt)
@@ -411,9 +412,8 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are handled below
         value = be.objective_grad(prob.model, prob.loss.code, Xc, yc, theta, _UNIT_BASIS,
                                   prob.delta, l2w, 1, grad, w=prob.w)
-    if not check_finite and not math.isfinite(value):
-        val.check_finite("X", Xc)  # raises, naming the first NaN/inf, if the data hold one
-        val.check_finite("y", yc)
+    if not (math.isfinite(value) and np.isfinite(grad).all()):
+        prob.scan()  # raises, naming the first NaN/inf, if the data hold one
     return float(value), grad[:p].copy(), float(grad[p])
 
 
