@@ -1,6 +1,7 @@
 """The Cython extension itself: its build (OpenMP or serial), its row-parallel
 passes, read-only and int64 inputs, the moments path of polynomial least
-squares, and concurrent calls from Python threads.
+squares, sample weights and the schedule offset in every pass, and concurrent
+calls from Python threads.
 
 The cross-backend trajectory tests (``test_backends.py``) use small data that
 fit in one chunk; the tests here use enough rows for the row-parallel and
@@ -10,6 +11,8 @@ moments code paths.
 from __future__ import annotations
 
 import ast
+import itertools
+import math
 import os
 import shutil
 import subprocess
@@ -147,6 +150,13 @@ def test_result_does_not_depend_on_thread_count():
         f_one = cy.objective_grad(0, 1, X, y, theta, 1.0, 0.7, l2w, 1, g_one)
     assert f_one == f_all
     np.testing.assert_array_equal(g_one, g_all)
+    w = np.random.default_rng(1).uniform(0.0, 2.0, X.shape[0])
+    gw_all, gw_one = np.empty_like(theta), np.empty_like(theta)
+    fw_all = cy.objective_grad(0, 1, X, y, theta, 1.0, 0.7, l2w, 1, gw_all, w=w)
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        fw_one = cy.objective_grad(0, 1, X, y, theta, 1.0, 0.7, l2w, 1, gw_one, w=w)
+    assert fw_one == fw_all
+    np.testing.assert_array_equal(gw_one, gw_all)
 
 
 # ---------------------------------------------------------------- unusual inputs
@@ -301,6 +311,232 @@ def test_divergence_restores_last_finite_parameters(batch_size):
     assert got.n_iter == want.n_iter
     assert np.all(np.isfinite(got.coef))
     np.testing.assert_allclose(got.coef, want.coef, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- sample weights
+
+
+HP = np.array([0.9, 0.9, 0.999, 1e-8, 0.99])
+
+
+def _weights(n, dtype, seed=0):
+    """Weights normalised to mean 1 (as the Python layer passes them), with zeros
+    and light ones (below the shortcut guard's WLIGHT) among them."""
+    rng = np.random.default_rng(seed + 50)
+    w = rng.uniform(0.0, 2.0, n)
+    w[rng.random(n) < 0.1] = 0.0
+    w[rng.random(n) < 0.05] = 0.01
+    return (w / w.mean()).astype(dtype)
+
+
+def _kernel_run(mod, model, loss, X, y, theta, basis, l2w, opt, batch, n_ep, lr, w, pre=None,
+                stats=None, sched=0, sched_hp=(0.3, 0.9), seed=0):
+    """``mod.run`` from ``theta`` (updated) with the loss and parameter history."""
+    n, m = X.shape[0], theta.shape[0]
+    rng = np.random.default_rng(seed)
+    order = (np.array([rng.permutation(n) for _ in range(n_ep)], dtype=np.int64) if batch
+             else np.empty((0, 0), dtype=np.int64))
+    hist, params = np.zeros(n_ep + 1), np.zeros((n_ep + 1, m), dtype=X.dtype)
+    with np.errstate(all="ignore"):  # diverging runs overflow on their way
+        out = mod.run(model, loss, X, y, theta, basis, 0.7, l2w, 1, opt, HP,
+                      np.zeros((2, m), dtype=X.dtype), 0, sched, lr, np.array(sched_hp), 0, n_ep,
+                      batch, order, 0.0, 1, np.zeros(m, dtype=X.dtype), math.nan, hist, params,
+                      pre=pre, stats=stats, w=w)
+    return out, hist, params
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", [0, 1])
+@pytest.mark.parametrize("model", [0, 1])
+def test_weighted_passes_match_reference(model, loss, dtype):
+    """Row-parallel sizes: objective, gradient, mini-batch gradients and statistics."""
+    X, y, theta, xscale, l2w = _problem(model, dtype)
+    basis = np.array([0.0, xscale])
+    w = _weights(X.shape[0], dtype)
+    rtol = {np.float64: 1e-12, np.float32: 1e-5}[dtype]
+    g_cy, g_ref = np.empty_like(theta), np.empty_like(theta)
+    f_cy = cy.objective_grad(model, loss, X, y, theta, basis, 0.7, l2w, 1, g_cy, w=w)
+    f_ref = ref.objective_grad(model, loss, X, y, theta, basis, 0.7, l2w, 1, g_ref, w=w)
+    assert f_cy == pytest.approx(f_ref, rel=rtol)
+    np.testing.assert_allclose(g_cy, g_ref, rtol=rtol, atol=rtol * np.abs(g_ref).max())
+    assert cy.objective(model, loss, X, y, theta, basis, 0.7, l2w, w=w) == pytest.approx(
+        ref.objective(model, loss, X, y, theta, basis, 0.7, l2w, w=w), rel=rtol)
+    idx = np.random.default_rng(2).permutation(X.shape[0]).astype(np.int32)
+    for start, stop in ((0, 1), (5, 8), (100, 164), (0, X.shape[0])):
+        cy.batch_grad(model, loss, X, y, theta, basis, 0.7, l2w, 1, idx, start, stop, g_cy, w=w)
+        ref.batch_grad(model, loss, X, y, theta, basis, 0.7, l2w, 1, idx, start, stop, g_ref, w=w)
+        np.testing.assert_allclose(g_cy, g_ref, rtol=10 * rtol,
+                                   atol=10 * rtol * np.abs(g_ref).max())
+    p = theta.shape[0] - 1
+    for got, want in zip(cy.lsq_stats(model, X, y, basis, p, w=w),
+                         ref.lsq_stats(model, X, y, basis, p, w=w)):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("model", [0, 1])
+def test_integer_weights_repeat_rows_and_zero_drops_them(model, dtype):
+    X, y, theta, xscale, l2w = _problem(model, dtype, n=30_000, p=6)
+    basis = np.array([0.0, xscale])
+    k = np.random.default_rng(3).integers(0, 4, X.shape[0])  # 0 drops the row
+    Xr, yr = np.repeat(X, k, axis=0), np.repeat(y, k)
+    p = theta.shape[0] - 1
+    for got, want in zip(cy.lsq_stats(model, X, y, basis, p, w=k.astype(dtype)),
+                         cy.lsq_stats(model, Xr, yr, basis, p)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the weighted sums are divided by n, the repeated ones by sum(k)
+    ratio = k.sum() / X.shape[0]
+    zero = np.zeros_like(l2w)
+    rtol = {np.float64: 1e-12, np.float32: 2e-5}[dtype]
+    for loss in (0, 1):
+        g_w, g_r = np.empty_like(theta), np.empty_like(theta)
+        f_w = cy.objective_grad(model, loss, X, y, theta, basis, 0.7, zero, 1, g_w,
+                                w=k.astype(dtype))
+        f_r = cy.objective_grad(model, loss, Xr, yr, theta, basis, 0.7, zero, 1, g_r)
+        assert f_w == pytest.approx(f_r * ratio, rel=rtol)
+        np.testing.assert_allclose(g_w, g_r * ratio, rtol=10 * rtol,
+                                   atol=10 * rtol * np.abs(g_w).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("model", [0, 1])
+def test_unit_weights_give_the_unweighted_bits(model, dtype):
+    """w = 1 multiplies every term by an exact 1: every pass and fast path of ``run``
+    (paired rows, fused one-sample gd with and without ``pre``, mini-batches, the
+    Gram matrix and moments of the shortcut) gives the unweighted bits."""
+    X, y, theta, xscale, l2w = _problem(model, dtype, n=20_000, p=9)
+    basis = np.array([0.1, xscale])
+    m = theta.shape[0]
+    ones = np.ones(X.shape[0], dtype)
+    g1, g2 = np.empty_like(theta), np.empty_like(theta)
+    assert (cy.objective_grad(model, 1, X, y, theta, basis, 0.7, l2w, 1, g1, w=ones)
+            == cy.objective_grad(model, 1, X, y, theta, basis, 0.7, l2w, 1, g2))
+    np.testing.assert_array_equal(g1, g2)
+    pre1 = np.vstack([np.linspace(0.5, 1.5, m), np.linspace(-0.1, 0.1, m)])
+    cases = [(0, 0, 0, 2 * m, None), (1, 5, 8, 2, None), (0, 0, 1, 2, None)]
+    if model == 0:
+        cases.append((0, 0, 1, 2, pre1))
+    for loss, opt, batch, n_ep, pre in cases:
+        th1, th2 = theta.copy(), theta.copy()
+        out1 = _kernel_run(cy, model, loss, X, y, th1, basis, l2w, opt, batch, n_ep, 1e-3, ones,
+                           pre=pre)
+        out2 = _kernel_run(cy, model, loss, X, y, th2, basis, l2w, opt, batch, n_ep, 1e-3, None,
+                           pre=pre)
+        assert out1[0] == out2[0]
+        np.testing.assert_array_equal(out1[1], out2[1])
+        np.testing.assert_array_equal(out1[2], out2[2])
+
+
+RUN_CASES = [(model, opt, batch, kind, dtype)
+             for model in (0, 1) for opt in range(6) for batch in (0, 1, 3, 8)
+             for kind in (0, 1, 2) for dtype in (np.float64, np.float32)
+             if not (model == 1 and kind == 1)]
+
+
+@pytest.mark.parametrize("model,opt,batch,kind,dtype", RUN_CASES,
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_weighted_run_matches_reference(model, opt, batch, kind, dtype):
+    """Every pass of ``run`` weighted, with a schedule offset; full-batch MSE takes the
+    least-squares shortcut (12 epochs > p + 1), with and without ``stats``."""
+    n, p = 200, (4 if model == 0 else 3)
+    rng = np.random.default_rng(opt + 7 * batch)
+    if model == 0:
+        X = (rng.normal(size=(n, p)) * np.linspace(0.5, 2.0, p) + 1.0).astype(dtype)
+        y = (X @ rng.normal(size=p) + 0.5 + 0.3 * rng.normal(size=n)).astype(dtype)
+        basis = np.array([0.0, 1.0])
+    else:
+        x = rng.uniform(-2.0, 2.0, n)
+        X, y = x.astype(dtype)[:, None], (x ** 3 - x + 0.1 * rng.normal(size=n)).astype(dtype)
+        basis = np.array([0.25, 0.45])
+    m = p + 1
+    theta0 = (0.3 * rng.normal(size=m)).astype(dtype)
+    l2w = np.r_[np.full(p, 0.01), 0.0].astype(dtype)
+    w = _weights(n, dtype, seed=opt)
+    if kind == 0:
+        pre = None
+    elif kind == 1:
+        pre = np.vstack([np.linspace(0.5, 2.0, m), np.linspace(-0.1, 0.1, m)])
+    else:
+        T = np.eye(m) + 0.05 * np.random.default_rng(2).normal(size=(m, m))
+        pre = np.vstack([T, np.linalg.inv(T)])
+    lr = {0: 0.02, 1: 0.005, 2: 0.005, 3: 0.05, 4: 0.005, 5: 0.01}[opt] * (0.2 if batch == 1 else 1)
+    n_ep = 8 if batch else 12
+    loss = opt % 2 if batch else (opt // 3) % 2  # full batch: mse (the shortcut) for opt 0..2
+    kw = dict(pre=pre, sched=opt % 3, sched_hp=(0.3, 0.9, 7.0), seed=opt)
+    rtol = {np.float64: 1e-11, np.float32: 2e-5}[dtype]
+    want_theta = theta0.copy()
+    want = _kernel_run(ref, model, loss, X, y, want_theta, basis, l2w, opt, batch, n_ep, lr, w,
+                       **kw)
+    stats_options = [None]
+    if batch == 0 and loss == 0:
+        stats_options.append(ref.lsq_stats(model, X, y, basis, p, w=w))
+    for stats in stats_options:
+        got_theta = theta0.copy()
+        got = _kernel_run(cy, model, loss, X, y, got_theta, basis, l2w, opt, batch, n_ep, lr, w,
+                          stats=stats, **kw)
+        assert got[0][:3] == want[0][:3] == (n_ep, 0, n_ep * (1 if batch == 0 else -(-n // batch)))
+        np.testing.assert_allclose(got[1], want[1], rtol=rtol)
+        scale = float(np.abs(want[2]).max())
+        np.testing.assert_allclose(got[2], want[2], rtol=rtol, atol=rtol * scale)
+        np.testing.assert_allclose(got_theta, want_theta, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("model", [0, 1])
+def test_weighted_shortcut_diverges_where_the_reference_does(model, dtype):
+    """An outlier row of weight 0 or below the guard's WLIGHT overflows first: weighted
+    statistics cannot see it, the guard sends that epoch to the exact pass."""
+    n, p = 200, (3 if model == 0 else 4)
+    seen = set()
+    for w_out, scale, lr, stats in itertools.product((0.0, 0.01, 0.2, 1.0), (1.0, 1e3, 1e6),
+                                                     (0.5, 2.0, 8.0), (False, True)):
+        rng = np.random.default_rng(1)
+        if model == 0:
+            X = rng.normal(size=(n, p))
+            X[0] *= scale
+            y = X @ np.ones(p) + 0.1 * rng.normal(size=n)
+        else:
+            x = rng.uniform(-1.0, 1.0, n)
+            x[0] = scale
+            X, y = x[:, None], x ** 2 + 0.1 * rng.normal(size=n)
+        X, y = X.astype(dtype), y.astype(dtype)
+        w = np.ones(n)
+        w[0] = w_out
+        w = (w / w.mean()).astype(dtype)
+        basis = np.array([0.0, 1.0])
+        st = ref.lsq_stats(model, X, y, basis, p, w=w) if stats else None
+        got_theta, want_theta = np.zeros(p + 1, dtype), np.zeros(p + 1, dtype)
+        want = _kernel_run(ref, model, 0, X, y, want_theta, basis, np.zeros(p + 1, dtype), 0, 0,
+                           300, lr, w)
+        if want[0][1] != 2:  # only the diverging runs: converged ones stop at tol = 0 on
+            continue         # an exact fixed point, which the shortcut's rounding may miss
+        got = _kernel_run(cy, model, 0, X, y, got_theta, basis, np.zeros(p + 1, dtype), 0, 0, 300,
+                          lr, w, stats=st)
+        assert got[0][:3] == want[0][:3], (w_out, scale, lr, stats)
+        np.testing.assert_allclose(got_theta, want_theta,
+                                   rtol=1e-4 if dtype == np.float32 else 1e-9)
+        seen.add(w_out)
+    assert {0.0, 0.01} <= seen  # zero and light outlier rows among the diverging runs
+
+
+def test_weights_must_match_the_rows():
+    X, y, theta, xscale, l2w = _problem(0, np.float64, n=100, p=3)
+    g = np.empty_like(theta)
+    with pytest.raises(ValueError, match="one weight per row"):
+        cy.objective_grad(0, 0, X, y, theta, 1.0, 0.7, l2w, 1, g, w=np.ones(99))
+    with pytest.raises(ValueError):  # the data dtype: float64 here
+        cy.objective_grad(0, 0, X, y, theta, 1.0, 0.7, l2w, 1, g, w=np.ones(100, np.float32))
+
+
+def test_schedule_offset():
+    """sched_hp[2] shifts the schedule's epoch; a length-2 sched_hp is offset 0."""
+    for sched in (0, 1, 2):
+        for epoch in (0, 1, 9):
+            for hp in ([0.25, 0.5], [0.25, 0.5, 0.0], [0.25, 0.5, 3.0]):
+                a = np.array(hp)
+                assert cy.schedule(sched, 0.8, a, epoch) == ref.schedule(sched, 0.8, a, epoch)
+            assert (cy.schedule(sched, 0.8, np.array([0.25, 0.5, 3.0]), epoch)
+                    == cy.schedule(sched, 0.8, np.array([0.25, 0.5]), epoch + 3))
 
 
 # ---------------------------------------------------------------- threads

@@ -10,8 +10,8 @@ calls) and then the reference's ``step``, whose float64/float32 arithmetic is
 the extension's ``_step`` operation for operation -- and compared exactly
 (without ``pre`` too: the kind-0 fused path, ``_sgd_gd_linear``).  The numpy
 reference, whose dot products sum in another order, is then matched to
-rounding, divergence included.  A timing test checks that the fused path is
-the one that ran.
+rounding, divergence included.  With sample weights ``w`` (each sample's psi
+times w_i) both fused paths have weighted versions, held to the same tests.
 """
 
 from __future__ import annotations
@@ -52,7 +52,14 @@ def _l2w(p, l2, fit_icpt, dtype):
     return w.astype(dtype)
 
 
-def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0):
+def _weights(n, dtype, rng):
+    """Sample weights, zeros among them, normalised to mean 1 as the Python layer passes them."""
+    w = rng.uniform(0.0, 2.0, n)
+    w[rng.random(n) < 0.1] = 0.0
+    return (w / w.mean()).astype(dtype)
+
+
+def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0, w=None):
     """``mod.run`` over the epochs of ``order`` with the parameter history."""
     n_ep, m = order.shape[0], theta.shape[0]
     grad = np.zeros(m, dtype=X.dtype)
@@ -60,11 +67,11 @@ def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0):
     params = np.zeros((n_ep + 1, m), dtype=X.dtype)
     out = mod.run(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, opt, HP,
                   np.zeros((2, m), dtype=X.dtype), 0, 0, lr, SHP, 0, n_ep, 1, order, 0.0, 1,
-                  grad, math.nan, hist, params, pre)
+                  grad, math.nan, hist, params, pre, w=w)
     return out, grad, hist, params
 
 
-def _general_path(X, y, theta, l2w, fit_icpt, loss, order, pre, lr):
+def _general_path(X, y, theta, l2w, fit_icpt, loss, order, pre, lr, w=None):
     """The general path of a stochastic epoch, one sample at a time: the
     extension's ``batch_grad`` over one row, then ``step`` (kind 1:
     ``pre_grad``, the gd rule on a zero vector, ``pre_apply``)."""
@@ -77,7 +84,8 @@ def _general_path(X, y, theta, l2w, fit_icpt, loss, order, pre, lr):
     t = 0
     for idx in order:
         for k in range(idx.shape[0]):
-            cy.batch_grad(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, idx, k, k + 1, grad)
+            cy.batch_grad(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, idx, k, k + 1, grad,
+                          w=w)
             t += 1
             ref.step(0, theta, grad, state, lr, HP, t, pre)
         params.append(theta.copy())
@@ -88,12 +96,13 @@ def _lr(p):
     return 0.2 / (p + 1)  # contractive steps in the standardized coordinates
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("l2", [0.0, 0.05])
 @pytest.mark.parametrize("fit_icpt", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("p", [1, 7, 8, 17, 37, 100])
 @pytest.mark.parametrize("kind", [1, 0])
-def test_fused_path_is_the_general_path_bit_for_bit(kind, p, dtype, fit_icpt, l2):
+def test_fused_path_is_the_general_path_bit_for_bit(kind, p, dtype, fit_icpt, l2, weighted):
     # p covers: below one block, one float64 block of 8, blocks plus a tail
     # (float64 blocks of 8, float32 blocks of 16), many blocks
     n, n_ep = 150, 3
@@ -106,11 +115,14 @@ def test_fused_path_is_the_general_path_bit_for_bit(kind, p, dtype, fit_icpt, l2
                      dtype=np.int64 if p % 3 == 1 else np.int32)
     # contractive steps: in the standardized coordinates, or on the raw rows
     lr = _lr(p) if kind else 0.5 / (1.0 + float((X.astype(np.float64) ** 2).sum(1).max()))
+    w = _weights(n, dtype, rng) if weighted else None
+    if weighted:
+        lr /= float(w.max())  # still contractive for the heaviest sample
     theta = theta0.copy()
     (n_done, status, t, f), grad, _, params = _run(cy, X, y, theta, l2w, fit_icpt, loss, order,
-                                                   pre, lr)
+                                                   pre, lr, w=w)
     want_params, want_grad, want_t = _general_path(X, y, theta0.copy(), l2w, fit_icpt, loss,
-                                                   order, pre, lr)
+                                                   order, pre, lr, w=w)
     assert (n_done, status, t) == (n_ep, 0, want_t)
     np.testing.assert_array_equal(params, want_params)
     np.testing.assert_array_equal(theta, want_params[-1])
@@ -118,11 +130,12 @@ def test_fused_path_is_the_general_path_bit_for_bit(kind, p, dtype, fit_icpt, l2
     assert not np.array_equal(theta, theta0)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("l2", [0.0, 0.05])
 @pytest.mark.parametrize("fit_icpt", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("p", [1, 7, 100])
-def test_fused_path_matches_reference(p, dtype, fit_icpt, l2):
+def test_fused_path_matches_reference(p, dtype, fit_icpt, l2, weighted):
     n, n_ep = 200, 4
     X, y, pre, theta0, rng = _problem(p, dtype, n, seed=3)
     if not fit_icpt:  # as fit() scales without an intercept: uncentred, b = 0
@@ -130,10 +143,13 @@ def test_fused_path_matches_reference(p, dtype, fit_icpt, l2):
         pre[1] = 0.0
     l2w = _l2w(p, l2, fit_icpt, dtype)
     order = np.array([rng.permutation(n) for _ in range(n_ep)], dtype=np.int32)
+    w = _weights(n, dtype, rng) if weighted else None
     got_theta, want_theta = theta0.copy(), theta0.copy()
     lr = 0.25 * _lr(p)  # well inside the stable range: rounding differences shrink
-    got = _run(cy, X, y, got_theta, l2w, fit_icpt, 0, order, pre, lr)
-    want = _run(ref, X, y, want_theta, l2w, fit_icpt, 0, order, pre, lr)
+    if weighted:
+        lr /= float(w.max())
+    got = _run(cy, X, y, got_theta, l2w, fit_icpt, 0, order, pre, lr, w=w)
+    want = _run(ref, X, y, want_theta, l2w, fit_icpt, 0, order, pre, lr, w=w)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     assert got[0][:3] == want[0][:3] == (n_ep, 0, n_ep * n)
     scale = float(np.abs(want[3]).max())
@@ -144,16 +160,18 @@ def test_fused_path_matches_reference(p, dtype, fit_icpt, l2):
         assert got_theta[p] == theta0[p]
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_divergence_restores_the_last_finite_epoch(dtype):
+def test_divergence_restores_the_last_finite_epoch(dtype, weighted):
     n, p = 300, 12
     X, y, pre, theta0, rng = _problem(p, dtype, n, seed=5)
     order = np.array([rng.permutation(n) for _ in range(6)], dtype=np.int32)
     l2w = _l2w(p, 0.01, 1, dtype)
+    w = _weights(n, dtype, rng) if weighted else None
     got_theta, want_theta = theta0.copy(), theta0.copy()
-    got = _run(cy, X, y, got_theta, l2w, 1, 0, order, pre, 3.0)
+    got = _run(cy, X, y, got_theta, l2w, 1, 0, order, pre, 3.0, w=w)
     with np.errstate(all="ignore"):  # the reference overflows on its way
-        want = _run(ref, X, y, want_theta, l2w, 1, 0, order, pre, 3.0)
+        want = _run(ref, X, y, want_theta, l2w, 1, 0, order, pre, 3.0, w=w)
     assert got[0][:3] == want[0][:3]
     assert got[0][1] == 2  # diverged
     np.testing.assert_array_equal(got_theta, theta0)  # restored: the first epoch diverged

@@ -2,7 +2,8 @@
 and the polynomial moments behind ``lsq_stats(1, ...)`` against the numpy
 reference, serial (one chunk) and row-parallel sizes, every degree path (the
 compile-time degrees 1..4 and the general one), both dtypes, and the same bits
-with any thread count and any SIMD variant.
+with any thread count and any SIMD variant; with sample weights too (their own
+W variants of the moments kernels).
 """
 
 from __future__ import annotations
@@ -169,6 +170,49 @@ def test_moments_centred_basis(dtype, n, p, shifted):
     assert S == pytest.approx(Sr, rel=1e-12, abs=0)
 
 
+def _weights(n, dtype, seed=0):
+    """Sample weights with zeros and tiny ones among them."""
+    rng = np.random.default_rng(seed + 100)
+    w = rng.uniform(0.0, 3.0, n)
+    w[rng.random(n) < 0.1] = 0.0
+    w[rng.random(n) < 0.05] = 1e-3
+    return w.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("p", range(1, 11))
+@pytest.mark.parametrize("shifted", [True, False])
+def test_weighted_moments_match_the_reference(dtype, n, p, shifted):
+    """The W variants: sum w, sum w u**m, sum y w u**j, sum w y**2 (rtol 1e-12)."""
+    X, y, basis = _poly_data(n, dtype, centred=False, seed=p)
+    if not shifted:  # the shift-0 specialisation
+        X = (X - dtype(2.6)).astype(dtype)
+        basis = np.array([0.0, 0.4])
+    w = _weights(n, dtype, seed=p)
+    G, c, S = cy.lsq_stats(1, X, y, basis, p, w=w)
+    Gr, cr, Sr = ref.lsq_stats(1, X, y, basis, p, w=w)
+    A, yy = _design(X, y, basis, p)
+    wa = w.astype(np.float64)[:, None] * np.abs(A)
+    np.testing.assert_array_less(np.abs(G - Gr), 1e-12 * (np.abs(A).T @ wa) + 1e-300)
+    np.testing.assert_array_less(np.abs(c - cr), 1e-12 * (wa.T @ np.abs(yy)) + 1e-300)
+    assert S == pytest.approx(Sr, rel=1e-12, abs=1e-300)
+    np.testing.assert_array_equal(G, G.T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [9, 200_003])
+@pytest.mark.parametrize("p", [2, 4, 7])
+def test_unit_weights_are_the_unweighted_bits(dtype, n, p):
+    """w = 1 multiplies every term by an exact 1 in the same lanes: the unweighted bits."""
+    X, y, basis = _poly_data(n, dtype, centred=True, seed=p)
+    G, c, S = cy.lsq_stats(1, X, y, basis, p)
+    Gw, cw, Sw = cy.lsq_stats(1, X, y, basis, p, w=np.ones(n, dtype))
+    np.testing.assert_array_equal(Gw, G)
+    np.testing.assert_array_equal(cw, c)
+    assert Sw == S
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_moments_nonfinite_data(dtype):
     """A NaN or inf row makes the sums it enters non-finite, as in the reference."""
@@ -196,10 +240,13 @@ def test_moments_are_the_same_bits_for_any_thread_count_and_simd_variant(tmp_pat
         for dtype in (np.float64, np.float32):
             x = rng.uniform(-3, 4, 300_007).astype(dtype)[:, None]
             y = (1 + x[:, 0] ** 2 + rng.normal(size=x.shape[0])).astype(dtype)
+            w = rng.uniform(0, 2, x.shape[0]).astype(dtype)
             for p in (1, 2, 3, 4, 6, 9):
                 for basis in (0.3, np.array([0.5, 0.3])):
-                    G, c, S = cy.lsq_stats(1, x, y, basis, p)
-                    out[f"{{dtype.__name__}}-{{p}}-{{np.ndim(basis)}}"] = [*G.ravel().tolist(), *c.tolist(), S]
+                    for tag, kw in (("", {{}}), ("w", {{"w": w}})):
+                        G, c, S = cy.lsq_stats(1, x, y, basis, p, **kw)
+                        key = f"{{dtype.__name__}}-{{p}}-{{np.ndim(basis)}}{{tag}}"
+                        out[key] = [*G.ravel().tolist(), *c.tolist(), S]
             out[f"range-{{dtype.__name__}}"] = list(cy.value_range(x[:, 0]))
         print(repr(out))
     """)

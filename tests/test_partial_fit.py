@@ -73,7 +73,7 @@ def test_state_is_copied_and_pickles():
 def test_streaming_chunks_reach_the_least_squares_solution():
     X, y, coef, b = fastgd.datasets.make_linear(4000, 4, noise=0.0, seed=2)
     res = None
-    for _ in range(60):
+    for _ in range(100):
         for lo in range(0, 4000, 1000):
             res = fastgd.fit(X[lo:lo + 1000], y[lo:lo + 1000], optimizer="momentum",
                              max_iter=1, tol=0.0, state=None if res is None else res.state)
