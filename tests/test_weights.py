@@ -230,3 +230,22 @@ def test_weighted_poly_least_squares_shortcut_matches_reference():
         got = fastgd.fit(x, y, backend=b, **kw)
         np.testing.assert_allclose(got.history.loss, ref.history.loss, rtol=1e-9)
         np.testing.assert_allclose(got.coef, ref.coef, rtol=1e-8)
+
+
+@pytest.mark.parametrize("opt", ["gd", "nesterov", "adam"])
+@pytest.mark.parametrize("model", ["linear", "poly"])
+def test_preconditioner_and_auto_lr_use_the_weights(opt, model):
+    """Full batch: the statistics pass and lr="auto" see the weighted rows as repeated rows."""
+    X, y, _, _ = small_linear() if model == "linear" else small_poly()
+    kw = {"optimizer": opt, "max_iter": 1, "backend": "numpy"}
+    if model == "poly":
+        kw["degree"] = 3
+    w = _weights(60)
+    if model == "poly":  # x's range sets the basis: keep its ends in the repeated rows
+        w[[np.argmin(X), np.argmax(X)]] = 2.0
+    rep = np.repeat(np.arange(60), w.astype(int))
+    a = fastgd.fit(X, y, sample_weight=w, **kw)
+    b = fastgd.fit(X[rep], y[rep], **kw)
+    assert a.lr == pytest.approx(b.lr, rel=1e-10)
+    np.testing.assert_allclose(a.state.coords.pre, b.state.coords.pre, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(a.coef, b.coef, rtol=1e-9, atol=1e-12)
