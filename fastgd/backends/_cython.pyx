@@ -30,6 +30,14 @@ and dtypes of the arguments):
   Scratch buffers (accumulators, per-chunk sums) start on a cache line
   (``fgd_alloc64``), so no vector access to them splits a line wherever
   the heap happens to put them.
+* Fork safety: libgomp's thread pool does not survive ``fork``, and a child
+  of a process that ran a parallel region hangs on entering the next one.
+  An ``os.register_at_fork(after_in_child=...)`` hook sets a C flag in the
+  child (inherited by its own forks), ``fastgd_max_threads`` then returns 1,
+  and every ``prange`` is entered only when ``_team_size`` is > 1, else the
+  same chunks run in a plain loop: a forked process (``multiprocessing``
+  with the fork start method, ``os.fork``) never enters an OpenMP region,
+  runs serially and gets the same bits.  The parent keeps its threads.
 * The row primitives (dot product, two-row accumulate, one-sample gd step)
   are small C functions: SSE2 in the default build (no ``-march=native``),
   with an AVX2 variant picked at import when the CPU has it.  Both keep the
@@ -115,10 +123,17 @@ import numpy as _np
 
 cdef extern from * nogil:
     """
+    /* 1 in a process made by fork (and in its forks): libgomp's thread pool
+       does not survive fork, so such a process never enters a parallel
+       region (see _after_fork_in_child).  Written once, in the child, right
+       after fork, before any other thread of the child exists. */
+    static int fastgd_forked = 0;
+    static void fastgd_set_forked(void) { fastgd_forked = 1; }
+    static int fastgd_is_forked(void) { return fastgd_forked; }
     #ifdef _OPENMP
     #include <omp.h>
     #define FASTGD_OPENMP 1
-    static int fastgd_max_threads(void) { return omp_get_max_threads(); }
+    static int fastgd_max_threads(void) { return fastgd_forked ? 1 : omp_get_max_threads(); }
     #else
     #define FASTGD_OPENMP 0
     static int fastgd_max_threads(void) { return 1; }
@@ -848,6 +863,8 @@ cdef extern from * nogil:
     #endif
     """
     const int FASTGD_OPENMP
+    void fastgd_set_forked()
+    int fastgd_is_forked()
     int fastgd_max_threads()
     void fastgd_prefetch(const void *p)
     void fastgd_prefetch_l1(const void *p)
@@ -942,12 +959,60 @@ cdef Py_ssize_t CACHE_LINE = 64
 
 
 def max_threads() -> int:
-    """Threads the row-parallel passes may use (1 without OpenMP)."""
+    """Threads the row-parallel passes may use.
+
+    Returns
+    -------
+    int
+        OpenMP's ``omp_get_max_threads()``; 1 without OpenMP, and 1 in a
+        process made by ``fork`` (see :func:`forked`).
+    """
     return fastgd_max_threads()
 
 
+def forked() -> bool:
+    """Whether this process was made by ``fork`` after this module was imported.
+
+    Such a process (a ``multiprocessing`` worker with the fork start method,
+    an ``os.fork`` child, and their own forks) runs every row-parallel pass
+    serially: the OpenMP runtime's threads do not survive ``fork``, and
+    libgomp hangs on the next parallel region.  The results are the same
+    bits (the chunking does not depend on the thread count).
+
+    Returns
+    -------
+    bool
+        True in a forked process, False in the process that imported fastgd.
+
+    Examples
+    --------
+    >>> from fastgd.backends import _cython
+    >>> _cython.forked()
+    False
+    """
+    return bool(fastgd_is_forked())
+
+
+def _after_fork_in_child() -> None:
+    """``os.register_at_fork`` hook: the forked child runs serial passes only.
+
+    Runs in the child, in its only thread, before ``os.fork`` returns there;
+    the parent's threads are untouched.
+    """
+    fastgd_set_forked()
+
+
+if hasattr(_os, "register_at_fork"):  # POSIX; there is no fork elsewhere
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 cdef inline int _team_size(Py_ssize_t n_chunks) noexcept nogil:
-    """Threads for a row-parallel pass: all available, at most one per chunk."""
+    """Threads for a row-parallel pass: all available, at most one per chunk.
+
+    1 in a forked process (``fastgd_max_threads``).  Every ``prange`` of this
+    file is entered only when this is > 1; with 1 the same chunks run in a
+    plain loop (no OpenMP region at all, the same bits).
+    """
     cdef int k = fastgd_max_threads()
     return <int>n_chunks if k > n_chunks else k
 
@@ -985,8 +1050,12 @@ cdef bint _all_finite_flat(const floating* a, Py_ssize_t n) noexcept nogil:
     if nch == 1:
         return _nonfinite_span(a, 0, n) == 0
     nthreads = _team_size(nch)
-    for c in prange(nch, schedule="static", num_threads=nthreads):
-        part[c] = _nonfinite_span(a, (c * n) // nch, ((c + 1) * n) // nch)
+    if nthreads > 1:
+        for c in prange(nch, schedule="static", num_threads=nthreads):
+            part[c] = _nonfinite_span(a, (c * n) // nch, ((c + 1) * n) // nch)
+    else:  # no OpenMP region (a forked process; see _team_size)
+        for c in range(nch):
+            part[c] = _nonfinite_span(a, (c * n) // nch, ((c + 1) * n) // nch)
     for c in range(nch):
         total += part[c]
     return total == 0
@@ -1030,8 +1099,12 @@ cdef void _value_range(const floating* a, Py_ssize_t n, double* out) noexcept no
         _range_span(a, 0, n, out)
         return
     nthreads = _team_size(nch)
-    for c in prange(nch, schedule="static", num_threads=nthreads):
-        _range_span(a, (c * n) // nch, ((c + 1) * n) // nch, part + 3 * c)
+    if nthreads > 1:
+        for c in prange(nch, schedule="static", num_threads=nthreads):
+            _range_span(a, (c * n) // nch, ((c + 1) * n) // nch, part + 3 * c)
+    else:  # no OpenMP region (see _team_size)
+        for c in range(nch):
+            _range_span(a, (c * n) // nch, ((c + 1) * n) // nch, part + 3 * c)
     out[0] = part[0]
     out[1] = part[1]
     out[2] = part[2]
@@ -1379,13 +1452,22 @@ cdef double _og_all(int model, int loss, const floating* X, const floating* y,
         return _og_chunk(model, loss, X, y, w, wtd, ncol, p, theta, sh, xs, shifted, delta, 0, n,
                          acc, want_grad)
     nthreads = _team_size(nch)
-    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
-        lo = (c * n) // nch
-        hi = ((c + 1) * n) // nch
-        buf = work + c * stride
-        memset(buf, 0, m * sizeof(double))
-        buf[m] = _og_chunk(model, loss, X, y, w, wtd, ncol, p, theta, sh, xs, shifted, delta, lo,
-                           hi, buf, want_grad)
+    if nthreads > 1:
+        for c in prange(nch, schedule="dynamic", num_threads=nthreads):
+            lo = (c * n) // nch
+            hi = ((c + 1) * n) // nch
+            buf = work + c * stride
+            memset(buf, 0, m * sizeof(double))
+            buf[m] = _og_chunk(model, loss, X, y, w, wtd, ncol, p, theta, sh, xs, shifted, delta,
+                               lo, hi, buf, want_grad)
+    else:  # the same chunks without an OpenMP region (see _team_size)
+        for c in range(nch):
+            lo = (c * n) // nch
+            hi = ((c + 1) * n) // nch
+            buf = work + c * stride
+            memset(buf, 0, m * sizeof(double))
+            buf[m] = _og_chunk(model, loss, X, y, w, wtd, ncol, p, theta, sh, xs, shifted, delta,
+                               lo, hi, buf, want_grad)
     for c in range(nch):  # merged serially, in chunk order: deterministic
         buf = work + c * stride
         f += buf[m]
@@ -1544,12 +1626,20 @@ cdef void _moments(const floating* X, const floating* y, const floating* w, Py_s
         _moments_chunk(X, y, w, p, sh, xs, 0, n, mom, work)
         return
     nthreads = _team_size(nch)
-    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
-        lo = (c * n) // nch
-        hi = ((c + 1) * n) // nch
-        buf = work + c * stride
-        memset(buf, 0, width * sizeof(double))
-        _moments_chunk(X, y, w, p, sh, xs, lo, hi, buf, buf + sums)
+    if nthreads > 1:
+        for c in prange(nch, schedule="dynamic", num_threads=nthreads):
+            lo = (c * n) // nch
+            hi = ((c + 1) * n) // nch
+            buf = work + c * stride
+            memset(buf, 0, width * sizeof(double))
+            _moments_chunk(X, y, w, p, sh, xs, lo, hi, buf, buf + sums)
+    else:  # the same chunks without an OpenMP region (see _team_size)
+        for c in range(nch):
+            lo = (c * n) // nch
+            hi = ((c + 1) * n) // nch
+            buf = work + c * stride
+            memset(buf, 0, width * sizeof(double))
+            _moments_chunk(X, y, w, p, sh, xs, lo, hi, buf, buf + sums)
     for c in range(nch):
         buf = work + c * stride
         for j in range(width):
@@ -1651,12 +1741,20 @@ cdef void _lsq_stats(int model, const floating* X, const floating* y, const floa
     nch = _gram_chunks(n, p)
     stride = _stride(size)
     nthreads = _team_size(nch)
-    for c in prange(nch, schedule="dynamic", num_threads=nthreads):
-        lo = (c * n) // nch
-        hi = ((c + 1) * n) // nch
-        buf = work + c * stride
-        memset(buf, 0, size * sizeof(double))
-        _gram_chunk(X, y, w, wtd, p, lo, hi, buf)
+    if nthreads > 1:
+        for c in prange(nch, schedule="dynamic", num_threads=nthreads):
+            lo = (c * n) // nch
+            hi = ((c + 1) * n) // nch
+            buf = work + c * stride
+            memset(buf, 0, size * sizeof(double))
+            _gram_chunk(X, y, w, wtd, p, lo, hi, buf)
+    else:  # one chunk, or a forked process: no OpenMP region (see _team_size)
+        for c in range(nch):
+            lo = (c * n) // nch
+            hi = ((c + 1) * n) // nch
+            buf = work + c * stride
+            memset(buf, 0, size * sizeof(double))
+            _gram_chunk(X, y, w, wtd, p, lo, hi, buf)
     memset(st, 0, size * sizeof(double))
     for c in range(nch):
         buf = work + c * stride
@@ -1722,9 +1820,14 @@ cdef void _lsq_guard(int model, const floating* X, const floating* y, const floa
     nch = _n_chunks(n, 1)
     nthreads = _team_size(nch)
     if model == 1:  # y and x (its min and max) in one parallel read
-        for c in prange(nch, schedule="static", num_threads=nthreads):
-            _range_span(y, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride)
-            _range_span(X, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride + 3)
+        if nthreads > 1:
+            for c in prange(nch, schedule="static", num_threads=nthreads):
+                _range_span(y, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride)
+                _range_span(X, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride + 3)
+        else:  # no OpenMP region (see _team_size)
+            for c in range(nch):
+                _range_span(y, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride)
+                _range_span(X, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride + 3)
         ym = um = 0.0
         for c in range(nch):
             g = work + c * stride
@@ -1739,8 +1842,12 @@ cdef void _lsq_guard(int model, const floating* X, const floating* y, const floa
         for j in range(1, p):
             guard[2 + j] = guard[1 + j] * um
         return
-    for c in prange(nch, schedule="static", num_threads=nthreads):
-        _lsq_guard_light(X, y, w, p, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride)
+    if nthreads > 1:
+        for c in prange(nch, schedule="static", num_threads=nthreads):
+            _lsq_guard_light(X, y, w, p, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride)
+    else:  # no OpenMP region (see _team_size)
+        for c in range(nch):
+            _lsq_guard_light(X, y, w, p, (c * n) // nch, ((c + 1) * n) // nch, work + c * stride)
     memcpy(guard + 1, work, (p + 1) * sizeof(double))
     for c in range(1, nch):
         g = work + c * stride
