@@ -123,6 +123,20 @@ def _chunking(prob: Problem, batch: int | None, callback: Any) -> tuple[int, np.
     return chunk, perm
 
 
+def _shuffled_range(out: np.ndarray, rng: np.random.Generator) -> None:
+    """``out`` := a fresh random permutation of ``0 .. len(out) - 1``, in place.
+
+    Every epoch's order is drawn from the identity (not a reshuffle of the
+    last epoch's), so a fit continued epoch by epoch from a ``FitState`` with
+    the same generator draws the same orders as one fit.  The identity is
+    written in place (cumulative sum of ones): no temporary of n indices.
+    """
+    out.fill(1)
+    out[0] = 0
+    np.cumsum(out, out=out)
+    rng.shuffle(out)
+
+
 def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray,
                state: np.ndarray, t0: int, *, epoch0: int = 0, batch: int | None,
                max_iter: int, tol: float,
@@ -147,10 +161,6 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     chunk, perm = _chunking(prob, batch, callback)
     stochastic = batch is not None
     order_buf = np.empty((0, prob.n), dtype=perm.dtype)  # one buffer, reused by every chunk
-    # every epoch's order is a fresh permutation from the generator (not a
-    # reshuffle of the last one), so a fit continued epoch by epoch from a
-    # FitState with the same generator draws the same orders as one fit
-    ident = perm.copy()
     empty_order = np.empty((0, 0), dtype=np.int32)
     bsz = batch if stochastic else 0
     # the statistics pass already holds what the full-batch MSE shortcut needs
@@ -164,16 +174,14 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
             n_ep = min(chunk, max_iter - epoch)
             if stochastic:
                 if n_ep == 1:
-                    perm[:] = ident
-                    rng.shuffle(perm)
+                    _shuffled_range(perm, rng)
                     order = perm[None, :]
                 else:
                     if order_buf.shape[0] < n_ep:
                         order_buf = np.empty((n_ep, prob.n), dtype=perm.dtype)
                     order = order_buf[:n_ep]
                     for k in range(n_ep):
-                        order[k] = ident
-                        rng.shuffle(order[k])
+                        _shuffled_range(order[k], rng)
             else:
                 order = empty_order
             if record is not None and hist_loss.shape[0] < epoch + n_ep + 1:
