@@ -4,7 +4,8 @@ Lazy import, parallel kernels from several Python threads at once, results
 independent of the thread count, read-only and memory-mapped inputs, int64
 sample orders, staged stochastic epochs taking the plain epoch's steps,
 divergence detection in compiled code, the compiled minimize loop, and the
-least-squares shortcut agreeing with the pass over the rows.
+least-squares shortcut agreeing with the pass over the rows; the same with
+sample weights, and the schedule's epoch offset.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def _big(dtype=np.float64, seed=0):
                                                 dtype=dtype)
     assert X.size >= nb.PARALLEL_MIN and nb._n_blocks(X) > 1
     return X, y, coef, b
+
+
+def _weights(n, dtype=np.float64, seed=0):
+    """Integer weights 0..3 (some rows dropped), normalised to mean 1 as fit() passes them."""
+    w = np.random.default_rng(seed).integers(0, 4, n).astype(dtype)
+    return w / w.mean()
 
 
 def test_import_fastgd_does_not_import_numba():
@@ -132,6 +139,57 @@ def test_parallel_pass_matches_the_reference():
         assert got[2] == pytest.approx(ref[2], rel=1e-10)
 
 
+@pytest.mark.parametrize("model", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_parallel_passes_match_the_reference(model, dtype):
+    """objective_grad, objective and lsq_stats with weights, on data large enough for
+    the parallel passes: the reference to rounding; weight 0 drops a row."""
+    nb = _nb()
+    from fastgd.backends import _numpy as ref
+    if model == 0:
+        X, y, _, _ = _big(dtype)
+        p, basis = X.shape[1], np.array([0.0, 1.0])
+    else:
+        x, y, _, _ = fastgd.datasets.make_polynomial(2 * nb.PARALLEL_MIN + 123, 4, noise=0.1,
+                                                     seed=2, dtype=dtype)
+        X, p, basis = x[:, None], 4, np.array([0.2, 0.6])
+    assert X.size >= nb.PARALLEL_MIN and nb._n_blocks(X) > 1
+    w = _weights(X.shape[0], dtype)
+    theta = (0.5 * np.random.default_rng(1).normal(size=p + 1)).astype(dtype)
+    l2w = np.r_[np.full(p, 0.1), 0.0].astype(dtype)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    keep = w > 0
+    for loss in (0, 1):
+        g, gr = np.empty(p + 1, dtype), np.empty(p + 1, dtype)
+        f = nb.objective_grad(model, loss, X, y, theta, basis, 0.5, l2w, 1, g, w=w)
+        fr = ref.objective_grad(model, loss, X, y, theta, basis, 0.5, l2w, 1, gr, w=w)
+        assert f == pytest.approx(fr, rel=rtol)
+        np.testing.assert_allclose(g, gr, rtol=rtol, atol=rtol * np.abs(gr).max())
+        assert nb.objective(model, loss, X, y, theta, basis, 0.5, l2w, w=w) == pytest.approx(
+            fr, rel=rtol)
+        # without a penalty: dropping the weight-0 rows changes the sums only by
+        # their count (n_kept / n)
+        f0 = nb.objective(model, loss, X, y, theta, basis, 0.5, 0 * l2w, w=w)
+        fk = nb.objective(model, loss, X[keep], y[keep], theta, basis, 0.5, 0 * l2w, w=w[keep])
+        assert fk * keep.mean() == pytest.approx(f0, rel=10 * rtol)
+    for got, want in zip(nb.lsq_stats(model, X, y, basis, p, w=w),
+                         ref.lsq_stats(model, X, y, basis, p, w=w)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_weights_are_checked_and_converted():
+    nb = _nb()
+    X, y, coef, b = fastgd.datasets.make_linear(50, 3, seed=2, dtype=np.float32)
+    theta, l2w = np.r_[coef, b].astype(np.float32), np.zeros(4, np.float32)
+    w = np.linspace(0.5, 1.5, 50)
+    g64, g32 = np.empty(4, np.float32), np.empty(4, np.float32)
+    f64 = nb.objective_grad(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, g64, w=w)
+    f32 = nb.objective_grad(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, g32, w=w.astype(np.float32))
+    assert f64 == f32 and np.array_equal(g64, g32)  # float64 weights in the data dtype
+    with pytest.raises(ValueError, match=r"w must have shape \(50,\)"):
+        nb.objective_grad(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, g64, w=w[:49])
+
+
 def test_read_only_and_memmap_inputs(tmp_path):
     X, y, coef, b = fastgd.datasets.make_linear(500, 4, seed=1)
     kw = dict(max_iter=30, tol=0.0, lr=0.05, backend="numba", batch_size=16, seed=2)
@@ -213,6 +271,31 @@ def test_staged_epochs_take_the_same_steps(monkeypatch, opt, batch_size, degree,
     assert np.array_equal(plain.history.loss, staged.history.loss)
 
 
+STAGED_W = [(opt, bs, degree, dtype) for opt in ("gd", "adam") for bs in (1, 3)
+            for degree in (None, 3) for dtype in (np.float64, np.float32)]
+
+
+@pytest.mark.parametrize("opt,batch_size,degree,dtype", STAGED_W)
+def test_staged_weighted_epochs_take_the_same_steps(monkeypatch, opt, batch_size, degree, dtype):
+    """The weights staged with their rows: the same bits as the plain weighted epoch."""
+    nb = _nb()
+    X, y, _, _ = fastgd.datasets.make_linear(2003, 6, noise=0.2, outliers=0.05, seed=5,
+                                             dtype=dtype)
+    if degree is not None:
+        X = X[:, 0]
+    kw = dict(optimizer=opt, batch_size=batch_size, degree=degree, loss="huber", l2=0.01,
+              lr=0.002 if degree else 0.01, max_iter=3, tol=0.0, seed=6, backend="numba",
+              sample_weight=_weights(2003))
+    plain = fastgd.fit(X, y, **kw)
+    rows = 4 * batch_size + (1 if batch_size == 1 else 0)  # whole batches
+    monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: rows)
+    staged = fastgd.fit(X, y, **kw)
+    assert plain.n_iter == staged.n_iter == 3
+    assert np.array_equal(plain.coef, staged.coef)
+    assert plain.intercept == staged.intercept
+    assert np.array_equal(plain.history.loss, staged.history.loss)
+
+
 def test_staged_epoch_with_one_thread_and_from_several_threads(monkeypatch):
     """One thread runs both halves of every chunk in turn; concurrent fits stay apart."""
     import numba
@@ -276,6 +359,98 @@ def test_least_squares_shortcut_matches_the_row_pass():
         assert (done, status) == (1, 0)
     np.testing.assert_allclose(theta, whole[4], rtol=1e-11)
     np.testing.assert_allclose(hist, whole[24], rtol=1e-11)
+
+
+@pytest.mark.parametrize("model", [0, 1])
+def test_weighted_least_squares_shortcut_matches_the_reference(model):
+    """Full-batch MSE on weighted statistics (the Gram matrix / moments of ``run``'s own
+    pass, or the caller's ``stats``): the reference's weighted passes over the rows."""
+    nb = _nb()
+    from fastgd.backends import _numpy as ref
+    X, y, _, _ = fastgd.datasets.make_linear(300, 3, noise=0.3, seed=5)
+    p, basis = 3, np.array([0.1, 0.5])
+    if model == 1:
+        X = np.ascontiguousarray(X[:, :1])
+    w = _weights(300)
+    empty = np.empty((0, 0), dtype=np.int32)
+
+    def go(mod, **kw):
+        theta, grad, hist = np.zeros(p + 1), np.zeros(p + 1), np.empty(41)
+        out = mod.run(model, 0, X, y, theta, basis, 1.0, np.full(p + 1, 0.01), 1, 1,
+                      np.array([0.9, 0.9, 0.999, 1e-8, 0.99]), np.zeros((2, p + 1)), 0, 0, 0.05,
+                      np.array([0.25, 0.99]), 0, 40, 0, empty, 0.0, 1, grad, float("nan"), hist,
+                      np.empty((0, p + 1)), **kw)
+        return out, theta, hist
+
+    want = go(ref, w=w)
+    stats = nb.lsq_stats(model, X, y, basis, p, w=w)
+    for got in (go(nb, w=w), go(nb, w=w, stats=stats)):
+        assert got[0][:3] == want[0][:3] == (40, 0, 40)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-10)
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-10)
+    assert not np.allclose(go(nb)[1], want[1], rtol=1e-3)
+
+
+@pytest.mark.parametrize("model", [0, 1])
+def test_weighted_shortcut_sees_an_overflow_in_a_weight_zero_row(model):
+    """The weighted statistics do not bound a weight-0 row's residual: the shortcut
+    checks its bound (``_lsq_guard``), takes the pass over the rows near overflow, and
+    the fit diverges at the reference's epoch (its 0 * inf is NaN)."""
+    nb = _nb()
+    from fastgd.backends import _numpy as ref
+    rng = np.random.default_rng(0)
+    n, p = 200, 1 if model == 0 else 2
+    x = rng.normal(size=n)
+    x[7] = 1e4 if model == 0 else 1e2  # far away, weight 0
+    X = x[:, None].astype(np.float32)
+    y = (2.0 * x + 1.0).astype(np.float32)
+    w = np.ones(n, np.float32)
+    w[7] = 0.0
+    empty = np.empty((0, 0), dtype=np.int32)
+    got = []
+    for mod in (nb, ref):
+        theta, grad = np.zeros(p + 1, np.float32), np.zeros(p + 1, np.float32)
+        out = mod.run(model, 0, X, y, theta, np.array([0.0, 1.0]), 1.0,
+                      np.zeros(p + 1, np.float32), 1, 0, np.zeros(5),
+                      np.zeros((2, p + 1), np.float32), 0, 0, 1.2 if model == 0 else 0.7,
+                      np.zeros(2), 0, 400, 0, empty, 0.0, 0, grad, float("nan"), np.empty(0),
+                      np.empty((0, p + 1), np.float32), w=w)
+        got.append((out, theta))
+    (out, theta), (want, want_theta) = got
+    assert out[1] == want[1] == 2  # diverged
+    assert out[0] == want[0] > 20
+    np.testing.assert_allclose(theta, want_theta, rtol=1e-4)
+
+
+@pytest.mark.parametrize("sched", [0, 1, 2])
+@pytest.mark.parametrize("batch_size", [0, 4])
+def test_schedule_offset_continues_the_schedule(sched, batch_size):
+    """``sched_hp[2] = k``: epoch e takes epoch e + k's learning rate, as the reference;
+    two entries are offset 0."""
+    nb = _nb()
+    from fastgd.backends import _numpy as ref
+    shp = np.array([0.4, 0.8])
+    for e in range(4):
+        want = ref.schedule(sched, 0.1, np.r_[shp, 3.0], e)
+        assert nb.schedule(sched, 0.1, np.r_[shp, 3.0], e) == pytest.approx(want, rel=1e-15)
+        assert nb.schedule(sched, 0.1, shp, e + 3) == pytest.approx(want, rel=1e-15)
+        assert nb.schedule(sched, 0.1, np.r_[shp, 0.0], e) == nb.schedule(sched, 0.1, shp, e)
+    X, y, _, _ = fastgd.datasets.make_linear(64, 3, seed=3)
+    rng = np.random.default_rng(1)
+    order = (np.stack([rng.permutation(64) for _ in range(5)]).astype(np.int32) if batch_size
+             else np.empty((0, 0), np.int32))
+    out = {}
+    for name, mod, epoch0, sched_hp in [("later epochs", nb, 3, shp),
+                                        ("offset", nb, 0, np.r_[shp, 3.0]),
+                                        ("reference", ref, 0, np.r_[shp, 3.0])]:
+        args = list(_run_args(X, y, order, 5, batch_size, epoch0=epoch0,
+                              hist=np.empty(epoch0 + 6)))
+        args[13], args[15] = sched, sched_hp
+        res = mod.run(*args)
+        out[name] = (res[:3], args[4])
+    assert out["offset"][0] == out["later epochs"][0] == out["reference"][0]
+    assert np.array_equal(out["offset"][1], out["later epochs"][1])
+    np.testing.assert_allclose(out["offset"][1], out["reference"][1], rtol=1e-12)
 
 
 def test_poly_least_squares_matches_reference_and_polyfit():

@@ -6,7 +6,7 @@
   for bit: the general path is ``run`` itself with ``FUSED_PRE`` off
   (one-row gradient, then ``step``), plain and with the rows staged
   (``_staged_epoch``).  The numpy reference, whose dot products sum in
-  another order, is matched to rounding.
+  another order, is matched to rounding.  With sample weights as well.
 * Full-batch MSE with a preconditioner or a dense penalty: no noise-floor
   fallback of the least-squares shortcut when ``tol > 0``, a stricter one
   when ``tol == 0`` (as the Cython backend).
@@ -52,7 +52,7 @@ def _l2w(p, l2, fit_icpt, dtype):
     return w.astype(dtype)
 
 
-def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0):
+def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0, w=None):
     """``mod.run`` over the epochs of ``order``: (out, objective history, parameter history)."""
     n_ep, m = order.shape[0], theta.shape[0]
     grad = np.zeros(m, dtype=X.dtype)
@@ -60,7 +60,7 @@ def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0):
     params = np.zeros((n_ep + 1, m), dtype=X.dtype)
     out = mod.run(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, opt, HP,
                   np.zeros((2, m), dtype=X.dtype), 0, 0, lr, SHP, 0, n_ep, 1, order, 0.0, 1,
-                  grad, math.nan, hist, params, pre)
+                  grad, math.nan, hist, params, pre, w=w)
     return out, hist, params
 
 
@@ -68,13 +68,13 @@ def _lr(p):
     return 0.2 / (p + 1)  # contractive steps in the standardized coordinates
 
 
-def _both_paths(monkeypatch, X, y, theta0, l2w, fit_icpt, loss, order, pre, lr):
+def _both_paths(monkeypatch, X, y, theta0, l2w, fit_icpt, loss, order, pre, lr, w=None):
     """(fused, general): ``run`` with and without ``FUSED_PRE``, from ``theta0``."""
     got = []
     for fused in (True, False):
         monkeypatch.setattr(nb, "FUSED_PRE", fused)
         theta = theta0.copy()
-        out, hist, params = _run(nb, X, y, theta, l2w, fit_icpt, loss, order, pre, lr)
+        out, hist, params = _run(nb, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, w=w)
         got.append((out, hist, params, theta))
     return got
 
@@ -167,6 +167,35 @@ def test_fused_path_matches_reference(p, dtype, fit_icpt, l2):
     np.testing.assert_allclose(got[1], want[1], rtol=rtol)  # objective after each epoch
     if not fit_icpt:
         assert got_theta[p] == theta0[p]
+
+
+@pytest.mark.parametrize("loss", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("p", [1, 7, 100])
+def test_weighted_fused_path_is_the_general_path_and_the_reference(monkeypatch, p, dtype, loss):
+    """Sample weights (zeros among them): fused, general and staged paths bit for
+    bit, the reference to rounding."""
+    n, n_ep = 150, 3
+    X, y, pre, theta0, rng = _problem(p, dtype, n, seed=6)
+    l2w = _l2w(p, 0.02, 1, dtype)
+    w = rng.integers(0, 4, n).astype(dtype)
+    w /= w.mean()
+    order = np.array([rng.permutation(n) for _ in range(n_ep)], dtype=np.int32)
+    lr = 0.25 * _lr(p)
+    fused, general = _both_paths(monkeypatch, X, y, theta0, l2w, 1, loss, order, pre, lr, w=w)
+    assert fused[0][:3] == (n_ep, 0, n_ep * n)
+    _assert_same(fused, general)
+    unweighted, _ = _both_paths(monkeypatch, X, y, theta0, l2w, 1, loss, order, pre, lr)
+    assert not np.array_equal(fused[3], unweighted[3])
+    monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: 5)
+    for staged in _both_paths(monkeypatch, X, y, theta0, l2w, 1, loss, order, pre, lr, w=w):
+        _assert_same(staged, fused)
+    want_theta = theta0.copy()
+    want = _run(ref, X, y, want_theta, l2w, 1, loss, order, pre, lr, w=w)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    scale = float(np.abs(want[2]).max())
+    np.testing.assert_allclose(fused[2], want[2], rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(fused[1], want[1], rtol=rtol)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

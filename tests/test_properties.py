@@ -165,6 +165,8 @@ def test_fit_agrees_with_reference(data):
     # backends' summation orders then part at ~1e-6
     rtol = 1e-5 if dt is np.float64 else 2e-2
     scale = max(1.0, float(np.abs(ref.history.params).max()))
+    singular = degree is not None and (np.unique(X).size
+                                       < degree + int(kw.get("fit_intercept", True)))
     for backend in COMPILED:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DivergenceWarning)
@@ -181,6 +183,14 @@ def test_fit_agrees_with_reference(data):
             assert "converged" in (got.status, ref.status), (backend, got.status, ref.status)
             P = (got if got.status == "converged" else ref).history.params
             np.testing.assert_allclose(P[-1], P[-2], rtol=rtol, atol=rtol * scale)
+        if singular:
+            # more coefficients than distinct x: the parameters along the
+            # directions the data do not see move by the backends' rounding
+            # (scaled up by the preconditioner's floor); the objective does not
+            np.testing.assert_allclose(got.history.loss[:k], ref.history.loss[:k], rtol=rtol,
+                                       atol=rtol * float(np.abs(ref.history.loss).max()),
+                                       err_msg=backend)
+            continue
         np.testing.assert_allclose(got.history.params[:k], ref.history.params[:k], rtol=rtol,
                                    atol=rtol * scale, err_msg=backend)
 

@@ -14,7 +14,8 @@ schedule -> epoch loop -> minimize loop.
   rule and schedule are integer codes switched on inside the kernels.  The
   public functions at the bottom of each section pass ``X`` and ``y`` as
   read-only views, so writeable arrays, ``np.memmap(mode="r")`` and arrays
-  with ``writeable=False`` share one compiled version.
+  with ``writeable=False`` share one compiled version.  Sample weights add
+  one more per dtype, compiled at the first weighted call (below).
 * Row sums go block by block (``_block_rows`` rows, about ``BLOCK_ELEMS``
   elements of ``X``): each block sums into its own row of a float64 buffer,
   and the rows are added in block order afterwards.  Large inputs run the
@@ -26,7 +27,8 @@ schedule -> epoch loop -> minimize loop.
 * Full-batch least squares (MSE) gathers ``A^T A``, ``A^T y`` and
   ``y^T y`` in one pass when ``run`` starts -- for the polynomial model the
   moments ``sum u**m`` (m <= 2p), for the linear model the Gram matrix when
-  the call has more epochs than parameters -- or takes them from the
+  the call has more epochs than parameters and a rule that is not adaptive
+  (see ``_run``) -- or takes them from the
   caller (``run(..., stats=)``, e.g. its preconditioner's statistics
   pass); every epoch's objective and gradient is then O(p**2), the same
   quantities as the reference's pass over the rows.  Near overflow, and
@@ -60,9 +62,28 @@ schedule -> epoch loop -> minimize loop.
   otherwise every batch goes through ``_finish`` and ``step``.  Without
   ``pre`` and with a diagonal ``l2w`` every path is the unpreconditioned
   code, same bits.
+* Sample weights ``w`` (``objective_grad``, ``objective``, ``batch_grad``,
+  ``lsq_stats``, ``run``): None, or (n,) in the data dtype (the public
+  functions convert, read-only).  None is a type of its own to numba, so
+  ``w is None`` is decided at compile time: the unweighted kernels are
+  compiled from the code they had before weights, with the same bits and
+  speed, and the weighted ones are compiled separately, once per dtype, at
+  the first weighted call.  Each row's rho and psi are multiplied by w_i in
+  float64 (``_add_rho``, ``_psi_w``), and sums are still divided by the
+  row count.  Every path takes the weights: the full pass (``_rows_w``, a
+  copy of ``_rows``, so that the source inlined into the unweighted
+  parallel pass stays as it was), mini-batches, the fused single-sample
+  steps (``_sgd_gd_linear``, ``_sgd_gd_linear_pre``: one product per
+  sample), staged epochs (the weights staged with their rows) and the
+  least-squares shortcut (weighted moments and Gram matrix, or the caller's
+  weighted ``stats``); none falls back to a slower path.
+* ``schedule`` takes an optional epoch offset, ``sched_hp[2]`` (a fit
+  continuing an earlier one keeps its schedule while its epochs restart).
 * Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
   ``isfinite``); the threading layer is chosen there too, before the first
-  parallel kernel runs.
+  parallel kernel runs.  With them, LLVM's code for a loop (contractions,
+  reassociation) and so the last bits of its sums can follow changes to
+  any source inlined next to it.
 """
 
 from __future__ import annotations
@@ -76,7 +97,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .. import _config
 from . import LARGE_SGD_BYTES, _numpy
@@ -342,6 +363,34 @@ def psi(loss, r, delta):
     return min(max(rr, -delta), delta)  # branch free: residuals straddle the kink
 
 
+# Sample weights ``w``: (n,) in the data dtype, or None.  A row's terms are
+# rho(r_i) w_i and psi(r_i) w_i, each product in float64 from the float64 rho
+# / psi above (for float64 data the reference's products exactly; for float32
+# data MSE's psi w_i rounds to the same float32 as the reference's, and
+# rho w_i keeps more bits).  ``w is None`` is decided when numba compiles: a
+# None ``w`` is a type of its own, for which numba prunes the weighted
+# branches before typing, so the unweighted kernels are the code they were
+# without weights (a variable never holds None or an array by turns: that
+# would be an optional type; ``_weight_buffers`` and the like are typed
+# instead).
+
+
+@njit(**_jit_inline)
+def _add_rho(f, loss, r, delta, w, i):
+    """``f + rho(r) * w[i]``, or ``f + rho(r)`` without weights (float64)."""
+    if w is None:
+        return f + rho(loss, r, delta)
+    return f + rho(loss, r, delta) * np.float64(w[i])
+
+
+@njit(**_jit_inline)
+def _psi_w(loss, r, delta, w, i):
+    """``psi(r) * w[i]``, or ``psi(r)`` without weights (float64)."""
+    if w is None:
+        return psi(loss, r, delta)
+    return psi(loss, r, delta) * np.float64(w[i])
+
+
 # ---------------------------------------------------------------- model
 # model 0: linear  pred = X[i] @ coef + b          (dot product in the data dtype)
 # model 1: poly    pred = b + sum_j coef[j-1] u**j, by Horner, with
@@ -531,6 +580,57 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
 
 
 @njit(**_jit_inline)
+def _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, part, w):
+    """``_rows_linear`` with sample weights: each row's rho and psi times its
+    weight (``_add_rho``, ``_psi_w``); the sweeps over the rows are the same.
+
+    A copy, not a flag: the unweighted loops, inlined into the parallel pass,
+    stay exactly the source they were.  LLVM's fast-math code for that pass
+    (contractions, reassociation) follows any change to the source inlined
+    into it, and the last bits of its sums with it.
+    """
+    p = theta.shape[0] - 1
+    dt = X.dtype.type
+    b = theta[p]
+    for j in range(p):
+        part[j] = 0.0
+    f = 0.0
+    s_icpt = 0.0
+    c = 0
+    for k in range(lo, hi, 2):
+        i1 = min(k + 1, hi - 1)  # an odd last row pairs with itself, weight 0
+        d0 = d1 = dt(0.0)
+        for j in range(p):
+            d0 += X[k, j] * theta[j]
+        for j in range(p):
+            d1 += X[i1, j] * theta[j]
+        r0 = (d0 + b) - y[k]
+        r1 = (d1 + b) - y[i1]
+        f = _add_rho(f, loss, r0, delta, w, k)
+        s0 = _psi_w(loss, r0, delta, w, k)
+        s1 = 0.0
+        if i1 > k:
+            f = _add_rho(f, loss, r1, delta, w, i1)
+            s1 = _psi_w(loss, r1, delta, w, i1)
+        if want_grad:
+            e0, e1 = dt(s0), dt(s1)
+            for j in range(p):
+                part[j] += e0 * X[k, j] + e1 * X[i1, j]
+            s_icpt += s0 + s1
+            c += 2
+            if c >= _FLUSH:
+                for j in range(p):
+                    acc[j] += part[j]
+                    part[j] = 0.0
+                c = 0
+    if want_grad:
+        for j in range(p):
+            acc[j] += part[j]
+        acc[p] += s_icpt
+    return f
+
+
+@njit(**_jit_inline)
 def _rows(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp):
     """Sum of rho over rows lo..hi-1; with ``want_grad`` also acc += sum psi dpred."""
     if model == 0:
@@ -545,6 +645,21 @@ def _rows(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp):
         for i in range(lo, hi):
             r = predict_row(model, X, i, theta, basis) - y[i]
             f += rho(loss, r, delta)
+    return f
+
+
+@njit(**_jit_inline)
+def _rows_w(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp, w):
+    """``_rows`` with sample weights: sum of w rho over rows lo..hi-1; with
+    ``want_grad`` also acc += sum w psi dpred."""
+    if model == 0:
+        return _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, tmp, w)
+    f = 0.0
+    for i in range(lo, hi):
+        r = predict_row(model, X, i, theta, basis) - y[i]
+        f = _add_rho(f, loss, r, delta, w, i)
+        if want_grad:
+            _accumulate_row(model, X, i, _psi_w(loss, r, delta, w, i), basis, acc)
     return f
 
 
@@ -573,6 +688,21 @@ def _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
                       part_t[b, :p1])
 
 
+@njit(**_jit_inline)
+def _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t,
+             w):
+    """``_block`` with sample weights (``_rows_w``)."""
+    rb = _block_rows(X)
+    lo = b * rb
+    hi = min(lo + rb, X.shape[0])
+    p1 = theta.shape[0]
+    acc = part_g[b, :p1]  # the rows of part_g and part_t are padded (``_padded``)
+    for j in range(p1):
+        acc[j] = 0.0
+    part_f[b] = _rows_w(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc,
+                        part_t[b, :p1], w)
+
+
 @njit(**_jit_par)
 def _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
                      part_t):
@@ -580,10 +710,26 @@ def _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, 
         _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t)
 
 
+@njit(**_jit_par)
+def _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
+                       part_t, w):
+    for b in prange(part_f.shape[0]):
+        _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, w)
+
+
 @njit(**_jit)
-def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc):
-    """One pass over all rows; returns sum rho, acc = sum psi dpred (block order)."""
-    if X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1:
+def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w):
+    """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order)."""
+    par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
+    if w is not None:
+        if par:
+            _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
+                               part_g, part_t, w)
+        else:
+            for b in range(part_f.shape[0]):
+                _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
+                         part_t, w)
+    elif par:
         _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
                          part_t)
     else:
@@ -602,17 +748,17 @@ def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, pa
 
 @njit(**_jit)
 def _objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
-                    part_f, part_g, part_t, acc):
-    n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc)
+                    part_f, part_g, part_t, acc, w):
+    n = X.shape[0]  # weighted too: the sums are divided by the row count
+    f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc, w)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return f / n + _penalty(theta, l2w)
 
 
 @njit(**_jit)
-def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc):
+def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w):
     n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc)
+    f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc, w)
     return f / n + _penalty(theta, l2w)
 
 
@@ -633,17 +779,17 @@ def _buffers(X, theta):
 
 
 @njit(**_jit)
-def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad):
+def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
     part_f, part_g, part_t, acc = _buffers(X, theta)
     return _objective_grad(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, fit_icpt,
-                           grad, part_f, part_g, part_t, acc)
+                           grad, part_f, part_g, part_t, acc, w)
 
 
 @njit(**_jit)
-def _objective_entry(model, loss, X, y, theta, basis, delta, l2w):
+def _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w):
     part_f, part_g, part_t, acc = _buffers(X, theta)
     return _objective(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, part_f, part_g,
-                      part_t, acc)
+                      part_t, acc, w)
 
 
 @intrinsic
@@ -660,22 +806,24 @@ def _readonly(typingctx, arr):
 
 
 @njit(**_jit_inline)
-def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch):
-    """acc = sum over rows idx[start:stop] of psi dpred; optionally prefetches rows ahead."""
+def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w):
+    """acc = sum over rows idx[start:stop] of w psi dpred (``w`` None: no weights);
+    optionally prefetches rows ahead."""
     for j in range(acc.shape[0]):
         acc[j] = 0.0
     if prefetch:
-        _prefetch_rows(X, y, idx, start + PREFETCH_FAR, stop + PREFETCH_FAR, False)
-        _prefetch_rows(X, y, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
+        _prefetch_rows(X, y, w, idx, start + PREFETCH_FAR, stop + PREFETCH_FAR, False)
+        _prefetch_rows(X, y, w, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
     for q in range(start, stop):
         i = idx[q]
         r = predict_row(model, X, i, theta, basis) - y[i]
-        _accumulate_row(model, X, i, psi(loss, r, delta), basis, acc)
+        _accumulate_row(model, X, i, _psi_w(loss, r, delta, w, i), basis, acc)
 
 
 @njit(**_jit_inline)
-def _prefetch_rows(X, y, idx, qlo, qhi, near):
-    """Request the cache lines of rows idx[qlo:qhi] (clipped to the order).
+def _prefetch_rows(X, y, w, idx, qlo, qhi, near):
+    """Request the cache lines of rows idx[qlo:qhi] (clipped to the order), and
+    their ``y`` and weight (``w`` not None).
 
     Stochastic batches visit rows in a random order known in advance: rows
     ``PREFETCH_FAR`` positions ahead are requested into L2 and again
@@ -695,18 +843,23 @@ def _prefetch_rows(X, y, idx, qlo, qhi, near):
                 _prefetch_l1(a)
                 a += 64
             _prefetch_l1(ybase + row * y.itemsize)
+            if w is not None:
+                _prefetch_l1(_address(w) + row * w.itemsize)
         else:
             while a < end:
                 _prefetch_l2(a)
                 a += 64
             _prefetch_l2(ybase + row * y.itemsize)
+            if w is not None:
+                _prefetch_l2(_address(w) + row * w.itemsize)
 
 
 @njit(**_jit)
 def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
-                grad):
+                grad, w):
     acc = np.empty(theta.shape[0])
-    _batch_acc(model, loss, X, y, theta, _basis_dt(X, basis), delta, idx, start, stop, acc, True)
+    _batch_acc(model, loss, X, y, theta, _basis_dt(X, basis), delta, idx, start, stop, acc, True,
+               w)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
 
 
@@ -714,6 +867,8 @@ def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, star
 # design rows a_i = [features, 1] (poly: [u**1, ..., u**p, 1]), G = A^T A,
 # c = A^T y and S = y^T y, all in float64:
 #   sum_i r_i a_i = G theta - c,   sum_i r_i**2 = S + theta . (G theta - 2 c).
+# With sample weights, G = A^T W A, c = A^T W y, S = y^T W y (W = diag(w)) give
+# sum_i w_i r_i a_i and sum_i w_i r_i**2 the same way.
 # ``run`` gathers them in one pass and then every epoch costs O(p**2): the
 # same objective and gradient as a pass over the rows, up to rounding.
 # Polynomial: G[j, k] = M[pow_j + pow_k] from the moments M[m] = sum u**m
@@ -723,11 +878,13 @@ def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, star
 
 
 @njit(**_jit)
-def _moment_rows(X, y, basis, lo, hi, mom):
+def _moment_rows(X, y, basis, lo, hi, mom, w):
     """mom += [M[0..2p], sum y u**(0..p), S] over rows lo..hi-1.
 
     Rows go in chunks of ``_CHUNK``: the chunk's u and running powers sit in
     small buffers and every power's sum is one SIMD reduction over the chunk.
+    Weighted (``w`` not None): the running powers start at w_i instead of 1
+    (w_i u**m, float64), so every moment is a weighted one; S sums y (w y).
     """
     p = (mom.shape[0] - 4) // 3
     q = 2 * p + 1
@@ -739,11 +896,18 @@ def _moment_rows(X, y, basis, lo, hi, mom):
     for c0 in range(lo, hi, _CHUNK):
         L = min(_CHUNK, hi - c0)
         sy2 = 0.0
-        for k in range(L):
-            u[k] = float((X[c0 + k, 0] - sh) * sc)  # u as the reference forms it; powers in float64
-            yy[k] = float(y[c0 + k])
-            pw[k] = 1.0
-            sy2 += yy[k] * yy[k]
+        if w is not None:
+            for k in range(L):
+                u[k] = float((X[c0 + k, 0] - sh) * sc)
+                yy[k] = float(y[c0 + k])
+                pw[k] = np.float64(w[c0 + k])
+                sy2 += yy[k] * (pw[k] * yy[k])
+        else:
+            for k in range(L):
+                u[k] = float((X[c0 + k, 0] - sh) * sc)  # u as the reference forms it; powers in float64
+                yy[k] = float(y[c0 + k])
+                pw[k] = 1.0
+                sy2 += yy[k] * yy[k]
         mom[mom.shape[0] - 1] += sy2
         for m in range(q):
             sm = 0.0
@@ -760,17 +924,35 @@ def _moment_rows(X, y, basis, lo, hi, mom):
 
 
 @njit(**_jit)
-def _gram_rows(X, y, lo, hi, st, wide):
+def _gram_rows(X, y, lo, hi, st, wide, w):
     """st += [G (upper triangle, row major, (p+1)**2), c, S] over rows lo..hi-1.
 
     ``wide``: every product in float64 (``lsq_stats``, the reference's sums).
     Otherwise, for ``run``'s shortcut, float32 data multiply in float32 (numba's
     ``float()`` keeps a float32 a float32) at twice the SIMD width; float64
-    data take the same path either way.
+    data take the same path either way.  Weighted (``w`` not None): every
+    product in float64 either way, row i's x_j w_i formed first (then times
+    x_k and y_i), S summing y_i (y_i w_i).
     """
     p = X.shape[1]
     p1 = p + 1
     off_c = p1 * p1
+    if w is not None:
+        for i in range(lo, hi):
+            wi = np.float64(w[i])
+            yi = np.float64(y[i])
+            yw = yi * wi
+            for j in range(p):
+                xw = np.float64(X[i, j]) * wi
+                row = j * p1
+                for k in range(j, p):
+                    st[row + k] += xw * np.float64(X[i, k])
+                st[row + p] += xw
+                st[off_c + j] += yi * xw
+            st[off_c - 1] += wi
+            st[off_c + p] += yw
+            st[off_c + p1] += yi * yw
+        return
     if wide and X.itemsize < 8:
         for i in range(lo, hi):
             yi = np.float64(y[i])
@@ -800,26 +982,27 @@ def _gram_rows(X, y, lo, hi, st, wide):
 
 
 @njit(**_jit)
-def _stat_rows(model, X, y, basis, lo, hi, st, wide):
+def _stat_rows(model, X, y, basis, lo, hi, st, wide, w):
     if model == 1:
-        _moment_rows(X, y, basis, lo, hi, st)
+        _moment_rows(X, y, basis, lo, hi, st, w)
     else:
-        _gram_rows(X, y, lo, hi, st, wide)
+        _gram_rows(X, y, lo, hi, st, wide, w)
 
 
 @njit(**_jit_par)
-def _stats_parallel(model, X, y, basis, rb, part, size, wide):
+def _stats_parallel(model, X, y, basis, rb, part, size, wide, w):
     n = X.shape[0]
     for b in prange(part.shape[0]):
         lo = b * rb
         acc = part[b, :size]  # rows padded (``_padded``)
         acc[:] = 0.0
-        _stat_rows(model, X, y, basis, lo, min(lo + rb, n), acc, wide)
+        _stat_rows(model, X, y, basis, lo, min(lo + rb, n), acc, wide, w)
 
 
 @njit(**_jit)
-def _lsq_stats(model, X, y, basis, p, wide):
-    """G, c, S of the least-squares objective, one (parallel) pass over the rows."""
+def _lsq_stats(model, X, y, basis, p, wide, w):
+    """G, c, S of the least-squares objective, one (parallel) pass over the rows
+    (weighted by ``w`` unless it is None)."""
     n = X.shape[0]
     p1 = p + 1
     if model == 1:
@@ -831,11 +1014,11 @@ def _lsq_stats(model, X, y, basis, p, wide):
     nb = (n + rb - 1) // rb
     part = np.empty((nb, _padded(size, 8)))
     if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
-        _stats_parallel(model, X, y, basis, rb, part, size, wide)
+        _stats_parallel(model, X, y, basis, rb, part, size, wide, w)
     else:
         for b in range(nb):
             part[b, :] = 0.0
-            _stat_rows(model, X, y, basis, b * rb, min(b * rb + rb, n), part[b, :size], wide)
+            _stat_rows(model, X, y, basis, b * rb, min(b * rb + rb, n), part[b, :size], wide, w)
     st = np.zeros(size)
     for b in range(nb):
         for m in range(size):
@@ -860,12 +1043,100 @@ def _lsq_stats(model, X, y, basis, p, wide):
 
 
 @njit(**_jit)
-def _lsq_stats_entry(model, X, y, basis, p):
-    return _lsq_stats(model, X, y, _basis_dt(X, basis), p, True)
+def _lsq_stats_entry(model, X, y, basis, p, w):
+    return _lsq_stats(model, X, y, _basis_dt(X, basis), p, True, w)
+
+
+# The shortcut's overflow test with sample weights (as the Cython backend's).
+# Without them no r_i**2 exceeds sum r**2 (see _objective_grad_lsq); with them
+# the statistics give sum w r**2, which bounds r_i**2 only through w_i:
+# r_i**2 <= sum w r**2 / w_i.  When every weight is >= WLIGHT that holds with
+# wh = min(w).  Otherwise the rows >= WLIGHT take wh = WLIGHT, and the lighter
+# rows (weight 0 too: the reference's 0 * inf is NaN, a divergence as well)
+# are bounded through their largest |y| and |features|:
+# |r_i| <= max|y| + |theta_p| + sum_j |theta_j| max|a_ij| (poly: a_ij = u**(j+1),
+# with max|y| and max|u| over all rows).
+WLIGHT = 0.0625
+
+
+@njit(**_jit)
+def _lsq_guard(model, X, y, w, basis, p):
+    """guard = [min(1, wh), max|y| (-1: no light rows), max|a_ij| (j < p)] (float64),
+    once per ``run``: one read of w, and only with light rows, of y and x (poly) or
+    of the light rows (linear)."""
+    guard = np.zeros(p + 2)
+    guard[1] = -1.0
+    wmin = math.inf
+    for i in range(w.shape[0]):
+        wmin = min(wmin, np.float64(w[i]))
+    if wmin >= WLIGHT:
+        guard[0] = min(wmin, 1.0)
+        return guard
+    guard[0] = WLIGHT
+    if model == 1:
+        ym = 0.0
+        um = 0.0
+        for i in range(X.shape[0]):
+            ym = max(ym, abs(np.float64(y[i])))
+            um = max(um, abs(np.float64(_u(X, i, basis))))
+        guard[1] = ym
+        guard[2] = um
+        for j in range(1, p):
+            guard[2 + j] = guard[1 + j] * um
+        return guard
+    for i in range(X.shape[0]):
+        if np.float64(w[i]) >= WLIGHT:
+            continue
+        guard[1] = max(guard[1], abs(np.float64(y[i])))
+        for j in range(p):
+            guard[2 + j] = max(guard[2 + j], abs(np.float64(X[i, j])))
+    return guard
+
+
+def _weight_guard(model, X, y, basis, p, w, want):
+    """``_lsq_guard`` of the weights when ``want`` (an empty array otherwise), or
+    None without weights."""
+
+
+def _guard_ok(guard, theta, sr2, big):
+    """No r_i**2 can overflow: sr2 <= big wh and the light rows' bound squared
+    <= big (``guard`` of ``_lsq_guard``); True without weights (None)."""
+
+
+@overload(_weight_guard)
+def _weight_guard_typed(model, X, y, basis, p, w, want):
+    if isinstance(w, types.NoneType):
+        return lambda model, X, y, basis, p, w, want: None
+
+    def guard(model, X, y, basis, p, w, want):
+        if want:
+            return _lsq_guard(model, X, y, w, basis, p)
+        return np.zeros(0)
+
+    return guard
+
+
+@overload(_guard_ok)
+def _guard_ok_typed(guard, theta, sr2, big):
+    if isinstance(guard, types.NoneType):
+        return lambda guard, theta, sr2, big: True
+
+    def ok(guard, theta, sr2, big):
+        if not sr2 <= big * guard[0]:
+            return False
+        if guard[1] < 0:
+            return True
+        p = theta.shape[0] - 1
+        rb = guard[1] + abs(np.float64(theta[p]))
+        for j in range(p):
+            rb += abs(np.float64(theta[j])) * guard[2 + j]
+        return rb * rb <= big
+
+    return ok
 
 
 @njit(**_jit_inline)
-def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, strict):
+def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, strict, guard):
     """objective_grad for MSE over all rows, in O(p**2) from G, c, S.
 
     Returns NaN when the shortcut cannot stand for the pass over the rows:
@@ -883,7 +1154,9 @@ def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, s
     step at the noise floor stops the fit either way): neither fallback.
     With ``strict`` nonzero, a sum of squares below 1e-6 S (lost to
     cancellation) takes the pass as well.  ``strict`` 0 (no preconditioner,
-    diagonal ``l2w``): the shortcut as it always was.
+    diagonal ``l2w``): the shortcut as it always was.  ``guard``: None, or
+    with sample weights (G, c, S weighted) the bounds of ``_lsq_guard``, which
+    the overflow test then also checks.
     """
     p1 = theta.shape[0]
     sr2 = S
@@ -907,7 +1180,8 @@ def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, s
     # sum r**2 comes out of a cancellation between terms of size S, so its
     # rounding error is about eps64 * S; below 1e-6 * S (an almost exact fit)
     # the pass over the rows is taken, and the loss keeps its precision.
-    if tiny or not sr2 <= big or (strict != 0 and sr2 < 1e-6 * S):
+    if (tiny or not sr2 <= big or not _guard_ok(guard, theta, sr2, big)
+            or (strict != 0 and sr2 < 1e-6 * S)):
         return math.nan
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     if strict > 0:
@@ -948,6 +1222,18 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return v
 
 
+def _w(w: np.ndarray | None, X: np.ndarray) -> np.ndarray | None:
+    """``w`` as the kernels take it: None, or a read-only C-contiguous (n,) array in
+    the data dtype (one array type per data dtype, so weighted calls compile
+    once more per dtype).  Raises ``ValueError`` for a shape other than (n,)."""
+    if w is None:
+        return None
+    w = np.asarray(w)
+    if w.shape != (X.shape[0],):
+        raise ValueError(f"w must have shape ({X.shape[0]},), got {w.shape}")
+    return _ro(np.ascontiguousarray(w, dtype=X.dtype))
+
+
 class _Parallel:
     """The context of every call into compiled code that may run in parallel.
 
@@ -984,8 +1270,21 @@ class _Parallel:
 
 def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                    basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
-                   grad: np.ndarray) -> float:
+                   grad: np.ndarray, w: np.ndarray | None = None) -> float:
     """Objective and gradient over all rows, one fused (parallel) pass.
+
+    Parameters
+    ----------
+    w : ndarray of shape (n,) in the data dtype, or None
+        Sample weights: row i's rho and psi are multiplied by ``w[i]``, the
+        sums still divided by n (the caller normalises ``w`` to mean 1).
+        None: unweighted.
+
+    Returns
+    -------
+    float
+        ``sum_i w_i rho(r_i) / n + penalty``; ``grad`` (the data dtype) gets
+        ``sum_i w_i psi(r_i) dpred_i / n + penalty gradient``.
 
     Examples
     --------
@@ -996,15 +1295,21 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     2.5
     >>> g.tolist()
     [-5.0, -3.0]
+    >>> _numba.objective_grad(0, 0, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2), 1, g,
+    ...                       w=np.array([0.0, 2.0]))
+    4.0
+    >>> g.tolist()
+    [-8.0, -4.0]
     """
     with _Parallel(X.size):
         return _objective_grad_entry(int(model), int(loss), _ro(X), _ro(y), theta,
-                                     _basis(basis), float(delta), l2w, int(fit_icpt), grad)
+                                     _basis(basis), float(delta), l2w, int(fit_icpt), grad,
+                                     _w(w, X))
 
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-              basis: Any, delta: float, l2w: np.ndarray) -> float:
-    """Objective over all rows.
+              basis: Any, delta: float, l2w: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Objective over all rows: ``sum_i w_i rho(r_i) / n + penalty`` (``w`` None: w_i = 1).
 
     Examples
     --------
@@ -1016,13 +1321,17 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     """
     with _Parallel(X.size):
         return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis),
-                                float(delta), l2w)
+                                float(delta), l2w, _w(w, X))
 
 
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
-               idx: np.ndarray, start: int, stop: int, grad: np.ndarray) -> None:
+               idx: np.ndarray, start: int, stop: int, grad: np.ndarray,
+               w: np.ndarray | None = None) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty).
+
+    With weights ``w`` (None: unweighted) each row's term is multiplied by
+    ``w[idx[k]]``, the sum still divided by ``stop - start``.
 
     Examples
     --------
@@ -1035,16 +1344,17 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
     [-8.0, -4.0]
     """
     _batch_grad(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis), float(delta),
-                l2w, int(fit_icpt), idx, int(start), int(stop), grad)
+                l2w, int(fit_icpt), idx, int(start), int(stop), grad, _w(w, X))
 
 
 def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
-              p: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """``G = A^T A``, ``c = A^T y`` and ``S = y^T y`` in float64, one (parallel) pass.
+              p: int, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """``G = A^T W A``, ``c = A^T W y`` and ``S = y^T W y`` in float64, one (parallel) pass.
 
     ``A`` is the design in the kernel's coordinates, rows ``a_i = [features, 1]``
     (poly: ``[u**1, ..., u**p, 1]``, ``u`` as in ``predict_row``, its powers in
-    float64).  Sums, not means; ``G`` is the full symmetric (p+1, p+1) matrix.
+    float64); ``W = diag(w)``, the weights converted to float64 (None: the
+    identity).  Sums, not means; ``G`` is the full symmetric (p+1, p+1) matrix.
     For the linear model ``p`` is ``X.shape[1]``.
 
     Examples
@@ -1054,11 +1364,15 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
     >>> G, c, S = _numba.lsq_stats(0, np.array([[1.0], [2.0]]), np.array([1.0, 3.0]), 1.0, 1)
     >>> G.tolist(), c.tolist(), S
     ([[5.0, 3.0], [3.0, 2.0]], [7.0, 4.0], 10.0)
+    >>> G, c, S = _numba.lsq_stats(0, np.array([[1.0], [2.0]]), np.array([1.0, 3.0]), 1.0, 1,
+    ...                            w=np.array([3.0, 0.5]))
+    >>> G.tolist(), c.tolist(), S
+    ([[5.0, 4.0], [4.0, 3.5]], [6.0, 4.5], 7.5)
     """
     if model == 0 and int(p) != X.shape[1]:
         raise ValueError(f"the linear model's p is X.shape[1] = {X.shape[1]}, got {p}")
     with _Parallel(X.size):
-        G, c, S = _lsq_stats_entry(int(model), _ro(X), _ro(y), _basis(basis), int(p))
+        G, c, S = _lsq_stats_entry(int(model), _ro(X), _ro(y), _basis(basis), int(p), _w(w, X))
     return G, c, float(S)
 
 
@@ -1119,8 +1433,9 @@ def _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, 
     """batch_grad + update for a batch of one row, without the float64 buffer.
 
     ``grad[j] = s dpred_i/dtheta_j / 1 + l2w[j] theta[j]``: the same numbers
-    as ``_finish`` on a one-row ``acc``.  Diagonal ``l2w`` and no
-    preconditioner only (``_epoch_rows`` checks).
+    as ``_finish`` on a one-row ``acc`` (``s``: psi, times the row's weight
+    when weighted).  Diagonal ``l2w`` and no preconditioner only
+    (``_epoch_rows`` checks).
     """
     p = theta.shape[0] - 1
     if model == 0:
@@ -1140,15 +1455,15 @@ def _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, 
 
 
 @njit(**_jit_inline)
-def _prefetch_ahead(X, y, idx, q, prefetch):
+def _prefetch_ahead(X, y, w, idx, q, prefetch):
     """Prefetch the rows ``PREFETCH_FAR`` and ``PREFETCH_NEAR`` positions after ``q``."""
     if prefetch:
-        _prefetch_rows(X, y, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
-        _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
+        _prefetch_rows(X, y, w, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
+        _prefetch_rows(X, y, w, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
 
 
 @njit(**_jit_inline)
-def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch):
+def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, w):
     """Single-sample plain gd on the linear model, rows idx[0..m-1]; returns (t, d).
 
     The step of sample q and the dot product of sample q+1 share one sweep
@@ -1159,6 +1474,7 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
     it, so a call continuing at that row takes exactly the steps of one call
     over both parts.  The gradient stays in registers (``grad`` is scratch
     for stochastic batches).  Diagonal ``l2w`` and no preconditioner only.
+    Weighted (``w`` not None): the step's psi times the row's weight.
     """
     n = idx.shape[0]
     p = theta.shape[0] - 1
@@ -1171,9 +1487,9 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
         for j in range(p):
             d += X[i, j] * theta[j]
     for q in range(m):
-        _prefetch_ahead(X, y, idx, q, prefetch)
+        _prefetch_ahead(X, y, w, idx, q, prefetch)
         r = (d + theta[p]) - y[i]
-        s = psi(loss, r, delta)
+        s = _psi_w(loss, r, delta, w, i)
         t += 1
         i_next = idx[q + 1] if q + 1 < n else i
         d = dt(0.0)
@@ -1234,17 +1550,17 @@ def _tree8(a0, a1, a2, a3, a4, a5, a6, a7, tail, p):
 
 
 @njit(**_jit_ordered)
-def _sample_grad_linear(loss, X, y, i, theta, delta, l2w, fit_icpt, grad):
+def _sample_grad_linear(loss, X, y, i, theta, delta, l2w, fit_icpt, grad, w):
     """grad = the gradient of row i alone (``batch_grad`` over one row), linear model.
 
     The reference's rounding points: r = (x_i . coef + b) - y_i in the data
-    dtype (``_dot_ordered``), s = psi(r), grad_j = s x_ij + the penalty
-    gradient (float64 sum, stored in the data dtype), grad_p = s + its
-    penalty term or 0.  Diagonal or dense ``l2w``.
+    dtype (``_dot_ordered``), s = psi(r) (times w_i when ``w`` is not None),
+    grad_j = s x_ij + the penalty gradient (float64 sum, stored in the data
+    dtype), grad_p = s + its penalty term or 0.  Diagonal or dense ``l2w``.
     """
     p = theta.shape[0] - 1
     r = (_dot_ordered(X, i, theta, p) + theta[p]) - y[i]
-    s = psi(loss, r, delta)
+    s = _psi_w(loss, r, delta, w, i)
     for j in range(p):
         grad[j] = s * X[i, j] + _penalty_grad(l2w, theta, j)
     if fit_icpt:
@@ -1272,7 +1588,7 @@ def _pre_move(x, th, lw, a, b, s, gp, lr):
 
 @njit(**_jit_ordered)
 def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch,
-                       pre):
+                       pre, w):
     """``_sgd_gd_linear`` with the centre-and-scale preconditioner; returns (t, d).
 
     Per sample, the general path's steps -- ``_sample_grad_linear``, then
@@ -1293,6 +1609,7 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
     slower); split, the elementwise loop vectorizes.  The ordered sum s2, a
     chain of p dependent float64 adds per sample on the way to the next
     prediction, bounds the epoch.  Diagonal ``l2w`` and pre kind 1 only.
+    Weighted (``w`` not None): s = psi w_i, as in ``_sample_grad_linear``.
     """
     n = idx.shape[0]
     p = theta.shape[0] - 1
@@ -1307,9 +1624,9 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
     E = np.empty(p)
     P = np.empty(p, X.dtype)
     for q in range(m):
-        _prefetch_ahead(X, y, idx, q, prefetch)
+        _prefetch_ahead(X, y, w, idx, q, prefetch)
         r = (d + theta[p]) - y[i]
-        s = psi(loss, r, delta)
+        s = _psi_w(loss, r, delta, w, i)
         t += 1
         gp = dt(s + np.float64(l2w[p] * theta[p])) if fit_icpt else dt(0.0)
         gp64 = np.float64(gp)
@@ -1346,7 +1663,7 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
 
 @njit(**_jit)
 def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_icpt, hp,
-                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse):
+                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse, w):
     """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d).
 
     ``m`` is a multiple of ``batch_size`` or the end of the epoch.  ``d``
@@ -1359,26 +1676,28 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     ``l2w`` takes ``_sgd_gd_linear_pre`` when ``fuse`` (False: its general
     path, same bits; see ``FUSED_PRE``).  Otherwise every batch goes through
     the batch gradient (one row, linear model: ``_sample_grad_linear``) and
-    ``step`` (``gz``, ``dz``: its scratch).
+    ``step`` (``gz``, ``dz``: its scratch).  ``w``: the weights of the rows
+    of ``X`` (indexed as ``X`` is) or None; every path takes them.
     """
     diag = l2w.shape[0] == theta.shape[0]
     simple = diag and pre.shape[0] == 0
     if batch_size == 1 and simple and model == 0 and opt == 0:
         return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
-                              prefetch)
+                              prefetch, w)
     if batch_size == 1 and simple:
         for q in range(m):
-            _prefetch_ahead(X, y, idx, q, prefetch)
+            _prefetch_ahead(X, y, w, idx, q, prefetch)
             i = idx[q]
             r = predict_row(model, X, i, theta, basis) - y[i]
             t += 1
-            _sample_step(model, opt, X, i, psi(loss, r, delta), basis, theta, l2w, fit_icpt,
-                         grad, state, lr, hp, t)
+            _sample_step(model, opt, X, i, _psi_w(loss, r, delta, w, i), basis, theta, l2w,
+                         fit_icpt, grad, state, lr, hp, t)
         return t, d
     if simple:  # diagonal penalty, the update rule itself: the loop as it always was
         for start in range(0, m, batch_size):
             stop = min(start + batch_size, m)
-            _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch)
+            _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch,
+                       w)
             _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
             t += 1
             update(opt, theta, grad, state, lr, hp, t)
@@ -1386,16 +1705,16 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     if batch_size == 1 and model == 0:
         if fuse and opt == 0 and diag and pre_kind(pre) == 1:
             return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t,
-                                      d, prefetch, pre)
+                                      d, prefetch, pre, w)
         for q in range(m):
-            _prefetch_ahead(X, y, idx, q, prefetch)
-            _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad)
+            _prefetch_ahead(X, y, w, idx, q, prefetch)
+            _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
         return t, d
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
-        _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch)
+        _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w)
         _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
         t += 1
         step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
@@ -1441,20 +1760,48 @@ def _store_release(typingctx, arr, i, v):
     return types.void(arr, i, v), codegen
 
 
+def _weight_buffers(w, rows):
+    """The staging buffers of the weights, (2, rows + 1) in their dtype, or None
+    without weights (``w`` None)."""
+
+
+def _weight_chunk(ws, b):
+    """The staged weights of buffer b, read-only, or None without weights."""
+
+
+# Typed by the type of ``w`` / ``ws`` (see ``_add_rho``).
+
+@overload(_weight_buffers)
+def _weight_buffers_typed(w, rows):
+    if isinstance(w, types.NoneType):
+        return lambda w, rows: None
+    return lambda w, rows: np.empty((2, rows + 1), w.dtype)
+
+
+@overload(_weight_chunk)
+def _weight_chunk_typed(ws, b):
+    if isinstance(ws, types.NoneType):
+        return lambda ws, b: None
+    return lambda ws, b: _readonly(ws[b])
+
+
 @njit(**_jit_inline)
-def _stage_row(X, y, idx, q, lo, Xs, ys, ahead):
-    """Xs[q - lo], ys[q - lo] = X[idx[q]], y[idx[q]]; prefetches position q + ahead."""
+def _stage_row(X, y, w, idx, q, lo, Xs, ys, ws, b, ahead):
+    """Xs[q - lo], ys[q - lo] (and ws[b, q - lo] when ``w`` is not None) = X[idx[q]],
+    y[idx[q]] (w[idx[q]]); prefetches position q + ahead."""
     if q + ahead >= 0:
-        _prefetch_rows(X, y, idx, q + ahead, q + ahead + 1, False)
+        _prefetch_rows(X, y, w, idx, q + ahead, q + ahead + 1, False)
     i = idx[q]
     for j in range(X.shape[1]):
         Xs[q - lo, j] = X[i, j]
     ys[q - lo] = y[i]
+    if w is not None:
+        ws[b, q - lo] = w[i]
 
 
 @njit(**_jit_inline)
-def _stage(X, y, idx, lo, hi, Xs, ys, marks, back):
-    """Copy the rows of positions lo..hi-1 of ``idx`` into Xs, ys (row q to q - lo).
+def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
+    """Copy the rows of positions lo..hi-1 of ``idx`` into Xs, ys, ws[b] (row q to q - lo).
 
     Two threads share the work: one from the front (``back`` False), one
     from the back, each stopping where the other has got to.  No copy
@@ -1471,19 +1818,19 @@ def _stage(X, y, idx, lo, hi, Xs, ys, marks, back):
             if q < _load_acquire(marks, 0):
                 return
             _store_release(marks, 8, q)
-            _stage_row(X, y, idx, q, lo, Xs, ys, -STAGE_PREFETCH)
+            _stage_row(X, y, w, idx, q, lo, Xs, ys, ws, b, -STAGE_PREFETCH)
     else:
         for q in range(lo, hi):
             if q >= _load_acquire(marks, 8):
                 return
             _store_release(marks, 0, q + 1)
-            _stage_row(X, y, idx, q, lo, Xs, ys, STAGE_PREFETCH)
+            _stage_row(X, y, w, idx, q, lo, Xs, ys, ws, b, STAGE_PREFETCH)
 
 
 @njit(**_jit_par)
 def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis, delta,
                   l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch, pre, gz,
-                  dz, fuse):
+                  dz, fuse, w, ws):
     """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns t.
 
     The epoch goes in chunks of ``rows`` positions of ``idx`` (a multiple of
@@ -1496,7 +1843,9 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
     those of one ``_epoch_rows`` call over ``idx``.  ``prefetch`` is passed
     on to ``_epoch_rows`` (False: the buffers are read in address order; an
     argument rather than a constant, so both callers share one compilation),
-    and so are ``pre``, its scratch ``gz``, ``dz``, and ``fuse``.
+    and so are ``pre``, its scratch ``gz``, ``dz``, and ``fuse``.  The weights
+    ``w`` are staged with their rows into ``ws`` ((2, rows + 1); both None
+    without weights).
     """
     n = idx.shape[0]
     tb = np.empty(1, np.int64)
@@ -1505,7 +1854,7 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
     db[0] = math.nan
     marks = np.zeros(16, np.int64)
     marks[8] = n
-    _stage(X, y, idx, 0, min(rows + 1, n), Xs[0], ys[0], marks, False)
+    _stage(X, y, w, idx, 0, min(rows + 1, n), Xs[0], ys[0], ws, 0, marks, False)
     for c in range((n + rows - 1) // rows):
         lo = c * rows
         hi = min(lo + rows, n)
@@ -1520,8 +1869,8 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
                                            _readonly(ys[c % 2]), ident[:k], hi - lo, theta,
                                            basis, delta, l2w, fit_icpt, hp, state, lr,
                                            batch_size, grad, acc, tb[0], db[0], prefetch,
-                                           pre, gz, dz, fuse)
-            _stage(X, y, idx, hi, nxt, Xs[b], ys[b], marks, task == 0)
+                                           pre, gz, dz, fuse, _weight_chunk(ws, c % 2))
+            _stage(X, y, w, idx, hi, nxt, Xs[b], ys[b], ws, b, marks, task == 0)
     return tb[0]
 
 
@@ -1631,12 +1980,20 @@ def step(opt, theta, grad, state, lr, hp, t, pre, gz, dz):
 
 @njit(**_jit_inline)
 def schedule(sched, lr0, sched_hp, epoch):
-    """Learning rate of (0-based) ``epoch``."""
+    """Learning rate of (0-based) ``epoch``.
+
+    ``sched_hp = [power_t, gamma]`` or ``[power_t, gamma, offset]``: the
+    schedule counts epochs from ``offset`` (a whole number; a fit continuing
+    an earlier one passes the epochs already run), so epoch ``e`` takes
+    ``lr0`` (constant), ``lr0 / (e + offset + 1)**power_t`` (invscaling) or
+    ``lr0 * gamma**(e + offset)`` (exponential).
+    """
     if sched == 0:
         return lr0
+    e = epoch + (sched_hp[2] if sched_hp.shape[0] > 2 else 0.0)
     if sched == 1:
-        return lr0 / (epoch + 1.0) ** sched_hp[0]
-    return lr0 * sched_hp[1] ** float(epoch)
+        return lr0 / (e + 1.0) ** sched_hp[0]
+    return lr0 * sched_hp[1] ** e
 
 
 # ---------------------------------------------------------------- epoch loop
@@ -1674,7 +2031,7 @@ def _converged(theta, theta_prev, tol, pre, z, zp):
 def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
          sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
          grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-         stage_rows, fuse):
+         stage_rows, fuse, w):
     bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
     p = theta.shape[0] - 1
@@ -1693,19 +2050,30 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
     prefetch = not staged  # staged rows are read in address order
     Xs = np.empty((2, stage_rows + 1, X.shape[1]), X.dtype)
     ys = np.empty((2, stage_rows + 1), y.dtype)
+    ws = _weight_buffers(w, stage_rows)
     ident = np.empty(stage_rows + 1, order.dtype)
     for q in range(ident.shape[0]):
         ident[q] = q
     t = t0
     # Full-batch least squares: one pass for G, c, S (none when the caller has
-    # them: ``stats``), then every epoch is O(p**2).
-    use_lsq = full and loss == 0 and (model == 1 or have_stats or n_epochs > p + 1)
+    # them: ``stats``), then every epoch is O(p**2).  Weighted: the weighted
+    # statistics (the caller's ``stats`` are too).  The linear model's own Gram
+    # pass only for a rule that is not adaptive (as the Cython backend):
+    # adaptive rules (opt >= 3) scale each coordinate's gradient to a step of
+    # about lr whatever its size, so a coordinate at its optimum steps by the
+    # sign of rounding noise, and the Gram matrix's noise is not the row
+    # pass's: the path would depend on how many epochs one call runs (a fit
+    # continued epoch by epoch must equal one fit).
+    use_lsq = full and loss == 0 and (model == 1 or have_stats
+                                      or (n_epochs > p + 1 and opt < 3))
     if use_lsq and have_stats:
         G, c, S = stats_G, stats_c, stats_S
     elif use_lsq:
-        G, c, S = _lsq_stats(model, X, y, bs, p, False)
+        G, c, S = _lsq_stats(model, X, y, bs, p, False, w)
     else:
         G, c, S = np.empty((0, 0)), np.empty(0), 0.0
+    # weighted statistics bound each residual only through its weight
+    guard = _weight_guard(model, X, y, bs, p, w, use_lsq)
     if X.itemsize == 4:
         big, eps = 0.5 * 3.4028234663852886e38, 64.0 * 1.1920928955078125e-07
     else:
@@ -1726,12 +2094,12 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
         f = math.nan
         if use_lsq:
             f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps,
-                                    strict)
+                                    strict, guard)
         if math.isnan(f):
             f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt, grad,
-                                part_f, part_g, part_t, acc)
+                                part_f, part_g, part_t, acc, w)
     elif need_obj:
-        f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc)
+        f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc, w)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -1754,23 +2122,23 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
             f = math.nan
             if use_lsq:
                 f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big,
-                                        eps, strict)
+                                        eps, strict, guard)
             if math.isnan(f):
                 f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt,
-                                    grad, part_f, part_g, part_t, acc)
+                                    grad, part_f, part_g, part_t, acc, w)
         else:
             idx = order[k]
             if staged:
                 t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
                                   bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
-                                  acc, t, prefetch, pre, gz, dz, fuse)
+                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws)
             else:
                 t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
                                    fit_icpt, hp, state, lr, batch_size, grad, acc, t,
-                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse)
+                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w)
             if need_obj:
                 f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t,
-                               acc)
+                               acc, w)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
@@ -1793,16 +2161,30 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         batch_size: int, order: np.ndarray, tol: float, need_obj: int,
         grad: np.ndarray, f0: float,
         hist_loss: np.ndarray, hist_params: np.ndarray,
-        pre: np.ndarray | None = None, stats: tuple | None = None) -> tuple[int, int, int, float]:
+        pre: np.ndarray | None = None, stats: tuple | None = None,
+        w: np.ndarray | None = None) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     Exactly the reference's ``run`` (``fastgd.backends._numpy.run``), the
-    whole loop in compiled code.  ``pre``: the preconditioner (None or
-    ``(0, p+1)``: none; ``(2, p+1)`` centre-and-scale; ``(2(p+1), p+1)``
-    dense), see the "preconditioned step" section.  ``stats``:
-    ``lsq_stats(model, X, y, basis, p)`` of these arrays, already computed;
-    full-batch MSE then takes the least-squares shortcut with them instead
-    of its own pass over the rows.
+    whole loop in compiled code.
+
+    Parameters
+    ----------
+    sched_hp : ndarray of float64, shape (2,) or (3,)
+        ``[power_t, gamma]`` or ``[power_t, gamma, offset]``: epoch ``e``
+        takes the learning rate of epoch ``e + offset`` (see ``schedule``).
+    pre : ndarray of float64 or None
+        The preconditioner (None or ``(0, p+1)``: none; ``(2, p+1)``
+        centre-and-scale; ``(2(p+1), p+1)`` dense), see the "preconditioned
+        step" section.
+    stats : tuple or None
+        ``lsq_stats(model, X, y, basis, p, w=w)`` of these arrays, already
+        computed; full-batch MSE then takes the least-squares shortcut with
+        them instead of its own pass over the rows.
+    w : ndarray of shape (n,) in the data dtype, or None
+        Sample weights, in every pass (full batch, mini-batches, single
+        samples, the objective, the least-squares shortcut); sums are still
+        divided by the number of rows.  None: unweighted.
 
     Examples
     --------
@@ -1834,7 +2216,7 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                     l2w, int(fit_icpt), int(opt), hp, state, int(t0), int(sched), float(lr0),
                     sched_hp, int(epoch0), int(n_epochs), int(batch_size), order, float(tol),
                     int(need_obj), grad, float(f0), hist_loss, hist_params, pre, G0, c0, S0,
-                    have_stats, _stage_rows(X, int(batch_size)), bool(FUSED_PRE))
+                    have_stats, _stage_rows(X, int(batch_size)), bool(FUSED_PRE), _w(w, X))
 
 
 def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
@@ -1920,6 +2302,7 @@ def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.
     When ``fun`` and ``grad`` are numba-jitted functions the whole loop is
     compiled (once per pair of functions); otherwise, or when numba cannot
     compile the loop for them, this is the reference's Python loop.
+    ``sched_hp`` may carry the schedule's epoch offset (see ``schedule``).
     """
     if _is_jitted(fun) and _is_jitted(grad):
         try:
