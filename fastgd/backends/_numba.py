@@ -69,14 +69,15 @@ schedule -> epoch loop -> minimize loop.
   compiled from the code they had before weights, with the same bits and
   speed, and the weighted ones are compiled separately, once per dtype, at
   the first weighted call.  Each row's rho and psi are multiplied by w_i in
-  float64 (``_add_rho``, ``_psi_w``), and sums are still divided by the
-  row count.  Every path takes the weights: the full pass (``_rows_w``, a
-  copy of ``_rows``, so that the source inlined into the unweighted
+  float64, and sums are still divided by the row count.  Every path takes
+  the weights, none falls back to a slower one: the full pass (``_rows_w``,
+  a copy of ``_rows``, so that the source inlined into the unweighted
   parallel pass stays as it was), mini-batches, the fused single-sample
   steps (``_sgd_gd_linear``, ``_sgd_gd_linear_pre``: one product per
-  sample), staged epochs (the weights staged with their rows) and the
-  least-squares shortcut (weighted moments and Gram matrix, or the caller's
-  weighted ``stats``); none falls back to a slower path.
+  sample, the weight prefetched with the row), staged epochs (the weights
+  staged with their rows) and the least-squares shortcut (weighted moments
+  and Gram matrix, or the caller's weighted ``stats``, with an overflow
+  guard: ``_lsq_guard``).
 * ``schedule`` takes an optional epoch offset, ``sched_hp[2]`` (a fit
   continuing an earlier one keeps its schedule while its epochs restart).
 * Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
@@ -367,29 +368,16 @@ def psi(loss, r, delta):
 # rho(r_i) w_i and psi(r_i) w_i, each product in float64 from the float64 rho
 # / psi above (for float64 data the reference's products exactly; for float32
 # data MSE's psi w_i rounds to the same float32 as the reference's, and
-# rho w_i keeps more bits).  ``w is None`` is decided when numba compiles: a
-# None ``w`` is a type of its own, for which numba prunes the weighted
-# branches before typing, so the unweighted kernels are the code they were
-# without weights (a variable never holds None or an array by turns: that
-# would be an optional type; ``_weight_buffers`` and the like are typed
-# instead).
-
-
-@njit(**_jit_inline)
-def _add_rho(f, loss, r, delta, w, i):
-    """``f + rho(r) * w[i]``, or ``f + rho(r)`` without weights (float64)."""
-    if w is None:
-        return f + rho(loss, r, delta)
-    return f + rho(loss, r, delta) * np.float64(w[i])
-
-
-@njit(**_jit_inline)
-def _psi_w(loss, r, delta, w, i):
-    """``psi(r) * w[i]``, or ``psi(r)`` without weights (float64)."""
-    if w is None:
-        return psi(loss, r, delta)
-    return psi(loss, r, delta) * np.float64(w[i])
-
+# rho w_i keeps more bits).  Weighted or not is decided when numba compiles:
+# a None ``w`` is a type of its own, for which numba prunes every
+# ``if w is not None`` block before typing, so the unweighted kernels are the
+# code they were without weights.  In the row loops the weight is read in
+# place (``w[i]``), not through a helper taking ``w``: an array passed to an
+# inlined function inside a loop costs numba's reference counting there (an
+# atomic increment and decrement per row), so the prefetches of the weights
+# take their address as an integer (``_weight_address``).  No variable holds
+# None or an array by turns (an optional type): such choices are typed
+# (``_weight_buffers`` and the like).
 
 # ---------------------------------------------------------------- model
 # model 0: linear  pred = X[i] @ coef + b          (dot product in the data dtype)
@@ -582,7 +570,7 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
 @njit(**_jit_inline)
 def _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, part, w):
     """``_rows_linear`` with sample weights: each row's rho and psi times its
-    weight (``_add_rho``, ``_psi_w``); the sweeps over the rows are the same.
+    weight (float64); the sweeps over the rows are the same.
 
     A copy, not a flag: the unweighted loops, inlined into the parallel pass,
     stay exactly the source they were.  LLVM's fast-math code for that pass
@@ -606,12 +594,14 @@ def _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, part, w):
             d1 += X[i1, j] * theta[j]
         r0 = (d0 + b) - y[k]
         r1 = (d1 + b) - y[i1]
-        f = _add_rho(f, loss, r0, delta, w, k)
-        s0 = _psi_w(loss, r0, delta, w, k)
+        w0 = np.float64(w[k])
+        f += rho(loss, r0, delta) * w0
+        s0 = psi(loss, r0, delta) * w0
         s1 = 0.0
         if i1 > k:
-            f = _add_rho(f, loss, r1, delta, w, i1)
-            s1 = _psi_w(loss, r1, delta, w, i1)
+            w1 = np.float64(w[i1])
+            f += rho(loss, r1, delta) * w1
+            s1 = psi(loss, r1, delta) * w1
         if want_grad:
             e0, e1 = dt(s0), dt(s1)
             for j in range(p):
@@ -657,9 +647,10 @@ def _rows_w(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp,
     f = 0.0
     for i in range(lo, hi):
         r = predict_row(model, X, i, theta, basis) - y[i]
-        f = _add_rho(f, loss, r, delta, w, i)
+        wi = np.float64(w[i])
+        f += rho(loss, r, delta) * wi
         if want_grad:
-            _accumulate_row(model, X, i, _psi_w(loss, r, delta, w, i), basis, acc)
+            _accumulate_row(model, X, i, psi(loss, r, delta) * wi, basis, acc)
     return f
 
 
@@ -812,18 +803,28 @@ def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, pr
     for j in range(acc.shape[0]):
         acc[j] = 0.0
     if prefetch:
-        _prefetch_rows(X, y, w, idx, start + PREFETCH_FAR, stop + PREFETCH_FAR, False)
-        _prefetch_rows(X, y, w, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
+        _prefetch_rows(X, y, idx, start + PREFETCH_FAR, stop + PREFETCH_FAR, False)
+        _prefetch_rows(X, y, idx, start + PREFETCH_NEAR, stop + PREFETCH_NEAR, True)
+    if w is not None:
+        wa, wsz = _weight_address(w)
+        last = idx.shape[0] - 1
+        for q in range(start, stop):
+            i = idx[q]
+            if prefetch:
+                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
+                                 idx[min(q + PREFETCH_NEAR, last)])
+            r = predict_row(model, X, i, theta, basis) - y[i]
+            _accumulate_row(model, X, i, psi(loss, r, delta) * np.float64(w[i]), basis, acc)
+        return
     for q in range(start, stop):
         i = idx[q]
         r = predict_row(model, X, i, theta, basis) - y[i]
-        _accumulate_row(model, X, i, _psi_w(loss, r, delta, w, i), basis, acc)
+        _accumulate_row(model, X, i, psi(loss, r, delta), basis, acc)
 
 
 @njit(**_jit_inline)
-def _prefetch_rows(X, y, w, idx, qlo, qhi, near):
-    """Request the cache lines of rows idx[qlo:qhi] (clipped to the order), and
-    their ``y`` and weight (``w`` not None).
+def _prefetch_rows(X, y, idx, qlo, qhi, near):
+    """Request the cache lines of rows idx[qlo:qhi] (clipped to the order).
 
     Stochastic batches visit rows in a random order known in advance: rows
     ``PREFETCH_FAR`` positions ahead are requested into L2 and again
@@ -843,15 +844,31 @@ def _prefetch_rows(X, y, w, idx, qlo, qhi, near):
                 _prefetch_l1(a)
                 a += 64
             _prefetch_l1(ybase + row * y.itemsize)
-            if w is not None:
-                _prefetch_l1(_address(w) + row * w.itemsize)
         else:
             while a < end:
                 _prefetch_l2(a)
                 a += 64
             _prefetch_l2(ybase + row * y.itemsize)
-            if w is not None:
-                _prefetch_l2(_address(w) + row * w.itemsize)
+
+
+def _weight_address(w):
+    """(address, itemsize) of the weights as integers, for ``_prefetch_weight``;
+    (0, 0) without weights."""
+
+
+@overload(_weight_address)
+def _weight_address_typed(w):
+    if isinstance(w, types.NoneType):
+        return lambda w: (0, 0)
+    return lambda w: (_address(w), np.int64(w.itemsize))
+
+
+@njit(**_jit_inline)
+def _prefetch_weight(wa, wsz, far, near):
+    """Request the weights of rows ``far`` (into L2) and ``near`` (into L1), the
+    weights at address ``wa``, ``wsz`` bytes each (see ``_prefetch_rows``)."""
+    _prefetch_l2(wa + far * wsz)
+    _prefetch_l1(wa + near * wsz)
 
 
 @njit(**_jit)
@@ -904,7 +921,8 @@ def _moment_rows(X, y, basis, lo, hi, mom, w):
                 sy2 += yy[k] * (pw[k] * yy[k])
         else:
             for k in range(L):
-                u[k] = float((X[c0 + k, 0] - sh) * sc)  # u as the reference forms it; powers in float64
+                # u as the reference forms it; powers in float64
+                u[k] = float((X[c0 + k, 0] - sh) * sc)
                 yy[k] = float(y[c0 + k])
                 pw[k] = 1.0
                 sy2 += yy[k] * yy[k]
@@ -1455,11 +1473,11 @@ def _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, 
 
 
 @njit(**_jit_inline)
-def _prefetch_ahead(X, y, w, idx, q, prefetch):
+def _prefetch_ahead(X, y, idx, q, prefetch):
     """Prefetch the rows ``PREFETCH_FAR`` and ``PREFETCH_NEAR`` positions after ``q``."""
     if prefetch:
-        _prefetch_rows(X, y, w, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
-        _prefetch_rows(X, y, w, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
+        _prefetch_rows(X, y, idx, q + PREFETCH_FAR, q + PREFETCH_FAR + 1, False)
+        _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
 
 
 @njit(**_jit_inline)
@@ -1474,7 +1492,8 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
     it, so a call continuing at that row takes exactly the steps of one call
     over both parts.  The gradient stays in registers (``grad`` is scratch
     for stochastic batches).  Diagonal ``l2w`` and no preconditioner only.
-    Weighted (``w`` not None): the step's psi times the row's weight.
+    Weighted (``w`` not None): the step's psi times the row's weight, the
+    weights prefetched with the rows.
     """
     n = idx.shape[0]
     p = theta.shape[0] - 1
@@ -1486,10 +1505,16 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
         d = dt(0.0)
         for j in range(p):
             d += X[i, j] * theta[j]
+    wa, wsz = _weight_address(w)
     for q in range(m):
-        _prefetch_ahead(X, y, w, idx, q, prefetch)
+        _prefetch_ahead(X, y, idx, q, prefetch)
         r = (d + theta[p]) - y[i]
-        s = _psi_w(loss, r, delta, w, i)
+        s = psi(loss, r, delta)
+        if w is not None:
+            if prefetch:
+                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)],
+                                 idx[min(q + PREFETCH_NEAR, n - 1)])
+            s = s * np.float64(w[i])
         t += 1
         i_next = idx[q + 1] if q + 1 < n else i
         d = dt(0.0)
@@ -1560,7 +1585,9 @@ def _sample_grad_linear(loss, X, y, i, theta, delta, l2w, fit_icpt, grad, w):
     """
     p = theta.shape[0] - 1
     r = (_dot_ordered(X, i, theta, p) + theta[p]) - y[i]
-    s = _psi_w(loss, r, delta, w, i)
+    s = psi(loss, r, delta)
+    if w is not None:
+        s = s * np.float64(w[i])
     for j in range(p):
         grad[j] = s * X[i, j] + _penalty_grad(l2w, theta, j)
     if fit_icpt:
@@ -1623,10 +1650,16 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
     B = pre[1]
     E = np.empty(p)
     P = np.empty(p, X.dtype)
+    wa, wsz = _weight_address(w)
     for q in range(m):
-        _prefetch_ahead(X, y, w, idx, q, prefetch)
+        _prefetch_ahead(X, y, idx, q, prefetch)
         r = (d + theta[p]) - y[i]
-        s = _psi_w(loss, r, delta, w, i)
+        s = psi(loss, r, delta)
+        if w is not None:
+            if prefetch:
+                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)],
+                                 idx[min(q + PREFETCH_NEAR, n - 1)])
+            s = s * np.float64(w[i])
         t += 1
         gp = dt(s + np.float64(l2w[p] * theta[p])) if fit_icpt else dt(0.0)
         gp64 = np.float64(gp)
@@ -1684,14 +1717,22 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     if batch_size == 1 and simple and model == 0 and opt == 0:
         return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
                               prefetch, w)
+    wa, wsz = _weight_address(w)
+    last = idx.shape[0] - 1
     if batch_size == 1 and simple:
         for q in range(m):
-            _prefetch_ahead(X, y, w, idx, q, prefetch)
+            _prefetch_ahead(X, y, idx, q, prefetch)
             i = idx[q]
             r = predict_row(model, X, i, theta, basis) - y[i]
             t += 1
-            _sample_step(model, opt, X, i, _psi_w(loss, r, delta, w, i), basis, theta, l2w,
-                         fit_icpt, grad, state, lr, hp, t)
+            s = psi(loss, r, delta)
+            if w is not None:
+                if prefetch:
+                    _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
+                                     idx[min(q + PREFETCH_NEAR, last)])
+                s = s * np.float64(w[i])
+            _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp,
+                         t)
         return t, d
     if simple:  # diagonal penalty, the update rule itself: the loop as it always was
         for start in range(0, m, batch_size):
@@ -1707,7 +1748,10 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
             return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t,
                                       d, prefetch, pre, w)
         for q in range(m):
-            _prefetch_ahead(X, y, w, idx, q, prefetch)
+            _prefetch_ahead(X, y, idx, q, prefetch)
+            if w is not None and prefetch:
+                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
+                                 idx[min(q + PREFETCH_NEAR, last)])
             _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
@@ -1769,7 +1813,7 @@ def _weight_chunk(ws, b):
     """The staged weights of buffer b, read-only, or None without weights."""
 
 
-# Typed by the type of ``w`` / ``ws`` (see ``_add_rho``).
+# Typed by the type of ``w`` / ``ws`` (see "Sample weights" above).
 
 @overload(_weight_buffers)
 def _weight_buffers_typed(w, rows):
@@ -1786,17 +1830,14 @@ def _weight_chunk_typed(ws, b):
 
 
 @njit(**_jit_inline)
-def _stage_row(X, y, w, idx, q, lo, Xs, ys, ws, b, ahead):
-    """Xs[q - lo], ys[q - lo] (and ws[b, q - lo] when ``w`` is not None) = X[idx[q]],
-    y[idx[q]] (w[idx[q]]); prefetches position q + ahead."""
+def _stage_row(X, y, idx, q, lo, Xs, ys, ahead):
+    """Xs[q - lo], ys[q - lo] = X[idx[q]], y[idx[q]]; prefetches position q + ahead."""
     if q + ahead >= 0:
-        _prefetch_rows(X, y, w, idx, q + ahead, q + ahead + 1, False)
+        _prefetch_rows(X, y, idx, q + ahead, q + ahead + 1, False)
     i = idx[q]
     for j in range(X.shape[1]):
         Xs[q - lo, j] = X[i, j]
     ys[q - lo] = y[i]
-    if w is not None:
-        ws[b, q - lo] = w[i]
 
 
 @njit(**_jit_inline)
@@ -1812,19 +1853,29 @@ def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
     (either order is safe), checks the other's mark before each row, and
     copies every position it has published before the parallel region ends.
     So every row is copied; a row may be copied twice, with the same bytes.
+    The weights (``w`` not None) go with their rows into ``ws[b]``.
     """
+    wa, wsz = _weight_address(w)
     if back:
         for q in range(hi - 1, lo - 1, -1):
             if q < _load_acquire(marks, 0):
                 return
             _store_release(marks, 8, q)
-            _stage_row(X, y, w, idx, q, lo, Xs, ys, ws, b, -STAGE_PREFETCH)
+            _stage_row(X, y, idx, q, lo, Xs, ys, -STAGE_PREFETCH)
+            if w is not None:
+                if q >= STAGE_PREFETCH:
+                    _prefetch_l2(wa + idx[q - STAGE_PREFETCH] * wsz)
+                ws[b, q - lo] = w[idx[q]]
     else:
         for q in range(lo, hi):
             if q >= _load_acquire(marks, 8):
                 return
             _store_release(marks, 0, q + 1)
-            _stage_row(X, y, w, idx, q, lo, Xs, ys, ws, b, STAGE_PREFETCH)
+            _stage_row(X, y, idx, q, lo, Xs, ys, STAGE_PREFETCH)
+            if w is not None:
+                if q + STAGE_PREFETCH < idx.shape[0]:
+                    _prefetch_l2(wa + idx[q + STAGE_PREFETCH] * wsz)
+                ws[b, q - lo] = w[idx[q]]
 
 
 @njit(**_jit_par)
