@@ -54,6 +54,16 @@ class Outcome:
     f: float
     hist_loss: np.ndarray
     hist_params: np.ndarray
+    #: ``f`` was not computed (nothing needed it): ``final_objective`` gives it.
+    lazy_f: bool = False
+
+
+def final_objective(prob: Problem, coords: Coordinates, theta: np.ndarray) -> float:
+    """The objective at ``theta`` (kernel coordinates): one pass; inf, never NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = prob.be.objective(prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis,
+                              prob.delta, coords.l2w, w=prob.w)
+    return math.inf if math.isnan(f) else float(f)
 
 
 def grow_history(hist_loss: np.ndarray, hist_params: np.ndarray, record: str, need: int,
@@ -148,12 +158,16 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     ``batch`` None is full batch.  ``state`` (optimizer slots, internal
     coordinates), the step counter ``t0`` and the schedule (from epoch
     ``epoch0``) continue from a previous fit; epochs and history count from 0.
-    The objective at the returned ``theta`` is in ``Outcome.f`` (computed here
-    when the kernels did not need it).  A diverged fit whose data hold NaN/inf
-    (``check_finite=False``) raises the named ``ValueError``.
+    The objective at the returned ``theta`` is in ``Outcome.f``, or
+    ``Outcome.lazy_f`` says that nothing needed it yet.  Data not yet proven
+    finite (``prob.unscanned``) are proven by the loop's own passes; NaN/inf in
+    them -- or in data a diverged fit ran on with ``check_finite=False`` --
+    raise the named ``ValueError`` before any result is returned.
     """
     be = prob.be
     p = prob.p
+    if callback is not None and prob.unscanned:
+        prob.scan()  # the callback sees parameters before the end: the data must be finite
     need_obj = record is not None or callback is not None
     hist_loss = np.empty(0)
     hist_params = np.empty((0, p + 1), dtype=prob.dt)
@@ -209,15 +223,19 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     finally:
         bar.close()
 
-    if status == 2 or not math.isfinite(f) or (stochastic and not need_obj):
-        with np.errstate(over="ignore", invalid="ignore"):
-            f = be.objective(prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis,
-                             prob.delta, coords.l2w, w=prob.w)
-        if math.isnan(f):  # e.g. 0 * inf in the penalty of an overflowing coefficient
-            f = math.inf
-    if not check_finite and (status == 2 or not math.isfinite(f)):
+    # Full batches computed the objective at theta; stochastic epochs without a
+    # history did not.  The objective is computed here on divergence, and when
+    # no pass so far proved the data finite (this pass then does: finite
+    # parameters give a finite objective only on finite data); otherwise it is
+    # left to the first read of ``FitResult.objective``.
+    have_f = not (stochastic and not need_obj)
+    if status == 2 or (have_f and not math.isfinite(f)) or (not have_f and prob.unscanned):
+        f = final_objective(prob, coords, theta)
+        have_f = True
+    if (prob.unscanned or not check_finite) and (status == 2 or not math.isfinite(f)):
         # NaN/inf in the data: the error names it.  (Huber's clipped slope keeps
         # the parameters finite on an infinite y, so the objective is checked too.)
-        val.check_finite("X", prob.X)
-        val.check_finite("y", prob.y)
-    return Outcome(epoch, status, t, float(f), hist_loss, hist_params)
+        prob.scan()
+    prob.unscanned = False
+    return Outcome(epoch, status, t, float(f) if have_f else math.nan, hist_loss, hist_params,
+                   lazy_f=not have_f)

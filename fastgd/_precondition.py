@@ -279,9 +279,10 @@ def choose_coordinates(prob: Problem, precondition: str, full_stats: bool) -> Co
         except (np.linalg.LinAlgError, OverflowError, ZeroDivisionError, ValueError):
             coords = None
         if coords is not None and coords.stats_finite and coords.finite(prob.dt):
+            prob.unscanned = False  # finite sums of the squares of every value: finite data
             return coords
-    if prob.unscanned:
-        prob.scan()  # the statistics did not prove the data finite: raises if they are not
+        if prob.unscanned:
+            prob.scan()  # the statistics did not prove the data finite: raises if they are not
     with np.errstate(all="ignore"):
         return _choose(prob, "none", full_stats)
 

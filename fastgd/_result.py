@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -86,7 +87,10 @@ class FitResult:
     status : str
         ``"converged"``, ``"max_iter"``, ``"diverged"``, ``"callback"`` or ``"interrupted"``.
     objective : float
-        Final value of the objective (mean loss + l2 penalty).
+        Final value of the objective (mean loss + l2 penalty).  A stochastic
+        fit with ``record=None`` has no use for it, so it is computed (one pass
+        over the data given to ``fit``) on first access; until then the result
+        refers to those arrays.
     history : History
     backend : str
     elapsed : float
@@ -119,6 +123,10 @@ class FitResult:
     info: dict[str, Any] = field(default_factory=dict)
     state: FitState | None = field(default=None, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        self.objective  # noqa: B018 - resolve a deferred objective: pickles hold no data
+        return self.__dict__.copy()
+
     def predict(self, X: Any) -> np.ndarray:
         """Predictions of the fitted model.
 
@@ -148,6 +156,30 @@ class FitResult:
             raise ValueError(f"X must be 1-D for a polynomial fit, got shape {Xa.shape}")
         return np.polynomial.polynomial.polyval(Xa, np.r_[self.intercept, self.coef]).astype(
             self.coef.dtype, copy=False)
+
+
+class _Deferred:
+    """A float attribute that may be given as a callable, called on first read."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> float:
+        if obj is None:
+            return math.nan
+        value = obj.__dict__[self.slot]
+        if callable(value):
+            value = float(value())
+            obj.__dict__[self.slot] = value  # the callable (and the data it holds) is released
+        return value
+
+    def __set__(self, obj: Any, value: float | Callable[[], float]) -> None:
+        obj.__dict__[self.slot] = value
+
+
+_objective = _Deferred()
+_objective.__set_name__(FitResult, "objective")
+FitResult.objective = _objective  # type: ignore[assignment]
 
 
 @dataclass

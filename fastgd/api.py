@@ -13,6 +13,7 @@ import math
 import time
 import warnings
 from dataclasses import replace
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from . import _registry as reg
 from . import _validation as val
 from . import backends
-from ._loop import STATUS, Outcome, Rule, run_epochs
+from ._loop import STATUS, Outcome, Rule, final_objective, run_epochs
 from ._precondition import PRECONDITIONS, Coordinates, auto_lr, choose_coordinates
 from ._problem import Problem, build_problem
 from ._result import DivergenceWarning, FitResult, FitState, History, MinimizeResult
@@ -228,10 +229,10 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     _check_state(state, precondition, coef_init, intercept_init)
 
     # build the problem
-    # with precondition="auto" the statistics pass doubles as the NaN/inf check
+    # the first pass over the data (statistics or epochs) doubles as the NaN/inf check
     prob = build_problem(X, y, loss=loss, delta=delta, degree=degree, l2=l2,
                          fit_intercept=fit_intercept, backend=backend, check_finite=check_finite,
-                         defer_scan=precondition == "auto" and state is None,
+                         defer_scan=True,
                          sample_weight=sample_weight)
     batch = batch_size if batch_size is not None and batch_size < prob.n else None
     _backend_for_job(prob, backend, batch)
@@ -248,10 +249,10 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
                                                                 or batch is None or batch > 1))
         theta = _start(prob, coords, coef0, icpt0)
         if lr0 is None:
-            lr0 = auto_lr(prob, coords, ospec, batch, hv, theta)
-            if math.isnan(lr0) and not check_finite:
-                val.check_finite("X", prob.X)  # raises, naming the first NaN/inf
-                val.check_finite("y", prob.y)
+            with np.errstate(all="ignore"):  # data not yet proven finite: checked below
+                lr0 = auto_lr(prob, coords, ospec, batch, hv, theta)
+            if math.isnan(lr0) and (prob.unscanned or not check_finite):
+                prob.scan()  # raises, naming the first NaN/inf
         slots, t0, epoch0 = np.zeros((2, prob.p + 1), dtype=prob.dt), 0, 0
     else:
         coords, theta, slots, t0, epoch0 = _resume(state, sig, prob)
@@ -295,8 +296,6 @@ def _resume(state: FitState, sig: tuple, prob: Problem):
         names = ("optimizer", "loss", "model", "number of parameters", "fit_intercept", "l2")
         diff = [f"{k} {a!r} != {b!r}" for k, a, b in zip(names, state.signature, sig) if a != b]
         raise ValueError("state was fitted with other settings: " + ", ".join(diff))
-    if prob.unscanned:
-        prob.scan()
     theta = np.array(state.theta, dtype=prob.dt, copy=True)
     slots = np.array(state.slots, dtype=prob.dt, copy=True)
     coords = state.coords
@@ -345,9 +344,10 @@ def _result(prob: Problem, coords: Coordinates, out: Outcome, theta: np.ndarray,
     if record == "params":
         hist.params = coords.to_user_rows(out.hist_params[:epoch + 1]).astype(prob.dt)
     coef, icpt = coords.to_user(theta)
+    objective = partial(final_objective, prob, coords, theta) if out.lazy_f else out.f
     return FitResult(
         coef=coef.astype(prob.dt), intercept=icpt, n_iter=epoch,
-        converged=out.status == 1, status=STATUS[out.status], objective=out.f, history=hist,
+        converged=out.status == 1, status=STATUS[out.status], objective=objective, history=hist,
         backend=prob.bname, elapsed=time.perf_counter() - t_start, lr=float(lr0),
         degree=prob.degree, precondition=coords.precondition,
         info={"basis": coords.basis.tolist(), "optimizer": ospec.name, "loss": prob.loss.name,
