@@ -12,6 +12,7 @@ API, and checked against a pure-numpy reference.
 """
 
 from . import datasets
+from ._compile import compile_kernels
 from ._registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULES
 from ._result import DivergenceWarning, FitResult, FitState, History, MinimizeResult
 from .api import fit, loss_and_grad, minimize
@@ -33,7 +34,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
 
 __all__ = [
-    "fit", "loss_and_grad", "minimize", "available_backends", "datasets",
+    "fit", "loss_and_grad", "minimize", "available_backends", "compile_kernels", "datasets",
     "FitResult", "FitState", "MinimizeResult", "GDRegressor", "History", "DivergenceWarning",
     "LOSSES", "MODELS", "OPTIMIZERS", "SCHEDULES", "__version__",
 ]

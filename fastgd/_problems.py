@@ -655,6 +655,103 @@ def _sgd_sklearn_case() -> Case:
     return Case("sklearn SGDRegressor", "anchor", None, ("sklearn",), prepare)
 
 
+def _lr_case(backend: str, auto: bool) -> Case:
+    """The full-batch fit of ``gd_fit`` with default coordinates, ``lr="auto"``
+    or that same step given as a number: the cost of choosing the step."""
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        X, y = data.linear(np.float64)
+        epochs = data.sizes.gd_epochs
+        lr = data.memo("lr_auto_fit", lambda: fastgd.fit(X, y, max_iter=1, record=None,
+                                                          backend="numpy").lr)
+        return Prepared(lambda: fastgd.fit(X, y, lr="auto" if auto else lr, max_iter=epochs,
+                                           tol=0.0, record=None, backend=backend), _finite_check)
+    return Case(f"{backend} lr={'auto' if auto else 'fixed'}", "backend", backend, (), prepare)
+
+
+def _sgd_default_case(backend: str) -> Case:
+    """One SGD epoch through ``fit`` with every default (``lr="auto"``,
+    ``precondition="auto"``): the statistics passes, the shuffle and the epoch."""
+    def prepare(data: Data) -> Prepared:
+        import fastgd
+        X, y = data.linear(np.float64)
+        return Prepared(lambda: fastgd.fit(X, y, batch_size=1, max_iter=1, tol=0.0, seed=0,
+                                           record=None, backend=backend), _finite_check)
+    return Case(f"{backend} fit, defaults", "backend", backend, (), prepare)
+
+
+def _sgd_scaling_case(backend: str, k: int) -> Case:
+    """One shuffled SGD epoch in the kernel on ``n = scaling_n[k]`` rows of
+    ``scaling_p`` features: the cost per row as the data outgrow the caches and
+    the TLB."""
+    def prepare(data: Data) -> Prepared:
+        from . import _registry as reg
+        n = data.sizes.scaling_n[k]
+        X, y = data.scaling(n)
+        p = X.shape[1]
+        be = _be(backend)
+        order = data.memo(("sgd_order", n), lambda: np.random.default_rng(0).permutation(n)
+                          .astype(np.int32)[None, :])
+        gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
+        hp = np.zeros(len(reg.HP_ORDER))
+        sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
+        l2w = np.zeros(p + 1)
+
+        def fn():
+            theta = np.zeros(p + 1)
+            be.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
+                   0.01, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
+                   np.empty(0), np.empty((0, p + 1)))
+            return theta
+
+        def check(theta) -> dict[str, Any]:
+            assert np.isfinite(theta).all()
+            return {"n": n}
+        return Prepared(fn, check, note="epoch kernel only")
+    return Case(f"{backend} n = scaling_n[{k}]", "backend", backend, (), prepare)
+
+
+#: The jobs of the cold-start benchmark: ``fit`` keywords on small data.
+COLD_JOBS = {
+    "gd": {},
+    "sgd": {"batch_size": 1},
+    "minibatch adam": {"batch_size": 32, "optimizer": "adam"},
+    "poly3": {"degree": 3},
+}
+
+
+def _cold_case(job: str) -> Case:
+    """The first ``fit`` of one job on the numba backend in a fresh process with an
+    empty kernel cache: what a new user waits for (compilation included)."""
+    def prepare(data: Data) -> Prepared:
+        import subprocess
+        import sys
+        import tempfile
+        if data.sizes.name != "full":
+            raise Unavailable("timed at full scale only (a cold compile takes seconds per job)")
+        kw = COLD_JOBS[job]
+        x_arg = "x" if "degree" in kw else "X"
+        code = ("import time, numpy as np, fastgd\n"
+                "rng = np.random.default_rng(0)\n"
+                "X = rng.normal(size=(1000, 5)); x = X[:, 0]; y = rng.normal(size=1000)\n"
+                "t = time.perf_counter()\n"
+                f"fastgd.fit({x_arg}, y, backend='numba', max_iter=2, **{kw!r})\n"
+                "print(time.perf_counter() - t)\n")
+
+        def fn():
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+                out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                     text=True, timeout=600, check=True)
+            return float(out.stdout.strip().splitlines()[-1])
+
+        def check(seconds: float) -> dict[str, Any]:
+            return {"fit_call_s": seconds}
+        return Prepared(fn, check, note="a fresh process, empty NUMBA_CACHE_DIR (startup and "
+                                        "imports included)")
+    return Case(f"numba cold {job}", "backend", "numba", (), prepare)
+
+
 def _adam_case(backend: str) -> Case:
     def prepare(data: Data) -> Prepared:
         import fastgd
@@ -899,12 +996,23 @@ def problems() -> list[Problem]:
         Problem("weights_sgd", "one SGD epoch on P in the kernel, sample_weight or not",
                 tuple(_weights_case(b, "sgd", wt) for b in names for wt in (False, True)),
                 family="fit"),
+        Problem("gd_lr_auto", "full-batch gd fit of P, fixed epochs: lr='auto' or that lr given",
+                tuple(_lr_case(b, auto) for b in names for auto in (False, True)), family="fit"),
+        Problem("sgd_fit", "one SGD epoch on P through fit with every default (record=None)",
+                tuple(_sgd_default_case(b) for b in names if b != "numpy")
+                + (_sgd_sklearn_case(),), family="fit"),
+        Problem("sgd_scaling", "one SGD epoch in the kernel, n = scaling_n rows of scaling_p "
+                "features (full: 1e5, 1e6, 1e7 x 10)",
+                tuple(_sgd_scaling_case(b, k) for b in names if b != "numpy" for k in range(3)),
+                family="fit"),
         Problem("adam_fit", "mini-batch Adam fit of P, fixed epochs",
                 tuple(_adam_case(b) for b in names), family="fit"),
         Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (defaults, tol=1e-14)",
                 tuple(_poly_case(b) for b in names) + (_polyfit_case(),), family="fit"),
         Problem("tiny_fit", "11-point fit, 500 epochs of gd, no intercept",
                 tuple(_tiny_case(b) for b in names) + (_tiny_sklearn_case(),), family="fit"),
+        Problem("numba_cold", "the first fit of a job on numba, empty kernel cache",
+                tuple(_cold_case(job) for job in COLD_JOBS), family="compile"),
         Problem("rosenbrock", "minimize on Rosenbrock, fixed iterations (momentum)",
                 (_rosen_case("numpy", False), _rosen_case("numba", True))
                 + tuple(_rosen_case(b, False) for b in names if b not in ("numpy", "numba")),

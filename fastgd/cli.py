@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fastgd._demo", "fit large synthetic problems: losses, optimizers, backends, plots"),
     "fit": ("fastgd.cli", "fit a CSV / .npy / .npz file and print the coefficients"),
     "bench": ("fastgd._bench", "benchmark the backends"),
+    "compile": ("fastgd._compile", "compile the numba kernels ahead of time (CI, container images)"),
 }
 
 
