@@ -467,6 +467,11 @@ def evaluate_targets(results: list[Result]) -> list[Target]:
                     mets.append(ratio >= 1.8)
             out.append(Target(f"float32 >= 1.8x float64 throughput ({label})", be,
                               ", ".join(parts) or "-", all(mets) if mets else None))
+        r64 = _get(results, "loss_and_grad-dtypes", f"{be} float64")
+        r32 = _get(results, "loss_and_grad-dtypes", f"{be} float32")
+        ratio = r64.median / r32.median if r64 is not None and r32 is not None else None
+        out.append(Target("float32 >= 1.8x float64 (fastgd.loss_and_grad, side by side)", be,
+                          f"{ratio:.2f}x" if ratio else "-", None if ratio is None else ratio >= 1.8))
         sk = _get(results, "sgd_epoch", "sklearn SGDRegressor")
         for variant, label, goal in ((be, "fastgd.fit, fixed lr, record=None", 6.0),
                                      (f"{be} (epoch kernel)", "epoch kernel only", 6.0)):

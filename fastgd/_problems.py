@@ -449,6 +449,20 @@ def _lag_problem(loss: str, dtype: Any) -> Problem:
     )
 
 
+def _lag_dtype_problem() -> Problem:
+    """float64 and float32 ``loss_and_grad`` taking turns in one problem, so that
+    their throughput ratio compares runs made at the same time."""
+    cases = []
+    for b in backend_names():
+        if b == "numpy":
+            continue
+        for dt in (np.float64, np.float32):
+            c = _lag_case("mse", dt, b)
+            cases.append(replace(c, label=f"{b} {np.dtype(dt).name}"))
+    return Problem("loss_and_grad-dtypes", "loss_and_grad, mse, on P in float64 and float32, "
+                   "side by side", tuple(cases), family="loss_and_grad")
+
+
 # ---- fits on P
 
 
@@ -979,6 +993,7 @@ def problems() -> list[Problem]:
     ['loss_and_grad-mse-float64', 'loss_and_grad-huber-float64']
     """
     out = [_lag_problem(loss, dt) for dt in (np.float64, np.float32) for loss in ("mse", "huber")]
+    out.append(_lag_dtype_problem())
     names = backend_names()
     out += [
         Problem("gd_fit", "full-batch gd fit of P, fixed epochs, lr = 1/L",
