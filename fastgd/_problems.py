@@ -311,6 +311,9 @@ class Problem:
         memory-bound problems (``fastgd bench`` reports GB/s from it).
     family : str
         The ``bench/test_<family>.py`` file holding it.
+    info : dict
+        Details; ``"compiled_only"`` says why a problem has no numpy reference
+        (a ratio among compiled cases).
     """
 
     name: str
@@ -460,7 +463,8 @@ def _lag_dtype_problem() -> Problem:
             c = _lag_case("mse", dt, b)
             cases.append(replace(c, label=f"{b} {np.dtype(dt).name}"))
     return Problem("loss_and_grad-dtypes", "loss_and_grad, mse, on P in float64 and float32, "
-                   "side by side", tuple(cases), family="loss_and_grad")
+                   "side by side", tuple(cases), family="loss_and_grad",
+                   info={"compiled_only": "a ratio between dtypes (the reference has its own rows)"})
 
 
 # ---- fits on P
@@ -1015,11 +1019,12 @@ def problems() -> list[Problem]:
                 tuple(_lr_case(b, auto) for b in names for auto in (False, True)), family="fit"),
         Problem("sgd_fit", "one SGD epoch on P through fit with every default (record=None)",
                 tuple(_sgd_default_case(b) for b in names if b != "numpy")
-                + (_sgd_sklearn_case(),), family="fit"),
+                + (_sgd_sklearn_case(),), family="fit",
+                info={"compiled_only": "against SGDRegressor (sgd_epoch has the reference)"}),
         Problem("sgd_scaling", "one SGD epoch in the kernel, n = scaling_n rows of scaling_p "
                 "features (full: 1e5, 1e6, 1e7 x 10)",
                 tuple(_sgd_scaling_case(b, k) for b in names if b != "numpy" for k in range(3)),
-                family="fit"),
+                family="fit", info={"compiled_only": "a ratio between sizes of one backend"}),
         Problem("adam_fit", "mini-batch Adam fit of P, fixed epochs",
                 tuple(_adam_case(b) for b in names), family="fit"),
         Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (defaults, tol=1e-14)",
@@ -1027,7 +1032,8 @@ def problems() -> list[Problem]:
         Problem("tiny_fit", "11-point fit, 500 epochs of gd, no intercept",
                 tuple(_tiny_case(b) for b in names) + (_tiny_sklearn_case(),), family="fit"),
         Problem("numba_cold", "the first fit of a job on numba, empty kernel cache",
-                tuple(_cold_case(job) for job in COLD_JOBS), family="compile"),
+                tuple(_cold_case(job) for job in COLD_JOBS), family="compile",
+                info={"compiled_only": "the JIT backend's compile time"}),
         Problem("rosenbrock", "minimize on Rosenbrock, fixed iterations (momentum)",
                 (_rosen_case("numpy", False), _rosen_case("numba", True))
                 + tuple(_rosen_case(b, False) for b in names if b not in ("numpy", "numba")),

@@ -34,6 +34,9 @@ def test_sizes_from_name_factor_and_environment(monkeypatch):
 def test_every_problem_compares_every_backend():
     for prob in _problems.problems():
         backends = {c.backend for c in prob.cases if c.kind == "backend"}
+        if prob.info.get("compiled_only"):  # a ratio among compiled cases: says why
+            assert backends - {"numpy"}, prob.name
+            continue
         assert "numpy" in backends and "numba" in backends, prob.name
         if prob.name != "rosenbrock":
             assert set(fastgd.backends.backend_names()) <= backends, prob.name
