@@ -6,10 +6,10 @@ reference ``_numpy.moments`` / ``_numpy.max_row_norm2`` is the specification.
 * ``moments``, diagonal: blocks of ``_numba.BLOCK_ELEMS`` elements of ``X``,
   each summed into its own row of a float64 buffer (in parallel for large
   inputs), the rows added in block order.  Full: at most eight chunks of rows,
-  each with its own ``G``; a chunk copies ``_GRAM_ROWS`` shifted rows at a time
-  into a float64 buffer, column-major (and the same rows times w), and adds
-  their Gram matrix to its upper triangle in tiles of 4 x 4 dot products over
-  the rows.  The chunking depends on the problem's size only: the same bits
+  each with its own ``G``; a chunk copies ``_GRAM_ROWS`` shifted rows at a time,
+  extended by ``[1, b_i]``, into a float64 buffer, column-major (and the same
+  rows times w), and adds their Gram matrix to its upper triangle in tiles of
+  4 x 4 dot products over the rows: s, sxy, sy and syy are entries of it.  The chunking depends on the problem's size only: the same bits
   with any number of threads.
 * ``max_row_norm2``: a maximum over rows, per block, then over blocks.
 """
@@ -34,11 +34,43 @@ _GRAM_ROWS = 64
 
 @njit(**_jit)
 def _diag_rows(X, y, x0, y0, lo, hi, buf, w):
-    """buf = [s, diag G, sxy (d each), sy, syy] of rows lo..hi-1 (buf starts at 0)."""
+    """buf = [s, diag G, sxy (d each), sy, syy] += rows lo..hi-1.
+
+    Eight rows at a time: their terms are summed per column first, then into
+    ``buf`` (one store per column and eight rows: loads of X do not wait
+    behind stores to the sums).
+    """
     d = X.shape[1]
     sy = 0.0
     syy = 0.0
-    for i in range(lo, hi):
+    wr = np.ones(8)
+    br = np.empty(8)
+    i = lo
+    while i + 8 <= hi:
+        for r in range(8):
+            if w is not None:
+                wr[r] = np.float64(w[i + r])
+            br[r] = np.float64(y[i + r]) - y0
+        for j in range(d):
+            c = x0[j]
+            ss = 0.0
+            gg = 0.0
+            xy = 0.0
+            for r in range(8):
+                a = np.float64(X[i + r, j]) - c
+                e = wr[r] * a
+                ss += e
+                gg += e * a
+                xy += e * br[r]
+            buf[j] += ss
+            buf[d + j] += gg
+            buf[2 * d + j] += xy
+        for r in range(8):
+            f = wr[r] * br[r]
+            sy += f
+            syy += f * br[r]
+        i += 8
+    for i in range(i, hi):
         wi = 1.0 if w is None else np.float64(w[i])
         b = np.float64(y[i]) - y0
         bw = wi * b
@@ -117,14 +149,13 @@ def _gram_tiles(At, Awt, nr, G):
 
 
 @njit(**_jit)
-def _full_rows(X, y, x0, y0, lo, hi, vec, G, At, Awt, w):
-    """vec = [s, sxy (d each), sy, syy] and G (dp x dp, upper triangle) += rows lo..hi-1.
+def _full_rows(X, y, x0, y0, lo, hi, G, At, Awt, w):
+    """G (dp x dp, upper triangle) += the Gram matrix of rows lo..hi-1 extended by
+    ``[1, b_i]``: ``G[:d, :d]``, then s, sxy, sy, syy in columns d and d + 1.
 
     ``At``, ``Awt``: (dp, _GRAM_ROWS) scratch whose padding rows are 0.
     """
     d = X.shape[1]
-    sy = 0.0
-    syy = 0.0
     blo = lo
     while blo < hi:
         nr = min(_GRAM_ROWS, hi - blo)
@@ -132,37 +163,32 @@ def _full_rows(X, y, x0, y0, lo, hi, vec, G, At, Awt, w):
             i = blo + r
             wi = 1.0 if w is None else np.float64(w[i])
             b = np.float64(y[i]) - y0
-            bw = wi * b
             for j in range(d):
                 a = np.float64(X[i, j]) - x0[j]
-                aw = wi * a
                 At[j, r] = a
-                Awt[j, r] = aw
-                vec[j] += aw
-                vec[d + j] += aw * b
-            sy += bw
-            syy += bw * b
+                Awt[j, r] = wi * a
+            At[d, r] = 1.0
+            Awt[d, r] = wi
+            At[d + 1, r] = b
+            Awt[d + 1, r] = wi * b
         _gram_tiles(At, Awt, nr, G)
         blo += nr
-    vec[2 * d] += sy
-    vec[2 * d + 1] += syy
 
 
 @njit(**_jit)
-def _full_chunk(X, y, x0, y0, c, nch, vecs, Gs, w):
-    n, d = X.shape
+def _full_chunk(X, y, x0, y0, c, nch, Gs, w):
+    n = X.shape[0]
     dp = Gs.shape[1]
     At = np.zeros((dp, _GRAM_ROWS))
     Awt = np.zeros((dp, _GRAM_ROWS))
-    vecs[c, :] = 0.0
     Gs[c, :, :] = 0.0
-    _full_rows(X, y, x0, y0, (c * n) // nch, ((c + 1) * n) // nch, vecs[c], Gs[c], At, Awt, w)
+    _full_rows(X, y, x0, y0, (c * n) // nch, ((c + 1) * n) // nch, Gs[c], At, Awt, w)
 
 
 @njit(**_jit_par)
-def _full_parallel(X, y, x0, y0, nch, vecs, Gs, w):
+def _full_parallel(X, y, x0, y0, nch, Gs, w):
     for c in prange(nch):
-        _full_chunk(X, y, x0, y0, c, nch, vecs, Gs, w)
+        _full_chunk(X, y, x0, y0, c, nch, Gs, w)
 
 
 @njit(**_jit)
@@ -173,23 +199,22 @@ def _moments_full(X, y, x0, y0, par, w):
     sy = 0.0
     syy = 0.0
     G = np.zeros((d, d))
-    dp = max(4, (d + 3) // 4 * 4)
+    dp = (d + 2 + 3) // 4 * 4
     nch = max(1, min(8, n * (d * (d + 1) // 2 + 2 * d + 2) // (1 << 15), n))
-    vecs = np.empty((nch, _nb._padded(2 * d + 2, 8)))
     Gs = np.empty((nch, dp, dp))
     if par and nch > 1:
-        _full_parallel(X, y, x0, y0, nch, vecs, Gs, w)
+        _full_parallel(X, y, x0, y0, nch, Gs, w)
     else:
         for c in range(nch):
-            _full_chunk(X, y, x0, y0, c, nch, vecs, Gs, w)
+            _full_chunk(X, y, x0, y0, c, nch, Gs, w)
     for c in range(nch):
         for j in range(d):
-            s[j] += vecs[c, j]
-            sxy[j] += vecs[c, d + j]
+            s[j] += Gs[c, j, d]
+            sxy[j] += Gs[c, j, d + 1]
             for k in range(j, d):
                 G[j, k] += Gs[c, j, k]
-        sy += vecs[c, 2 * d]
-        syy += vecs[c, 2 * d + 1]
+        sy += Gs[c, d, d + 1]
+        syy += Gs[c, d + 1, d + 1]
     for j in range(d):
         for k in range(j):
             G[j, k] = G[k, j]
@@ -265,6 +290,24 @@ def _rn2_rows(model, X, basis, pre, kind, icpt, lo, hi, a, w):
     best = 0.0
     nan = False
     for i in range(lo, hi):
+        if model == 0 and kind < 2:  # straight from the row: no copy
+            v = 0.0
+            if kind == 0:
+                for j in range(p):
+                    z = np.float64(X[i, j])
+                    v += z * z
+            else:
+                for j in range(p):
+                    z = pre[0, j] * np.float64(X[i, j]) - pre[1, j] * icpt
+                    v += z * z
+            v += icpt * icpt
+            if w is not None:
+                v = v * np.float64(w[i])
+            if v > best:
+                best = v
+            elif v != v:
+                nan = True
+            continue
         if model == 0:
             for j in range(p):
                 a[j] = np.float64(X[i, j])

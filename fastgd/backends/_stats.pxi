@@ -4,12 +4,14 @@
 #
 # * ``moments``: sums over rows of the rows shifted by an origin (float64
 #   differences), of their outer products (full) or squares (diagonal), and
-#   of y.  The diagonal pass streams X once, each row into per-chunk float64
-#   accumulators.  The full pass copies a block of STATS_BLOCK shifted rows
-#   (and the same rows times w) into float64 buffers padded to STATS_PAD
-#   columns, then adds the block's Gram matrix ``Aw^T A`` into the chunk's
-#   upper triangle in register tiles of 4 x STATS_PAD values: each entry is a
-#   sum over the block's rows in row order, then added to the chunk's sum.
+#   of y.  The diagonal pass streams X once, eight rows at a time into
+#   per-chunk float64 accumulators.  The full pass copies a block of
+#   STATS_BLOCK shifted rows, extended by ``[1, b_i]`` (and the same rows
+#   times w), into float64 buffers padded to STATS_PAD columns, then adds the
+#   block's Gram matrix ``Aw^T A`` into the chunk's upper triangle in register
+#   tiles of 4 rows: each entry is a sum over the block's rows in row order,
+#   then added to the chunk's sum.  The extension makes s, sxy, sy and syy
+#   entries of that Gram matrix.
 #   The tile kernel is chosen at import (``stats_gram``): baseline (SSE2,
 #   multiply then add), AVX2 + FMA, AVX-512 + FMA.  The two FMA variants give
 #   the same bits (each entry the same fused operations in the same order);
@@ -62,11 +64,8 @@ cdef extern from * nogil:
     typedef double fgd_st_v2d __attribute__((vector_size(16)));
     typedef double fgd_st_v4d __attribute__((vector_size(32)));
     typedef double fgd_st_v8d __attribute__((vector_size(64)));
-    /* The baseline keeps products and sums apart (no FMA contraction). */
-    #pragma GCC push_options
-    #pragma GCC optimize ("fp-contract=off")
+    typedef float fgd_st_v4f __attribute__((vector_size(16)));
     FGD_ST_TILE(fgd_st_gram_base, , fgd_st_v2d, 2)
-    #pragma GCC pop_options
     #if defined(__x86_64__)
     FGD_ST_TILE(fgd_st_gram_avx2, __attribute__((target("avx2,fma"))), fgd_st_v4d, 4)
     FGD_ST_TILE(fgd_st_gram_avx512, __attribute__((target("avx512f,fma"))), fgd_st_v8d, 8)
@@ -87,48 +86,84 @@ cdef extern from * nogil:
                     }
     }
     #endif
-    /* The diagonal moments of rows lo..hi-1 into buf = [s, diag G, sxy (d
-       each), sy, syy]: two rows per sweep (their terms added, then into the
-       sums), products and sums in float64, no FMA (the AVX2 variant gives
-       the baseline's bits). */
     #if defined(_MSC_VER) && !defined(__clang__)
     #define FGD_ST_RESTRICT __restrict
     #else
     #define FGD_ST_RESTRICT __restrict__
     #endif
-    #define FGD_ST_DIAG(NAME, ATTR, T)                                             \\
+    #if (defined(__GNUC__) || defined(__clang__))
+    /* The diagonal moments of rows lo..hi-1 into buf = [s, diag G, sxy (d
+       each), sy, syy]: eight rows per sweep, their terms summed in registers
+       (a fixed tree, four columns per vector) and then into the sums -- one
+       store per column and eight rows, so loads of X do not wait behind
+       stores to the sums; products and sums in float64, no FMA (the AVX2
+       variant gives the baseline's bits).  Generic vectors are a GCC / Clang
+       extension: other compilers do not build this file's SIMD kernels. */
+    #define FGD_ST_DIAG(NAME, ATTR, T, VT)                                        \\
     ATTR static void NAME(const T *X, const T *y, const T *w, Py_ssize_t d,       \\
-                          const double *FGD_ST_RESTRICT x0, double y0,            \\
-                          Py_ssize_t lo, Py_ssize_t hi, double *buf)              \\
+                          const double *x0, double y0, Py_ssize_t lo, Py_ssize_t hi,\\
+                          double *buf)                                            \\
     {                                                                             \\
         double *FGD_ST_RESTRICT s = buf;                                          \\
         double *FGD_ST_RESTRICT g = buf + d;                                      \\
         double *FGD_ST_RESTRICT sxy = buf + 2 * d;                                \\
         double sy = 0.0, syy = 0.0;                                               \\
         Py_ssize_t i = lo;                                                        \\
-        for (; i + 2 <= hi; i += 2) {                                             \\
-            const T *FGD_ST_RESTRICT x = X + i * d;                               \\
-            const T *FGD_ST_RESTRICT xn = x + d;                                  \\
-            double w0 = w ? (double)w[i] : 1.0, w1 = w ? (double)w[i + 1] : 1.0;  \\
-            double b0 = (double)y[i] - y0, b1 = (double)y[i + 1] - y0;            \\
-            for (Py_ssize_t j = 0; j < d; j++) {                                  \\
-                double a0 = (double)x[j] - x0[j], a1 = (double)xn[j] - x0[j];     \\
-                double aw0 = w0 * a0, aw1 = w1 * a1;                              \\
-                s[j] += aw0 + aw1;                                                \\
-                g[j] += aw0 * a0 + aw1 * a1;                                      \\
-                sxy[j] += aw0 * b0 + aw1 * b1;                                    \\
+        for (; i + 8 <= hi; i += 8) {                                             \\
+            const T *x = X + i * d;                                               \\
+            double wr[8], br[8];                                                  \\
+            for (int r = 0; r < 8; r++) {                                         \\
+                wr[r] = w ? (double)w[i + r] : 1.0;                               \\
+                br[r] = (double)y[i + r] - y0;                                    \\
             }                                                                     \\
-            sy += w0 * b0 + w1 * b1;                                              \\
-            syy += (w0 * b0) * b0 + (w1 * b1) * b1;                               \\
+            Py_ssize_t j = 0;                                                     \\
+            for (; j + 4 <= d; j += 4) {                                          \\
+                fgd_st_v4d c, a[8], e[8], t;                                      \\
+                memcpy(&c, x0 + j, sizeof(c));                                    \\
+                for (int r = 0; r < 8; r++) {                                     \\
+                    VT v;                                                         \\
+                    memcpy(&v, x + r * d + j, sizeof(v));                         \\
+                    a[r] = FGD_ST_CVT(v) - c;                                     \\
+                    e[r] = wr[r] * a[r];                                          \\
+                }                                                                 \\
+                memcpy(&t, s + j, sizeof(t));                                     \\
+                t += ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));\\
+                memcpy(s + j, &t, sizeof(t));                                     \\
+                memcpy(&t, g + j, sizeof(t));                                     \\
+                t += ((e[0] * a[0] + e[1] * a[1]) + (e[2] * a[2] + e[3] * a[3]))  \\
+                     + ((e[4] * a[4] + e[5] * a[5]) + (e[6] * a[6] + e[7] * a[7]));\\
+                memcpy(g + j, &t, sizeof(t));                                     \\
+                memcpy(&t, sxy + j, sizeof(t));                                   \\
+                t += ((e[0] * br[0] + e[1] * br[1]) + (e[2] * br[2] + e[3] * br[3]))\\
+                     + ((e[4] * br[4] + e[5] * br[5]) + (e[6] * br[6] + e[7] * br[7]));\\
+                memcpy(sxy + j, &t, sizeof(t));                                   \\
+            }                                                                     \\
+            for (; j < d; j++) {                                                  \\
+                double c = x0[j], a[8], e[8];                                     \\
+                for (int r = 0; r < 8; r++) {                                     \\
+                    a[r] = (double)x[r * d + j] - c;                              \\
+                    e[r] = wr[r] * a[r];                                          \\
+                }                                                                 \\
+                s[j] += ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));\\
+                g[j] += ((e[0] * a[0] + e[1] * a[1]) + (e[2] * a[2] + e[3] * a[3]))\\
+                        + ((e[4] * a[4] + e[5] * a[5]) + (e[6] * a[6] + e[7] * a[7]));\\
+                sxy[j] += ((e[0] * br[0] + e[1] * br[1]) + (e[2] * br[2] + e[3] * br[3]))\\
+                          + ((e[4] * br[4] + e[5] * br[5]) + (e[6] * br[6] + e[7] * br[7]));\\
+            }                                                                     \\
+            for (int r = 0; r < 8; r++) {                                         \\
+                double f = wr[r] * br[r];                                         \\
+                sy += f;                                                          \\
+                syy += f * br[r];                                                 \\
+            }                                                                     \\
         }                                                                         \\
         for (; i < hi; i++) {                                                     \\
-            const T *FGD_ST_RESTRICT x = X + i * d;                               \\
+            const T *x = X + i * d;                                               \\
             double w0 = w ? (double)w[i] : 1.0, b0 = (double)y[i] - y0;           \\
             for (Py_ssize_t j = 0; j < d; j++) {                                  \\
-                double a0 = (double)x[j] - x0[j], aw0 = w0 * a0;                  \\
-                s[j] += aw0;                                                      \\
-                g[j] += aw0 * a0;                                                 \\
-                sxy[j] += aw0 * b0;                                               \\
+                double a0 = (double)x[j] - x0[j], e0 = w0 * a0;                   \\
+                s[j] += e0;                                                       \\
+                g[j] += e0 * a0;                                                  \\
+                sxy[j] += e0 * b0;                                                \\
             }                                                                     \\
             sy += w0 * b0;                                                        \\
             syy += (w0 * b0) * b0;                                                \\
@@ -136,6 +171,33 @@ cdef extern from * nogil:
         buf[3 * d] += sy;                                                         \\
         buf[3 * d + 1] += syy;                                                    \\
     }
+    #else
+    /* Without generic vectors: the rows one by one (other bits). */
+    #define FGD_ST_DIAG(NAME, ATTR, T, VT)                                             \\
+    ATTR static void NAME(const T *X, const T *y, const T *w, Py_ssize_t d,           \\
+                          const double *x0, double y0, Py_ssize_t lo, Py_ssize_t hi,  \\
+                          double *buf)                                                \\
+    {                                                                                 \\
+        double sy = 0.0, syy = 0.0;                                                   \\
+        for (Py_ssize_t i = lo; i < hi; i++) {                                        \\
+            const T *x = X + i * d;                                                   \\
+            double w0 = w ? (double)w[i] : 1.0, b0 = (double)y[i] - y0;               \\
+            for (Py_ssize_t j = 0; j < d; j++) {                                      \\
+                double a0 = (double)x[j] - x0[j], e0 = w0 * a0;                       \\
+                buf[j] += e0;                                                         \\
+                buf[d + j] += e0 * a0;                                                \\
+                buf[2 * d + j] += e0 * b0;                                            \\
+            }                                                                         \\
+            sy += w0 * b0;                                                            \\
+            syy += (w0 * b0) * b0;                                                    \\
+        }                                                                             \\
+        buf[3 * d] += sy;                                                             \\
+        buf[3 * d + 1] += syy;                                                        \\
+    }
+    #define FGD_ST_CVT(v) (v)
+    typedef double fgd_st_v4d;
+    typedef float fgd_st_v4f;
+    #endif
     /* max over linear-model rows lo..hi-1 of w_i |T^T a_i|**2, T = I (pa NULL)
        or centre and scale (rows pa, pb): each square summed in eight lanes (j
        mod 8) combined as a fixed tree, so no variant changes the bits; *nan
@@ -181,21 +243,27 @@ cdef extern from * nogil:
         return best;                                                              \\
     }
     #if (defined(__GNUC__) || defined(__clang__))
-    #pragma GCC push_options
-    #pragma GCC optimize ("fp-contract=off")
+    #define FGD_ST_CVT(v) (v)
+    FGD_ST_DIAG(fgd_st_diag_d_base, , double, fgd_st_v4d)
+    #undef FGD_ST_CVT
+    #define FGD_ST_CVT(v) __builtin_convertvector(v, fgd_st_v4d)
+    FGD_ST_DIAG(fgd_st_diag_f_base, , float, fgd_st_v4f)
+    #undef FGD_ST_CVT
+    #else
+    FGD_ST_DIAG(fgd_st_diag_d_base, , double, fgd_st_v4d)
+    FGD_ST_DIAG(fgd_st_diag_f_base, , float, fgd_st_v4f)
     #endif
-    FGD_ST_DIAG(fgd_st_diag_d_base, , double)
-    FGD_ST_DIAG(fgd_st_diag_f_base, , float)
     FGD_ST_RN2(fgd_st_rn2_d_base, , double)
     FGD_ST_RN2(fgd_st_rn2_f_base, , float)
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    FGD_ST_DIAG(fgd_st_diag_d_avx2, __attribute__((target("avx2"))), double)
-    FGD_ST_DIAG(fgd_st_diag_f_avx2, __attribute__((target("avx2"))), float)
+    #define FGD_ST_CVT(v) (v)
+    FGD_ST_DIAG(fgd_st_diag_d_avx2, __attribute__((target("avx2"))), double, fgd_st_v4d)
+    #undef FGD_ST_CVT
+    #define FGD_ST_CVT(v) __builtin_convertvector(v, fgd_st_v4d)
+    FGD_ST_DIAG(fgd_st_diag_f_avx2, __attribute__((target("avx2"))), float, fgd_st_v4f)
+    #undef FGD_ST_CVT
     FGD_ST_RN2(fgd_st_rn2_d_avx2, __attribute__((target("avx2"))), double)
     FGD_ST_RN2(fgd_st_rn2_f_avx2, __attribute__((target("avx2"))), float)
-    #endif
-    #if (defined(__GNUC__) || defined(__clang__))
-    #pragma GCC pop_options
     #endif
     static void (*fgd_st_diag_d)(const double *, const double *, const double *, Py_ssize_t,
                                  const double *, double, Py_ssize_t, Py_ssize_t,
@@ -272,19 +340,18 @@ cdef inline void _mom_diag_span(const floating* X, const floating* y, const floa
 
 cdef void _mom_full_span(const floating* X, const floating* y, const floating* w,
                          Py_ssize_t d, const double* x0, double y0, Py_ssize_t lo,
-                         Py_ssize_t hi, double* buf, double* A, double* Aw) noexcept nogil:
-    """buf = [s, sxy, sy, syy (padded to dp), G (dp x dp upper triangle)] += rows lo..hi-1.
+                         Py_ssize_t hi, double* C, double* A, double* Aw) noexcept nogil:
+    """C (dp x dp, upper triangle) += the Gram matrix of the rows lo..hi-1 extended by
+    ``[1, b_i]``: ``C[:d, :d]`` = G, ``C[:d, d]`` = s, ``C[:d, d+1]`` = sxy,
+    ``C[d, d+1]`` = sy, ``C[d+1, d+1]`` = syy (``C[d, d]`` = sum w).
 
     ``A`` and ``Aw``: STATS_BLOCK x dp float64 scratch whose padding columns are 0.
     """
-    cdef Py_ssize_t dp = _st_padded(d)
-    cdef double* s = buf
-    cdef double* sxy = buf + dp
-    cdef double* G = buf + 2 * dp + 8
+    cdef Py_ssize_t dp = _st_padded(d + 2)
     cdef const floating* x
     cdef double* ar
     cdef double* awr
-    cdef double b, wi, bw, a, aw, sy = 0.0, syy = 0.0
+    cdef double b, wi, a
     cdef Py_ssize_t i, j, r, blo
     blo = lo
     while blo < hi:
@@ -296,32 +363,28 @@ cdef void _mom_full_span(const floating* X, const floating* y, const floating* w
             awr = Aw + r * dp
             wi = 1.0 if w == NULL else <double>w[i]
             b = <double>y[i] - y0
-            bw = wi * b
             for j in range(d):
                 a = <double>x[j] - x0[j]
-                aw = wi * a
                 ar[j] = a
-                awr[j] = aw
-                s[j] += aw
-                sxy[j] += aw * b
-            sy += bw
-            syy += bw * b
+                awr[j] = wi * a
+            ar[d] = 1.0
+            awr[d] = wi
+            ar[d + 1] = b
+            awr[d + 1] = wi * b
             i += 1
             r += 1
-        fgd_st_gram(Aw, A, r, dp, G)
+        fgd_st_gram(Aw, A, r, dp, C)
         blo = i
-    buf[2 * dp] += sy
-    buf[2 * dp + 1] += syy
 
 
 cdef inline Py_ssize_t _st_padded(Py_ssize_t d) noexcept nogil:
-    return ((d + STATS_PAD - 1) // STATS_PAD) * STATS_PAD if d > 0 else STATS_PAD
+    return ((d + STATS_PAD - 1) // STATS_PAD) * STATS_PAD
 
 
 cdef inline Py_ssize_t _mom_full_size(Py_ssize_t d) noexcept nogil:
     """Doubles of a full chunk's sums (a multiple of 8: chunks start on a cache line)."""
-    cdef Py_ssize_t dp = _st_padded(d)
-    return 2 * dp + 8 + dp * dp
+    cdef Py_ssize_t dp = _st_padded(d + 2)
+    return dp * dp
 
 
 cdef inline Py_ssize_t _mom_full_chunks(Py_ssize_t n, Py_ssize_t d) noexcept nogil:
@@ -334,7 +397,7 @@ cdef void _moments_all(const floating* X, const floating* y, const floating* w, 
                        Py_ssize_t d, const double* x0, double y0, bint full,
                        double* work, Py_ssize_t nch) noexcept nogil:
     """Each chunk c of the rows summed into ``work + c * stride`` (row-parallel)."""
-    cdef Py_ssize_t c, lo, hi, stride, dp = _st_padded(d)
+    cdef Py_ssize_t c, lo, hi, stride, dp = _st_padded(d + 2)
     cdef Py_ssize_t scratch = 2 * STATS_BLOCK * dp
     cdef double* buf
     cdef int nthreads = _team_size(nch)
@@ -394,7 +457,7 @@ def moments(const floating[:, ::1] X, const floating[::1] y, x0, double y0, bint
     >>> s.tolist(), G.tolist(), sxy.tolist(), sy, syy
     ([4.0, 7.0], [[10.0, 17.0], [17.0, 29.0]], [7.0, 12.0], 3.0, 5.0)
     """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], nch, stride, c, j, k, dp = _st_padded(d)
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], nch, stride, c, j, k, dp = _st_padded(d + 2)
     cdef const double[::1] x0v = _np.ascontiguousarray(x0, dtype=_np.float64)
     cdef const floating[::1] wv
     cdef const floating* wp = NULL
@@ -435,12 +498,12 @@ def moments(const floating[:, ::1] X, const floating[::1] y, x0, double y0, bint
                 buf = work + c * stride
                 if full:
                     for j in range(d):
-                        sv[j] += buf[j]
-                        sxyv[j] += buf[dp + j]
+                        sv[j] += buf[j * dp + d]
+                        sxyv[j] += buf[j * dp + d + 1]
                         for k in range(j, d):
-                            gv[j * d + k] += buf[2 * dp + 8 + j * dp + k]
-                    sy += buf[2 * dp]
-                    syy += buf[2 * dp + 1]
+                            gv[j * d + k] += buf[j * dp + k]
+                    sy += buf[d * dp + d + 1]
+                    syy += buf[(d + 1) * dp + d + 1]
                 else:
                     for j in range(d):
                         sv[j] += buf[j]
