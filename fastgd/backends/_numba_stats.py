@@ -153,7 +153,7 @@ def _full_rows(X, y, x0, y0, lo, hi, G, At, Awt, w):
     """G (dp x dp, upper triangle) += the Gram matrix of rows lo..hi-1 extended by
     ``[1, b_i]``: ``G[:d, :d]``, then s, sxy, sy, syy in columns d and d + 1.
 
-    ``At``, ``Awt``: (dp, _GRAM_ROWS) scratch whose padding rows are 0.
+    ``At``, ``Awt``: (dp, >= _GRAM_ROWS) scratch whose padding rows are 0.
     """
     d = X.shape[1]
     blo = lo
@@ -179,8 +179,10 @@ def _full_rows(X, y, x0, y0, lo, hi, G, At, Awt, w):
 def _full_chunk(X, y, x0, y0, c, nch, Gs, w):
     n = X.shape[0]
     dp = Gs.shape[1]
-    At = np.zeros((dp, _GRAM_ROWS))
-    Awt = np.zeros((dp, _GRAM_ROWS))
+    # rows of _GRAM_ROWS + 8 doubles: a power-of-two stride would put a row's
+    # column of writes into a few cache sets (conflict misses in L1)
+    At = np.zeros((dp, _GRAM_ROWS + 8))
+    Awt = np.zeros((dp, _GRAM_ROWS + 8))
     Gs[c, :, :] = 0.0
     _full_rows(X, y, x0, y0, (c * n) // nch, ((c + 1) * n) // nch, Gs[c], At, Awt, w)
 

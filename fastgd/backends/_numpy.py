@@ -277,7 +277,9 @@ def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
     G = np.zeros((d, d)) if full else np.zeros(d)
     sxy = np.zeros(d)
     sy = syy = 0.0
-    rows = max(16, (BLOCK * 8) // (2 * d + 3))  # the float64 temporaries stay within ~1 MB
+    # blocks of float64 temporaries of at most 2 MB and 1/64 of X (no hidden copy of X)
+    budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
+    rows = max(16, budget // (8 * (2 * d + 3)))
     for lo in range(0, n, rows):
         A = X[lo:lo + rows].astype(np.float64)
         A -= x0
@@ -313,7 +315,8 @@ def max_row_norm2(model: int, X: np.ndarray, basis: np.ndarray, pre: np.ndarray,
     m = pre.shape[1]
     p = m - 1
     best = 0.0
-    rows = max(16, (BLOCK * 4) // (2 * m + 2))
+    budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
+    rows = max(16, budget // (8 * (3 * m + 2)))
     for lo in range(0, X.shape[0], rows):
         Xb = X[lo:lo + rows]
         A = np.empty((Xb.shape[0], m))
