@@ -228,3 +228,43 @@ def test_same_bits_with_one_thread(backend):
         import io
         results.append(np.load(io.BytesIO(out)))
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_cython_simd_variants_same_bits():
+    """The AVX2 and AVX-512 Gram tiles give the same bits (the same fused operations
+    per entry); the diagonal moments and max_row_norm2 give the baseline's bits too."""
+    cy = pytest.importorskip("fastgd.backends._cython", reason="the Cython extension is not built")
+    if cy.stats_gram == "baseline":
+        pytest.skip("no AVX2 + FMA on this CPU")
+    code = textwrap.dedent("""
+        import numpy as np, sys
+        from fastgd.backends import _cython as cy
+        rng = np.random.default_rng(9)
+        out = []
+        for dt in (np.float64, np.float32):
+            X = (rng.standard_normal((20_011, 37)) + 2.0).astype(dt)
+            y = rng.standard_normal(20_011).astype(dt)
+            w = rng.random(20_011).astype(dt)
+            for full in (False, True):
+                if full and sys.argv[1] == "baseline":
+                    continue
+                s, G, sxy, sy, syy = cy.moments(X, y, X[0], float(y[0]), full, w)
+                out += [s, np.ravel(G), sxy, np.array([sy, syy])]
+            pre = np.vstack([rng.random(38) + 0.5, rng.standard_normal(38)])
+            out.append(np.array([cy.max_row_norm2(0, X, np.array([0.0, 1.0]), pre, True, w)]))
+        np.save(sys.stdout.buffer, np.concatenate(out))
+    """)
+    import io
+    runs = {}
+    for simd in ("", "avx2", "baseline"):
+        env = dict(os.environ, FASTGD_SIMD=simd, PYTHONPATH=str(ROOT))
+        out = subprocess.run([sys.executable, "-c", code, simd], env=env, cwd=ROOT,
+                             capture_output=True, check=True).stdout
+        runs[simd] = np.load(io.BytesIO(out))
+    np.testing.assert_array_equal(runs[""], runs["avx2"])
+    # the baseline run skips the full moments (its tiles round each product)
+    diag, full = 3 * 37 + 2, 2 * 37 + 37 * 37 + 2
+    per = diag + full + 1
+    for k in range(2):
+        want = np.r_[runs[""][k * per:k * per + diag], runs[""][(k + 1) * per - 1]]
+        np.testing.assert_array_equal(runs["baseline"][k * (diag + 1):(k + 1) * (diag + 1)], want)
