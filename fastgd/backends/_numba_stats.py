@@ -9,8 +9,10 @@ reference ``_numpy.moments`` / ``_numpy.max_row_norm2`` is the specification.
   each with its own ``G``; a chunk copies ``_GRAM_ROWS`` shifted rows at a time,
   extended by ``[1, b_i]``, into a float64 buffer, column-major (and the same
   rows times w), and adds their Gram matrix to its upper triangle in tiles of
-  4 x 4 dot products over the rows: s, sxy, sy and syy are entries of it.  The chunking depends on the problem's size only: the same bits
-  with any number of threads.
+  4 x 4 dot products over the rows: s, sxy, sy and syy are entries of it.
+  The chunking depends on the problem's size only: the same bits with any
+  number of threads.
+* Import it through ``_numba`` (whose last line imports this module).
 * ``max_row_norm2``: a maximum over rows, per block, then over blocks.
 """
 
@@ -250,6 +252,17 @@ def _moments_diag(X, y, x0, y0, par, w):
     return s, Gd, sxy, sy, syy
 
 
+@njit(**_jit)
+def _moments(X, y, x0, y0, full, par, w):
+    """Both passes behind one entry point (G of the diagonal pass as a (1, d) row),
+    so that the first call compiles both: a fit does not stop to compile the
+    other one later."""
+    if full:
+        return _moments_full(X, y, x0, y0, par, w)
+    s, Gd, sxy, sy, syy = _moments_diag(X, y, x0, y0, par, w)
+    return s, Gd.reshape((1, Gd.shape[0])), sxy, sy, syy
+
+
 def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
             w: np.ndarray | None = None) -> tuple:
     """Sums over the rows of the rows and of y shifted by an origin, in float64.
@@ -276,9 +289,9 @@ def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
         raise ValueError(f"y has {y.shape} rows, X has {X.shape[0]}")
     par = X.size >= _nb.PARALLEL_MIN
     with _nb._Parallel(X.size):
-        fn = _moments_full if full else _moments_diag
-        s, G, sxy, sy, syy = fn(_nb._ro(X), _nb._ro(y), x0, float(y0), par, _nb._w(w, X))
-    return s, G, sxy, float(sy), float(syy)
+        s, G, sxy, sy, syy = _moments(_nb._ro(X), _nb._ro(y), x0, float(y0), bool(full), par,
+                                      _nb._w(w, X))
+    return s, (G if full else G[0]), sxy, float(sy), float(syy)
 
 
 # ---------------------------------------------------------------- max_row_norm2

@@ -463,7 +463,7 @@ def moments(const floating[:, ::1] X, const floating[::1] y, x0, double y0, bint
     cdef const floating* wp = NULL
     cdef double* work = NULL
     cdef double* buf
-    cdef double sy = 0.0, syy = 0.0
+    cdef double sy = 0.0, syy = 0.0, wi, b
     if x0v.shape[0] != d:
         raise ValueError(f"x0 must have one entry per column of X ({d}), got {x0v.shape[0]}")
     if y.shape[0] != n:
@@ -475,11 +475,12 @@ def moments(const floating[:, ::1] X, const floating[::1] y, x0, double y0, bint
     s = _np.zeros(d)
     sxy = _np.zeros(d)
     G = _np.zeros((d, d)) if full else _np.zeros(d)
-    if n == 0 or d == 0:
-        if n and d == 0:
-            for j in range(n):
-                sy += (1.0 if wp == NULL else <double>wp[j]) * (<double>y[j] - y0)
-                syy += (1.0 if wp == NULL else <double>wp[j]) * (<double>y[j] - y0) * (<double>y[j] - y0)
+    if n == 0 or d == 0:  # no rows, or the sums of y alone
+        for j in range(n if d == 0 else 0):
+            wi = 1.0 if wp == NULL else <double>wp[j]
+            b = <double>y[j] - y0
+            sy += wi * b
+            syy += (wi * b) * b
         return s, G, sxy, sy, syy
     cdef double[::1] sv = s
     cdef double[::1] sxyv = sxy
