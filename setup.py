@@ -60,6 +60,7 @@ extensions = [
     Extension(
         "fastgd.backends._cython",
         ["fastgd/backends/_cython.pyx"],
+        depends=["fastgd/backends/_stats.pxi"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -38,12 +38,8 @@ import numpy as np
 
 from . import _registry as reg
 from ._problem import Problem
+from .backends import _numpy
 
-def _block_rows(X: np.ndarray, width: int) -> int:
-    """Rows per block of a numpy statistics pass whose temporaries hold ``width``
-    float64 per row: at most 2 MB and 1/64 of X (no hidden copy of X)."""
-    budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
-    return max(16, budget // (8 * max(width, 1)))
 PRECONDITIONS = ("auto", "none")
 #: Caps on the distance scale of the adaptive rules' ``lr="auto"``, in units of
 #: the least-squares residual RMS ``sigma`` (see :func:`auto_lr`).  Measured on
@@ -143,9 +139,10 @@ class Coordinates:
 # ---------------------------------------------------------------- statistics
 
 
-def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
+def _linear_stats(be, X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
                   w: np.ndarray | None = None):
-    """Moments of the columns of X and of y in float64, one blocked pass.
+    """Moments of the columns of X and of y in float64: one pass, the backend's
+    ``moments`` kernel.
 
     Rows are taken relative to the first row (so an offset far from 0 does not
     cancel the variance away).  Returns ``(mean, cov, y_mean, cov_xy, var_y)``:
@@ -158,34 +155,18 @@ def _linear_stats(X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
     n, d = X.shape
     x0 = X[0].astype(np.float64) if fit_icpt else np.zeros(d)
     y0 = float(y[0]) if fit_icpt else 0.0
-    s = np.zeros(d)
-    G = np.zeros((d, d)) if full else np.zeros(d)
-    sxy = np.zeros(d)
-    sy = syy = 0.0
-    rows = _block_rows(X, 2 * d + 3)
-    for lo in range(0, n, rows):
-        Xb = X[lo:lo + rows].astype(np.float64)
-        Xb -= x0
-        yb = y[lo:lo + rows].astype(np.float64)
-        yb -= y0
-        if w is None:
-            Xw, yw = Xb, yb
-        else:
-            wb = w[lo:lo + rows].astype(np.float64)
-            Xw, yw = Xb * wb[:, None], yb * wb
-        s += Xw.sum(axis=0)
-        if full:
-            G += Xw.T @ Xb
-        else:
-            G += np.einsum("ij,ij->j", Xw, Xb)
-        sxy += Xw.T @ yb
-        sy += float(yw.sum())
-        syy += float(yw @ yb)
+    s, G, sxy, sy, syy = _moments_fn(be)(X, y, x0, y0, full, w)
     ms, my = s / n, sy / n
     if fit_icpt:
         cov = G / n - (np.outer(ms, ms) if full else ms * ms)
         return x0 + ms, cov, y0 + my, sxy / n - ms * my, syy / n - my * my
     return np.zeros(d), G / n, 0.0, sxy / n, syy / n
+
+
+def _moments_fn(be):
+    """The backend's ``moments`` kernel (the numpy reference for a module without one)."""
+    fn = getattr(be, "moments", None)
+    return fn if fn is not None else _numpy.moments
 
 
 def _poly_range(x: np.ndarray, be=None) -> tuple[float, float]:
@@ -310,8 +291,8 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
             return Coordinates("none", basis, np.empty((0, m)), l2w, eye, eye, None,
                                math.nan, math.nan, np.zeros(p))
         full = full_stats
-        mean, cov, y_mean, cov_xy, var_y = _linear_stats(prob.X, prob.y, prob.fit_icpt, full,
-                                                         prob.w)
+        mean, cov, y_mean, cov_xy, var_y = _linear_stats(prob.be, prob.X, prob.y, prob.fit_icpt,
+                                                         full, prob.w)
         var = np.diag(cov) if full else cov
         s2 = np.maximum(var, 0.0) + l2 / c
         a = np.where(s2 > 0, 1.0 / np.sqrt(np.where(s2 > 0, s2, 1.0)), 1.0)
@@ -417,16 +398,10 @@ def _hessian_none(prob: Problem, coords: Coordinates) -> np.ndarray:
     if prob.model == 1:
         Gs, _, _ = prob.be.lsq_stats(1, prob.X, prob.y, coords.basis, p, w=prob.w)
         G = Gs / prob.n
-    else:
-        _, G2, _, _, _ = _linear_stats(prob.X, prob.y, False, True, prob.w)
-        G[:p, :p] = G2
-        rows = _block_rows(prob.X, p)
-        for lo in range(0, prob.n, rows):
-            wb = prob.weights(lo, lo + rows)
-            Xb = prob.X[lo:lo + rows]
-            G[:p, p] += (Xb.sum(axis=0, dtype=np.float64) if wb is None
-                         else wb @ Xb.astype(np.float64))
-        G[:p, p] /= prob.n
+    else:  # G and the column sums from one pass (origin 0: the raw moments)
+        s, G2, _, _, _ = _moments_fn(prob.be)(prob.X, prob.y, np.zeros(p), 0.0, True, prob.w)
+        G[:p, :p] = G2 / prob.n
+        G[:p, p] = s / prob.n
         G[p, :p] = G[:p, p]
         G[p, p] = 1.0 if prob.w is None else float(np.sum(prob.w, dtype=np.float64)) / prob.n
     G[np.arange(p), np.arange(p)] += coords.l2w[:p].astype(np.float64) / prob.loss.curvature
@@ -434,33 +409,12 @@ def _hessian_none(prob: Problem, coords: Coordinates) -> np.ndarray:
 
 
 def _max_row_norm2(prob: Problem, coords: Coordinates) -> float:
-    """max_i w_i |T^T a_i|^2 over the design rows a_i = [features, 1] (kernel coordinates)."""
-    p, m = prob.p, prob.p + 1
-    T = coords.T
-    best = 0.0
-    rows = _block_rows(prob.X, 3 * m + 2)
-    for lo in range(0, prob.n, rows):
-        Xb = prob.X[lo:lo + rows]
-        A = np.empty((Xb.shape[0], m))
-        if prob.model == 0:
-            A[:, :p] = Xb
-        else:
-            u = ((Xb[:, 0] - prob.dt(coords.basis[0])) * prob.dt(coords.basis[1])).astype(np.float64)
-            A[:, 0] = u
-            for j in range(1, p):
-                A[:, j] = A[:, j - 1] * u
-        A[:, p] = 1.0 if prob.fit_icpt else 0.0
-        if coords.pre.shape[0] == 2:  # centre and scale: T^T a = [a_j x_j - b_j, 1]
-            Z = A[:, :p] * coords.pre[0, :p] - coords.pre[1, :p] * A[:, p:]
-            s = np.einsum("ij,ij->i", Z, Z) + A[:, p] ** 2
-        else:
-            Z = A @ T
-            s = np.einsum("ij,ij->i", Z, Z)
-        wb = prob.weights(lo, lo + rows)
-        if wb is not None:  # a sample's curvature is w_i |T^T a_i|^2 (weights of mean 1)
-            s = s * wb
-        best = max(best, float(s.max()))
-    return best
+    """max_i w_i |T^T a_i|^2 over the design rows a_i = [features, 1] (kernel
+    coordinates): one pass, the backend's ``max_row_norm2`` kernel."""
+    fn = getattr(prob.be, "max_row_norm2", None)
+    if fn is None:
+        fn = _numpy.max_row_norm2
+    return float(fn(prob.model, prob.X, coords.basis, coords.pre, bool(prob.fit_icpt), prob.w))
 
 
 def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: int | None,

@@ -67,6 +67,21 @@ Functions:
 ``lsq_stats(model, X, y, basis, p, w=None) -> (G, c, S)``
     ``A^T W A``, ``A^T W y``, ``y^T W y`` (float64 sums, ``W = diag(w)``) for the design rows
     ``[features, 1]``: the statistics of the preconditioner and ``lr="auto"``.
+``moments(X, y, x0, y0, full, w=None) -> (s, G, sxy, sy, syy)``
+    Float64 sums over the rows of ``a_i = X[i] - x0`` and ``b_i = y[i] - y0``
+    (differences in float64; ``x0`` a float64 (p,) origin, e.g. the first
+    row, so that offsets far from 0 do not cancel the second moments away):
+    ``s = sum w_i a_i``, ``G = sum w_i a_i a_i^T`` ((p, p) when ``full``, else
+    its diagonal (p,)), ``sxy = sum w_i a_i b_i``, ``sy = sum w_i b_i``,
+    ``syy = sum w_i b_i**2`` (``w_i = 1`` when ``w`` is None).  One read of
+    ``X``: the linear model's preconditioner and ``lr="auto"``.
+``max_row_norm2(model, X, basis, pre, fit_icpt, w=None) -> float``
+    ``max_i w_i |T^T a_i|**2`` over the design rows ``a_i = [features, 1]``
+    in the kernel's coordinates (last entry 0 when ``fit_icpt`` is false;
+    poly: ``u**1 .. u**p`` with ``p = pre.shape[1] - 1``), ``T`` the
+    preconditioner of ``pre`` (``(0, p + 1)``: the identity).  NaN when a
+    row gives NaN.  One read of ``X``: the per-sample curvature of the step
+    size of stochastic batches.
 ``batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w=None)``
     The gradient over rows ``idx[start:stop]`` (mean over those rows + penalty).
 ``update(opt, theta, grad, state, lr, hp, t)``

@@ -2842,3 +2842,4 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
 # loop would gain nothing: the reference loop is used (same update rules).
 
 from fastgd.backends._numpy import minimize_run  # noqa: E402,F401
+include "_stats.pxi"

@@ -2363,3 +2363,4 @@ def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.
             pass  # e.g. grad returns a list: run the Python loop instead
     return _numpy.minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter,
                                tol, hist_f, hist_x)
+from ._numba_stats import moments, max_row_norm2  # noqa: E402

@@ -255,6 +255,95 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
     return G, c, S
 
 
+def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
+            w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Sums over the rows of the rows and of y shifted by an origin, in float64.
+
+    With ``a_i = X[i] - x0`` and ``b_i = y[i] - y0`` (differences in float64;
+    ``x0`` a float64 row, e.g. the first one, so that an offset far from 0
+    does not cancel the second moments away) and ``w_i`` the weights (1 when
+    ``w`` is None, else converted to float64)::
+
+        s = sum w_i a_i                      (d,)
+        G = sum w_i a_i a_i^T                (d, d) when ``full``, else its diagonal (d,)
+        sxy = sum w_i a_i b_i                (d,)
+        sy = sum w_i b_i,  syy = sum w_i b_i**2
+
+    Returns ``(s, G, sxy, sy, syy)``.  One pass over the rows, in blocks.
+    """
+    n, d = X.shape
+    x0 = np.asarray(x0, dtype=np.float64)
+    s = np.zeros(d)
+    G = np.zeros((d, d)) if full else np.zeros(d)
+    sxy = np.zeros(d)
+    sy = syy = 0.0
+    # blocks of float64 temporaries of at most 2 MB and 1/64 of X (no hidden copy of X)
+    budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
+    rows = max(16, budget // (8 * (2 * d + 3)))
+    for lo in range(0, n, rows):
+        A = X[lo:lo + rows].astype(np.float64)
+        A -= x0
+        b = y[lo:lo + rows].astype(np.float64)
+        b -= y0
+        if w is None:
+            Aw, bw = A, b
+        else:
+            wb = w[lo:lo + rows].astype(np.float64)
+            Aw, bw = A * wb[:, None], b * wb
+        s += Aw.sum(axis=0)
+        G += Aw.T @ A if full else np.einsum("ij,ij->j", Aw, A)
+        sxy += Aw.T @ b
+        sy += float(bw.sum())
+        syy += float(bw @ b)
+    return s, G, sxy, sy, syy
+
+
+def max_row_norm2(model: int, X: np.ndarray, basis: np.ndarray, pre: np.ndarray,
+                  fit_icpt: bool, w: np.ndarray | None = None) -> float:
+    """``max_i w_i |T^T a_i|**2`` over the design rows in the kernel's coordinates.
+
+    ``a_i = [features, 1]`` (``[features, 0]`` when not ``fit_icpt``): the row
+    of X (model 0) or ``u**1 .. u**p`` (model 1: ``u`` as in
+    :func:`predict_rows`, its powers in float64; ``p = pre.shape[1] - 1``).
+    ``T`` from ``pre`` (see :func:`step`): ``(0, m)`` the identity; ``(2, m)``
+    centre and scale, ``T^T a = [pre[0, j] a_j - pre[1, j] a_p (j < p), a_p]``;
+    ``(2m, m)`` dense, ``T = pre[:m]``.  The largest per-sample curvature
+    (weights of mean 1), for the step size of stochastic batches.  NaN when
+    a row gives NaN; 0 for no rows.
+    """
+    pre = np.asarray(pre, dtype=np.float64)
+    m = pre.shape[1]
+    p = m - 1
+    best = 0.0
+    budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
+    rows = max(16, budget // (8 * (3 * m + 2)))
+    for lo in range(0, X.shape[0], rows):
+        Xb = X[lo:lo + rows]
+        A = np.empty((Xb.shape[0], m))
+        if model == 0:
+            A[:, :p] = Xb
+        else:
+            u = _u(Xb, basis).astype(np.float64)
+            if p:
+                A[:, 0] = u
+            for j in range(1, p):
+                A[:, j] = A[:, j - 1] * u
+        A[:, p] = 1.0 if fit_icpt else 0.0
+        if pre.shape[0] == 2:
+            Z = A[:, :p] * pre[0, :p] - pre[1, :p] * A[:, p:]
+            v = np.einsum("ij,ij->i", Z, Z) + A[:, p] ** 2
+        else:
+            Z = A @ pre[:m] if pre.shape[0] else A
+            v = np.einsum("ij,ij->i", Z, Z)
+        if w is not None:
+            v = v * w[lo:lo + rows].astype(np.float64)
+        if np.isnan(v).any():
+            return math.nan
+        if v.size:
+            best = max(best, float(v.max()))
+    return best
+
+
 # ---------------------------------------------------------------- update rules
 # hp = [momentum, beta1, beta2, eps, rho]; state rows: 0 = v / s / m, 1 = Adam's v.
 
