@@ -115,7 +115,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int32_t, int64_t
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 
 import os as _os
 
@@ -861,6 +861,54 @@ cdef extern from * nogil:
     }
     static void fgd_free64(void *ptr) { free(ptr); }
     #endif
+
+    /* Staging buffers of a single-sample epoch (_staged_epoch): 2 MB aligned
+       and, on Linux, advised to the kernel as huge pages, so that the steps
+       reading a buffer in address order take one TLB entry per 2 MB.  Freed
+       with fgd_free_stage only. */
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    static void *fgd_alloc_stage(size_t size)
+    {
+    #if defined(_WIN32)
+        return _aligned_malloc(size, 64);
+    #else
+        void *ptr = NULL;
+        size_t huge = (size_t)1 << 21;
+        if (size >= huge) {
+            size = (size + huge - 1) & ~(huge - 1);
+            if (posix_memalign(&ptr, huge, size) != 0) return NULL;
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+            madvise(ptr, size, MADV_HUGEPAGE);
+    #endif
+            return ptr;
+        }
+        return posix_memalign(&ptr, 64, size) == 0 ? ptr : NULL;
+    #endif
+    }
+    static void fgd_free_stage(void *ptr)
+    {
+    #if defined(_WIN32)
+        _aligned_free(ptr);
+    #else
+        free(ptr);
+    #endif
+    }
+
+    /* The progress marks of the two staging threads (_stage_copy): an
+       acquire load and a release store of a 64-bit integer. */
+    #if defined(__GNUC__) || defined(__clang__)
+    static inline long long fgd_load_acquire(const long long *p)
+    { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void fgd_store_release(long long *p, long long v)
+    { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    #else
+    static inline long long fgd_load_acquire(const long long *p)
+    { return *(const volatile long long *)p; }
+    static inline void fgd_store_release(long long *p, long long v)
+    { *(volatile long long *)p = v; }
+    #endif
     """
     const int FASTGD_OPENMP
     void fastgd_set_forked()
@@ -896,6 +944,10 @@ cdef extern from * nogil:
     int fgd_simd_stats()
     void* fgd_alloc64(size_t size)
     void fgd_free64(void* ptr)
+    void* fgd_alloc_stage(size_t size)
+    void fgd_free_stage(void* ptr)
+    long long fgd_load_acquire(const long long* p)
+    void fgd_store_release(long long* p, long long v)
     void fgd_stats_avx2()
 
 #: Full-batch polynomial MSE epochs cost O(degree**2) after one pass over the
@@ -956,6 +1008,17 @@ cdef Py_ssize_t FBLOCK = 64
 cdef Py_ssize_t PREFETCH = 32
 cdef Py_ssize_t PREFETCH_L1 = 6
 cdef Py_ssize_t CACHE_LINE = 64
+# Single-sample epochs over an X of at least STAGE_MIN_BYTES stage their rows
+# (``_staged_epoch``) when two threads are available: one thread copies the
+# rows of the next chunk of the sample order into a buffer, in visiting
+# order, while the other steps through the current chunk.  Chunks of at most
+# STAGE_BYTES of rows (and 1/64 of X); the staging thread prefetches rows
+# STAGE_PREFETCH positions ahead.
+#: X size (bytes) from which single-sample epochs stage their rows.
+STAGE_MIN_BYTES: int = 64 << 20
+cdef Py_ssize_t _stage_min_bytes = STAGE_MIN_BYTES
+cdef Py_ssize_t STAGE_BYTES = 1 << 21
+cdef Py_ssize_t STAGE_PREFETCH = 16
 
 
 def max_threads() -> int:
@@ -1004,6 +1067,38 @@ def _after_fork_in_child() -> None:
 
 if hasattr(_os, "register_at_fork"):  # POSIX; there is no fork elsewhere
     _os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _set_stage_min_bytes(n) -> int:
+    """Stage single-sample epochs from X of ``n`` bytes on (tests: small data); returns the old value."""
+    global _stage_min_bytes
+    old = _stage_min_bytes
+    _stage_min_bytes = n
+    return old
+
+
+def _set_stage_bytes(n) -> int:
+    """Bytes of rows per staged chunk (at most; also at most 1/64 of X); returns the old value."""
+    global STAGE_BYTES
+    old = STAGE_BYTES
+    STAGE_BYTES = n
+    return old
+
+
+def _stage_rows(Py_ssize_t n, Py_ssize_t row_bytes, Py_ssize_t batch_size) -> int:
+    """Rows per staged chunk of a stochastic epoch over ``n`` rows; 0: no staging.
+
+    Staging takes single-sample epochs (``batch_size`` 1) over an X of at
+    least ``_stage_min_bytes`` when two threads are available (none in a
+    forked process: ``max_threads``).  A chunk holds at most ``STAGE_BYTES``
+    of rows and 1/64 of X (two buffers: within 1/32 of X), at least one row.
+    """
+    cdef Py_ssize_t nbytes = n * row_bytes, cap
+    if (batch_size != 1 or n < 2 or row_bytes <= 0 or nbytes < _stage_min_bytes
+            or fastgd_max_threads() < 2):
+        return 0
+    cap = STAGE_BYTES if STAGE_BYTES < nbytes // 64 else nbytes // 64
+    return cap // row_bytes
 
 
 cdef inline int _team_size(Py_ssize_t n_chunks) noexcept nogil:
@@ -2566,6 +2661,155 @@ cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
             x = xn
 
 
+cdef void _stage_copy(const floating* X, const floating* y, const floating* w, weight_t wtd,
+                      Py_ssize_t ncol, const index_t* idx, Py_ssize_t n_idx, Py_ssize_t lo,
+                      Py_ssize_t hi, floating* Xb, floating* yb, floating* wb, long long* marks,
+                      bint back) noexcept nogil:
+    """Copy the rows of positions lo..hi-1 of ``idx`` into Xb, yb (and wb): row q to q - lo.
+
+    Two threads share the work: one from the front (``back`` False), one
+    from the back, each stopping where the other has got to.  No copy
+    depends on another, so with rows ahead prefetched (``STAGE_PREFETCH``)
+    many reads are in flight at once.  ``marks[0]``: positions below it are
+    taken by the front thread; ``marks[8]`` (another cache line): positions
+    from it on by the back thread.  A thread publishes a position before
+    copying it, checks the other's mark before each row, and copies every
+    position it has published before the parallel region ends.  So every
+    row is copied; a row may be copied twice, with the same bytes.  The
+    weights (``weighted_t``) go with their rows into ``wb``.
+    """
+    cdef Py_ssize_t q, i, j, a
+    cdef const floating* x
+    cdef floating* xb
+    if back:
+        q = hi - 1
+        while q >= lo:
+            if q < fgd_load_acquire(&marks[0]):
+                return
+            fgd_store_release(&marks[8], q)
+            a = q - STAGE_PREFETCH
+            if a >= 0:
+                _prefetch_row(X, y, w, wtd, ncol, <Py_ssize_t>idx[a])
+            i = <Py_ssize_t>idx[q]
+            x = X + i * ncol
+            xb = Xb + (q - lo) * ncol
+            for j in range(ncol):
+                xb[j] = x[j]
+            yb[q - lo] = y[i]
+            if weight_t is weighted_t:
+                wb[q - lo] = w[i]
+            q -= 1
+    else:
+        for q in range(lo, hi):
+            if q >= fgd_load_acquire(&marks[8]):
+                return
+            fgd_store_release(&marks[0], q + 1)
+            a = q + STAGE_PREFETCH
+            if a < n_idx:
+                _prefetch_row(X, y, w, wtd, ncol, <Py_ssize_t>idx[a])
+            i = <Py_ssize_t>idx[q]
+            x = X + i * ncol
+            xb = Xb + (q - lo) * ncol
+            for j in range(ncol):
+                xb[j] = x[j]
+            yb[q - lo] = y[i]
+            if weight_t is weighted_t:
+                wb[q - lo] = w[i]
+
+
+cdef long long _stage_steps(int model, int loss, const floating* Xb, const floating* yb,
+                            const floating* wb, weight_t wtd, Py_ssize_t n, Py_ssize_t ncol,
+                            floating* theta, Py_ssize_t p, double shift, double xscale,
+                            double delta, const floating* l2w, int l2d, int fit_icpt, int opt,
+                            const double* hp, floating* s0, floating* s1, long long t, double lr,
+                            const index_t* ident, Py_ssize_t n_steps, bint last, floating* grad,
+                            double* acc, const double* pre, int kind, double* pre_work,
+                            floating* pre_delta) noexcept nogil:
+    """The single-sample steps of one staged chunk, rows 0..n_steps-1 of Xb; returns t.
+
+    The steps of the plain epoch (``_run``) over these samples, with the
+    identity order ``ident`` over the buffer: the fused gd paths for all but
+    the epoch's last sample (``last``: this chunk ends the epoch), the
+    batch gradient and ``_step`` otherwise.  A fused path restarts at each
+    chunk with the dot product of its first row, the same bits as the fused
+    one (same partial sums).  The buffer is read in address order, so no row
+    is prefetched (order length 0).
+    """
+    cdef Py_ssize_t m = p + 1, start = 0, fstop
+    fstop = n_steps - 1 if last else n_steps
+    if opt == 0 and model == 0 and n > 1 and kind == 0 and not l2d:
+        _sgd_gd_linear(loss, Xb, yb, wb, wtd, ncol, theta, p, delta, l2w, fit_icpt, ident,
+                       0, 0, fstop, lr)
+        t += fstop
+        start = fstop
+    elif opt == 0 and model == 0 and n > 1 and kind == 1 and not l2d:
+        _sgd_gd_linear_pre(loss, Xb, yb, wb, wtd, ncol, theta, p, delta, l2w, pre, fit_icpt,
+                           ident, 0, 0, fstop, lr)
+        t += fstop
+        start = fstop
+    while start < n_steps:
+        _batch_grad(model, loss, Xb, yb, wb, wtd, ncol, p, theta, shift, xscale, delta, l2w,
+                    l2d, fit_icpt, ident, 0, start, start + 1, grad, acc)
+        t += 1
+        _step(opt, theta, grad, s0, s1, m, lr, hp, t, pre, kind, pre_work, pre_delta)
+        start += 1
+    return t
+
+
+cdef long long _staged_epoch(int model, int loss, const floating* X, const floating* y,
+                             const floating* w, weight_t wtd, Py_ssize_t n, Py_ssize_t ncol,
+                             floating* theta, Py_ssize_t p, double shift, double xscale,
+                             double delta, const floating* l2w, int l2d, int fit_icpt, int opt,
+                             const double* hp, floating* s0, floating* s1, long long t,
+                             double lr, const index_t* idx, floating* grad, double* acc,
+                             const double* pre, int kind, double* pre_work,
+                             floating* pre_delta, Py_ssize_t rows, floating* Xs,
+                             Py_ssize_t xstride, floating* ys, floating* ws,
+                             const index_t* ident, long long* marks) noexcept nogil:
+    """One single-sample epoch over ``idx``, the rows staged chunk by chunk; returns t.
+
+    The epoch goes in chunks of ``rows`` positions of ``idx``.  While one
+    thread steps through chunk c, read from buffer ``c % 2`` (``Xs + (c % 2)
+    * xstride``, ``ys + (c % 2) * rows``, ``ws`` likewise) in address order,
+    another copies the rows of chunk c+1 into the other buffer, and the
+    first joins it when its steps are done (``_stage_copy``); the end of the
+    parallel region publishes the copies.  The steps and their arithmetic
+    are those of the plain epoch (``_stage_steps``), so the bits are too.
+    Called only when two threads are available (never in a forked process).
+    """
+    cdef Py_ssize_t c, lo, hi, nxt, b, nb
+    cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
+    cdef int tid = 0
+    cdef long long tt[1]
+    tt[0] = t
+    marks[0] = 0
+    marks[8] = n
+    hi = rows if rows < n else n
+    _stage_copy(X, y, w, wtd, ncol, idx, n, 0, hi, Xs, ys, ws, marks, False)
+    for c in range(n_chunks):
+        lo = c * rows
+        hi = lo + rows if lo + rows < n else n
+        nxt = hi + rows if hi + rows < n else n
+        b = c % 2
+        nb = 1 - b
+        marks[0] = hi
+        marks[8] = nxt
+        with parallel(num_threads=2):
+            tid = threadid()
+            if tid == 0:
+                tt[0] = _stage_steps(model, loss, Xs + b * xstride, ys + b * rows,
+                                     ws + b * rows if ws != NULL else ws, wtd, n, ncol, theta,
+                                     p, shift, xscale, delta, l2w, l2d, fit_icpt, opt, hp, s0,
+                                     s1, tt[0], lr, ident, hi - lo, hi == n, grad, acc, pre,
+                                     kind, pre_work, pre_delta)
+                _stage_copy(X, y, w, wtd, ncol, idx, n, hi, nxt, Xs + nb * xstride,
+                            ys + nb * rows, ws + nb * rows if ws != NULL else ws, marks, False)
+            else:
+                _stage_copy(X, y, w, wtd, ncol, idx, n, hi, nxt, Xs + nb * xstride,
+                            ys + nb * rows, ws + nb * rows if ws != NULL else ws, marks, True)
+    return tt[0]
+
+
 cdef void _run(int model, int loss, const floating* X, const floating* y, const floating* w,
                weight_t wtd, Py_ssize_t n, Py_ssize_t ncol, floating* theta, Py_ssize_t p,
                double shift, double xscale, double delta, const floating* l2w, int l2d,
@@ -2576,7 +2820,9 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
                double* hist_loss, int rec_loss, floating* hist_params, int rec_params,
                const double* pre, int kind, floating* theta_prev, double* acc, double* work,
                double* lsq, double* lsq_work, double* guard, double* pre_work,
-               floating* pre_delta, long long* out_done, int* out_status, long long* out_t,
+               floating* pre_delta, Py_ssize_t stage_rows, floating* Xs, Py_ssize_t xstride,
+               floating* ys, floating* ws, const index_t* ident, long long* marks,
+               long long* out_done, int* out_status, long long* out_t,
                double* out_f) noexcept nogil:
     """The epoch loop of ``run`` (see ``_numpy.run``, the specification).
 
@@ -2586,6 +2832,10 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
     weights (NULL, ``unweighted_t``) of every pass; ``guard`` (p + 2 doubles,
     weighted least-squares shortcut only, else NULL) receives
     ``_lsq_guard``.  ``sched_off``: the schedule's epoch offset.
+    ``stage_rows`` > 0: single-sample epochs are staged (``_staged_epoch``)
+    in chunks of that many rows, through the buffers ``Xs`` (two of
+    ``xstride`` values), ``ys``, ``ws`` (two of ``stage_rows``; NULL without
+    weights), the identity order ``ident`` and the progress ``marks``.
     """
     cdef bint full = batch_size == 0
     cdef bint use_lsq = lsq != NULL
@@ -2652,7 +2902,13 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
         else:
             idx = order + k * n
             start = 0
-            if (batch_size == 1 and opt == 0 and model == 0 and n > 1 and kind == 0
+            if stage_rows > 0:  # the same steps, the rows staged by a second thread
+                t = _staged_epoch(model, loss, X, y, w, wtd, n, ncol, theta, p, shift, xscale,
+                                  delta, l2w, l2d, fit_icpt, opt, hp, s0, s1, t, lr, idx, grad,
+                                  acc, pre, kind, pre_work, pre_delta, stage_rows, Xs, xstride,
+                                  ys, ws, ident, marks)
+                start = n
+            elif (batch_size == 1 and opt == 0 and model == 0 and n > 1 and kind == 0
                     and not l2d):
                 # all but the last sample fused (plain gd, diagonal penalty, no
                 # preconditioner); the last one below leaves ``grad`` as the
@@ -2768,6 +3024,15 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
     cdef double* pre_work = NULL
     cdef floating* pre_delta = NULL
     cdef const index_t* order_ptr = &order[0, 0] if order.shape[0] > 0 else NULL
+    # single-sample epochs on large data: rows staged by a second thread
+    cdef Py_ssize_t stage_rows = 0, xstride = 0, q
+    cdef floating* Xs = NULL
+    cdef floating* ys = NULL
+    cdef floating* ws = NULL
+    cdef index_t* ident = NULL
+    cdef long long* marks = NULL
+    if n_epochs > 0 and order.shape[0] > 0:
+        stage_rows = _stage_rows(n, ncol * <Py_ssize_t>sizeof(floating), batch_size)
     # Full-batch MSE takes the sufficient statistics: always for the
     # polynomial (a pass of moments), for the linear model when this call has
     # more epochs than parameters (the Gram matrix costs about p/2 passes) and
@@ -2808,6 +3073,21 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
             pre_delta = <floating*>malloc(m * sizeof(floating))
             if pre_delta == NULL:
                 raise MemoryError()
+        if stage_rows > 0:
+            # two buffers, each starting on a cache line
+            xstride = (stage_rows * ncol + 15) // 16 * 16
+            Xs = <floating*>fgd_alloc_stage(2 * xstride * sizeof(floating))
+            ys = <floating*>fgd_alloc64(2 * stage_rows * sizeof(floating))
+            ident = <index_t*>fgd_alloc64(stage_rows * sizeof(index_t))
+            marks = <long long*>fgd_alloc64(16 * sizeof(long long))
+            if Xs == NULL or ys == NULL or ident == NULL or marks == NULL:
+                raise MemoryError()
+            if wp != NULL:
+                ws = <floating*>fgd_alloc64(2 * stage_rows * sizeof(floating))
+                if ws == NULL:
+                    raise MemoryError()
+            for q in range(stage_rows):
+                ident[q] = <index_t>q
         with nogil:
             if wp == NULL:
                 _run(model, loss, &X[0, 0], &y[0], wp, <unweighted_t>0, n, ncol, &theta[0], p,
@@ -2816,7 +3096,8 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
                      order_ptr, tol, need_obj, &grad[0], f0, &hist_loss[0],
                      hist_loss.shape[0] > 0, &hist_params[0, 0], hist_params.shape[0] > 0,
                      pre_ptr, kind, theta_prev, acc, work, lsq, lsq_work, guard, pre_work,
-                     pre_delta, &n_done, &status, &t, &f)
+                     pre_delta, stage_rows, Xs, xstride, ys, ws, ident, marks,
+                     &n_done, &status, &t, &f)
             else:
                 _run(model, loss, &X[0, 0], &y[0], wp, <weighted_t>1, n, ncol, &theta[0], p,
                      bs[0], bs[1], delta, &l2w[0], l2d, fit_icpt, opt, &hp[0], &state[0, 0], t0,
@@ -2824,7 +3105,8 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
                      order_ptr, tol, need_obj, &grad[0], f0, &hist_loss[0],
                      hist_loss.shape[0] > 0, &hist_params[0, 0], hist_params.shape[0] > 0,
                      pre_ptr, kind, theta_prev, acc, work, lsq, lsq_work, guard, pre_work,
-                     pre_delta, &n_done, &status, &t, &f)
+                     pre_delta, stage_rows, Xs, xstride, ys, ws, ident, marks,
+                     &n_done, &status, &t, &f)
     finally:
         free(theta_prev)
         _free_doubles(acc)
@@ -2834,6 +3116,12 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
         _free_doubles(guard)
         _free_doubles(pre_work)
         free(pre_delta)
+        if Xs != NULL:
+            fgd_free_stage(Xs)
+        fgd_free64(ys)
+        fgd_free64(ws)
+        fgd_free64(ident)
+        fgd_free64(marks)
     return n_done, status, t, f
 
 
