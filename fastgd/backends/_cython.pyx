@@ -47,6 +47,13 @@ and dtypes of the arguments):
   too when the row straddles one more): the order is known in advance, so
   the random row accesses overlap with computation.
   One-sample gd (``batch_size=1``) fuses each step with the next prediction.
+* Single-sample epochs (``batch_size=1``) over an X of at least
+  ``STAGE_MIN_BYTES`` stage their rows when two threads are available
+  (``_staged_epoch``; none in a forked process): a second thread copies
+  the rows (and y, and w) of the chunks ahead in the sample order into
+  buffers, in visiting order, and the stepping thread reads them in address
+  order; it never waits for the copy (rows not yet copied it reads from X,
+  as the plain epoch).  Same steps, same code, same bits.
 * ``basis`` ``[shift, scale]``: the polynomial input ``u = (x - shift) *
   scale`` is formed in the data dtype wherever u is (rows, moments); the
   public functions also take a float ``s`` for ``[0, s]``, and shift 0 gives
@@ -896,19 +903,47 @@ cdef extern from * nogil:
     #endif
     }
 
-    /* The progress marks of the two staging threads (_stage_copy): an
-       acquire load and a release store of a 64-bit integer. */
+    /* The progress marks of a staged epoch (_staged_epoch): 64-bit integers
+       loaded with acquire and stored with release order, and, where a
+       thread stores one mark and then loads the other thread's (the chunk
+       each is on), sequentially consistent. */
     #if defined(__GNUC__) || defined(__clang__)
     static inline long long fgd_load_acquire(const long long *p)
     { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void fgd_store_release(long long *p, long long v)
     { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline long long fgd_load_seq(const long long *p)
+    { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+    static inline void fgd_store_seq(long long *p, long long v)
+    { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
     #else
     static inline long long fgd_load_acquire(const long long *p)
     { return *(const volatile long long *)p; }
     static inline void fgd_store_release(long long *p, long long v)
     { *(volatile long long *)p = v; }
+    static inline long long fgd_load_seq(const long long *p)
+    { return *(const volatile long long *)p; }
+    static inline void fgd_store_seq(long long *p, long long v)
+    { *(volatile long long *)p = v; }
     #endif
+    /* One round of a wait: a pause instruction, and after a while a yield of
+       the processor to other threads (a machine busy with other work). */
+    #if !defined(_WIN32)
+    #include <sched.h>
+    #endif
+    static inline Py_ssize_t fgd_spin_wait(Py_ssize_t spins)
+    {
+        if (spins < 2000) {
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+            __builtin_ia32_pause();
+    #endif
+            return spins + 1;
+        }
+    #if !defined(_WIN32)
+        sched_yield();
+    #endif
+        return spins;
+    }
     """
     const int FASTGD_OPENMP
     void fastgd_set_forked()
@@ -948,6 +983,9 @@ cdef extern from * nogil:
     void fgd_free_stage(void* ptr)
     long long fgd_load_acquire(const long long* p)
     void fgd_store_release(long long* p, long long v)
+    long long fgd_load_seq(const long long* p)
+    void fgd_store_seq(long long* p, long long v)
+    Py_ssize_t fgd_spin_wait(Py_ssize_t spins)
     void fgd_stats_avx2()
 
 #: Full-batch polynomial MSE epochs cost O(degree**2) after one pass over the
@@ -1012,13 +1050,14 @@ cdef Py_ssize_t CACHE_LINE = 64
 # (``_staged_epoch``) when two threads are available: one thread copies the
 # rows of the next chunk of the sample order into a buffer, in visiting
 # order, while the other steps through the current chunk.  Chunks of at most
-# STAGE_BYTES of rows (and 1/64 of X); the staging thread prefetches rows
-# STAGE_PREFETCH positions ahead.
+# STAGE_BYTES of rows (and 1/64 of X), in STAGE_SLOTS buffers; the staging
+# thread prefetches rows STAGE_PREFETCH positions ahead.
 #: X size (bytes) from which single-sample epochs stage their rows.
 STAGE_MIN_BYTES: int = 64 << 20
 cdef Py_ssize_t _stage_min_bytes = STAGE_MIN_BYTES
 cdef Py_ssize_t STAGE_BYTES = 1 << 21
 cdef Py_ssize_t STAGE_PREFETCH = 16
+cdef Py_ssize_t STAGE_SLOTS = 4
 
 
 def max_threads() -> int:
@@ -2661,95 +2700,89 @@ cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
             x = xn
 
 
-cdef void _stage_copy(const floating* X, const floating* y, const floating* w, weight_t wtd,
-                      Py_ssize_t ncol, const index_t* idx, Py_ssize_t n_idx, Py_ssize_t lo,
-                      Py_ssize_t hi, floating* Xb, floating* yb, floating* wb, long long* marks,
-                      bint back) noexcept nogil:
-    """Copy the rows of positions lo..hi-1 of ``idx`` into Xb, yb (and wb): row q to q - lo.
+# Progress marks of a staged epoch (``_staged_epoch``), int64, each group on
+# its own cache line: marks[0] the chunk the stepping thread is on; slot k
+# (``_slot``): [0] the chunk the staging thread has claimed for buffer k
+# (-1: none), [9] positions below it are copied, [16] positions from it on
+# the stepping thread takes from X itself.
+cdef inline long long* _slot(long long* marks, Py_ssize_t k) noexcept nogil:
+    return marks + 8 + 24 * k
 
-    Two threads share the work: one from the front (``back`` False), one
-    from the back, each stopping where the other has got to.  No copy
-    depends on another, so with rows ahead prefetched (``STAGE_PREFETCH``)
-    many reads are in flight at once.  ``marks[0]``: positions below it are
-    taken by the front thread; ``marks[8]`` (another cache line): positions
-    from it on by the back thread.  A thread publishes a position before
-    copying it, checks the other's mark before each row, and copies every
-    position it has published before the parallel region ends.  So every
-    row is copied; a row may be copied twice, with the same bytes.  The
-    weights (``weighted_t``) go with their rows into ``wb``.
+
+cdef inline void _copy_row(const floating* X, const floating* y, const floating* w,
+                           weight_t wtd, Py_ssize_t ncol, Py_ssize_t i, floating* xb,
+                           floating* yb, floating* wb, Py_ssize_t r) noexcept nogil:
+    """Row i of X (and y[i], w[i]) to row r of the buffers."""
+    cdef const floating* x = X + i * ncol
+    cdef floating* o = xb + r * ncol
+    cdef Py_ssize_t j
+    for j in range(ncol):
+        o[j] = x[j]
+    yb[r] = y[i]
+    if weight_t is weighted_t:
+        wb[r] = w[i]
+
+
+cdef void _stage_front(const floating* X, const floating* y, const floating* w, weight_t wtd,
+                       Py_ssize_t ncol, const index_t* idx, Py_ssize_t n, Py_ssize_t lo,
+                       Py_ssize_t hi, floating* xb, floating* yb, floating* wb,
+                       long long* sl, long long* marks, long long c) noexcept nogil:
+    """The staging thread: copy positions lo.. of ``idx`` to the buffer (q to q - lo).
+
+    Each position is published as copied (``sl[9]``, release) after its
+    copy.  Stops at the position from which the stepping thread takes the
+    chunk from X itself (``sl[16]``), or when that thread is past chunk
+    ``c``.  A copy the stepping thread no longer reads is harmless: the
+    buffer is written for another chunk only by this thread, later.
     """
-    cdef Py_ssize_t q, i, j, a
-    cdef const floating* x
-    cdef floating* xb
-    if back:
-        q = hi - 1
-        while q >= lo:
-            if q < fgd_load_acquire(&marks[0]):
-                return
-            fgd_store_release(&marks[8], q)
-            a = q - STAGE_PREFETCH
-            if a >= 0:
-                _prefetch_row(X, y, w, wtd, ncol, <Py_ssize_t>idx[a])
-            i = <Py_ssize_t>idx[q]
-            x = X + i * ncol
-            xb = Xb + (q - lo) * ncol
-            for j in range(ncol):
-                xb[j] = x[j]
-            yb[q - lo] = y[i]
-            if weight_t is weighted_t:
-                wb[q - lo] = w[i]
-            q -= 1
-    else:
-        for q in range(lo, hi):
-            if q >= fgd_load_acquire(&marks[8]):
-                return
-            fgd_store_release(&marks[0], q + 1)
-            a = q + STAGE_PREFETCH
-            if a < n_idx:
-                _prefetch_row(X, y, w, wtd, ncol, <Py_ssize_t>idx[a])
-            i = <Py_ssize_t>idx[q]
-            x = X + i * ncol
-            xb = Xb + (q - lo) * ncol
-            for j in range(ncol):
-                xb[j] = x[j]
-            yb[q - lo] = y[i]
-            if weight_t is weighted_t:
-                wb[q - lo] = w[i]
+    cdef Py_ssize_t q, a
+    for q in range(lo, hi):
+        if q >= fgd_load_acquire(&sl[16]):
+            return
+        if (q & 63) == 0 and fgd_load_acquire(&marks[0]) > c:
+            return
+        a = q + STAGE_PREFETCH
+        if a < n:
+            _prefetch_row(X, y, w, wtd, ncol, <Py_ssize_t>idx[a])
+        _copy_row(X, y, w, wtd, ncol, <Py_ssize_t>idx[q], xb, yb, wb, q - lo)
+        fgd_store_release(&sl[9], q + 1)
 
 
-cdef long long _stage_steps(int model, int loss, const floating* Xb, const floating* yb,
-                            const floating* wb, weight_t wtd, Py_ssize_t n, Py_ssize_t ncol,
-                            floating* theta, Py_ssize_t p, double shift, double xscale,
-                            double delta, const floating* l2w, int l2d, int fit_icpt, int opt,
-                            const double* hp, floating* s0, floating* s1, long long t, double lr,
-                            const index_t* ident, Py_ssize_t n_steps, bint last, floating* grad,
-                            double* acc, const double* pre, int kind, double* pre_work,
-                            floating* pre_delta) noexcept nogil:
-    """The single-sample steps of one staged chunk, rows 0..n_steps-1 of Xb; returns t.
+cdef long long _steps(int model, int loss, const floating* X, const floating* y,
+                      const floating* w, weight_t wtd, Py_ssize_t n, Py_ssize_t ncol,
+                      floating* theta, Py_ssize_t p, double shift, double xscale,
+                      double delta, const floating* l2w, int l2d, int fit_icpt, int opt,
+                      const double* hp, floating* s0, floating* s1, long long t, double lr,
+                      const index_t* idx, Py_ssize_t n_idx, Py_ssize_t start, Py_ssize_t stop,
+                      bint last, floating* grad, double* acc, const double* pre, int kind,
+                      double* pre_work, floating* pre_delta) noexcept nogil:
+    """The single-sample steps of the plain epoch (``_run``) over positions
+    start..stop-1 of ``idx``; returns t.
 
-    The steps of the plain epoch (``_run``) over these samples, with the
-    identity order ``ident`` over the buffer: the fused gd paths for all but
-    the epoch's last sample (``last``: this chunk ends the epoch), the
-    batch gradient and ``_step`` otherwise.  A fused path restarts at each
-    chunk with the dot product of its first row, the same bits as the fused
-    one (same partial sums).  The buffer is read in address order, so no row
-    is prefetched (order length 0).
+    ``last``: this stretch ends the epoch, whose last sample takes the batch
+    gradient and ``_step`` (all others the fused gd paths where they apply).
+    A fused path restarts at ``start`` with the dot product of its first row,
+    the same bits as the fused one (same partial sums), so an epoch split
+    into stretches takes the same steps.  Rows ``n_idx`` positions and more
+    are not prefetched (0: the staged buffers, read in address order).
     """
-    cdef Py_ssize_t m = p + 1, start = 0, fstop
-    fstop = n_steps - 1 if last else n_steps
+    cdef Py_ssize_t m = p + 1, fstop
+    fstop = stop - 1 if last else stop
     if opt == 0 and model == 0 and n > 1 and kind == 0 and not l2d:
-        _sgd_gd_linear(loss, Xb, yb, wb, wtd, ncol, theta, p, delta, l2w, fit_icpt, ident,
-                       0, 0, fstop, lr)
-        t += fstop
-        start = fstop
+        _sgd_gd_linear(loss, X, y, w, wtd, ncol, theta, p, delta, l2w, fit_icpt, idx,
+                       n_idx, start, fstop, lr)
+        if fstop > start:
+            t += fstop - start
+            start = fstop
     elif opt == 0 and model == 0 and n > 1 and kind == 1 and not l2d:
-        _sgd_gd_linear_pre(loss, Xb, yb, wb, wtd, ncol, theta, p, delta, l2w, pre, fit_icpt,
-                           ident, 0, 0, fstop, lr)
-        t += fstop
-        start = fstop
-    while start < n_steps:
-        _batch_grad(model, loss, Xb, yb, wb, wtd, ncol, p, theta, shift, xscale, delta, l2w,
-                    l2d, fit_icpt, ident, 0, start, start + 1, grad, acc)
+        _sgd_gd_linear_pre(loss, X, y, w, wtd, ncol, theta, p, delta, l2w, pre, fit_icpt,
+                           idx, n_idx, start, fstop, lr)
+        if fstop > start:
+            t += fstop - start
+            start = fstop
+    while start < stop:
+        _batch_grad(model, loss, X, y, w, wtd, ncol, p, theta, shift, xscale, delta, l2w,
+                    l2d, fit_icpt, idx, n_idx, start, start + 1, grad, acc)
         t += 1
         _step(opt, theta, grad, s0, s1, m, lr, hp, t, pre, kind, pre_work, pre_delta)
         start += 1
@@ -2766,47 +2799,97 @@ cdef long long _staged_epoch(int model, int loss, const floating* X, const float
                              floating* pre_delta, Py_ssize_t rows, floating* Xs,
                              Py_ssize_t xstride, floating* ys, floating* ws,
                              const index_t* ident, long long* marks) noexcept nogil:
-    """One single-sample epoch over ``idx``, the rows staged chunk by chunk; returns t.
+    """One single-sample epoch over ``idx``, the rows staged by a second thread; returns t.
 
-    The epoch goes in chunks of ``rows`` positions of ``idx``.  While one
-    thread steps through chunk c, read from buffer ``c % 2`` (``Xs + (c % 2)
-    * xstride``, ``ys + (c % 2) * rows``, ``ws`` likewise) in address order,
-    another copies the rows of chunk c+1 into the other buffer, and the
-    first joins it when its steps are done (``_stage_copy``); the end of the
-    parallel region publishes the copies.  The steps and their arithmetic
-    are those of the plain epoch (``_stage_steps``), so the bits are too.
-    Called only when two threads are available (never in a forked process).
+    The epoch goes in chunks of ``rows`` positions of ``idx``; chunk c is
+    staged in buffer k = c % STAGE_SLOTS (``Xs + k * xstride``, ``ys + k *
+    rows``, ``ws`` likewise), rows in visiting order.  Thread 1 stages the
+    chunks ahead of the stepping thread, at most STAGE_SLOTS - 1 ahead (a
+    buffer is reused once its chunk is stepped), skipping chunks already
+    reached (``_stage_front``).  Thread 0 takes the steps, chunk by chunk,
+    and never waits for the other: on a chunk the staging thread has
+    claimed (``_slot``) it steps through the buffer as far as the rows are
+    copied, and when it catches up with the copy it takes the rest of the
+    chunk from X (the staging thread then goes on to the next chunk); any
+    other chunk it steps straight from X, as the plain epoch (the staging
+    thread may be slow, descheduled or not running at all).  The steps are
+    those of the plain epoch (``_steps``), so the bits are too.  Called only
+    when two threads are available (never in a forked process).
     """
-    cdef Py_ssize_t c, lo, hi, nxt, b, nb
     cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
+    cdef Py_ssize_t c = 0, k = 0, lo = 0, hi = 0, pos = 0, d = 0, spins = 0
+    cdef long long s = 0
+    cdef long long* sl
     cdef int tid = 0
     cdef long long tt[1]
     tt[0] = t
+    for k in range(STAGE_SLOTS):
+        sl = _slot(marks, k)
+        sl[0] = -1
     marks[0] = 0
-    marks[8] = n
-    hi = rows if rows < n else n
-    _stage_copy(X, y, w, wtd, ncol, idx, n, 0, hi, Xs, ys, ws, marks, False)
-    for c in range(n_chunks):
-        lo = c * rows
-        hi = lo + rows if lo + rows < n else n
-        nxt = hi + rows if hi + rows < n else n
-        b = c % 2
-        nb = 1 - b
-        marks[0] = hi
-        marks[8] = nxt
-        with parallel(num_threads=2):
-            tid = threadid()
-            if tid == 0:
-                tt[0] = _stage_steps(model, loss, Xs + b * xstride, ys + b * rows,
-                                     ws + b * rows if ws != NULL else ws, wtd, n, ncol, theta,
-                                     p, shift, xscale, delta, l2w, l2d, fit_icpt, opt, hp, s0,
-                                     s1, tt[0], lr, ident, hi - lo, hi == n, grad, acc, pre,
-                                     kind, pre_work, pre_delta)
-                _stage_copy(X, y, w, wtd, ncol, idx, n, hi, nxt, Xs + nb * xstride,
-                            ys + nb * rows, ws + nb * rows if ws != NULL else ws, marks, False)
-            else:
-                _stage_copy(X, y, w, wtd, ncol, idx, n, hi, nxt, Xs + nb * xstride,
-                            ys + nb * rows, ws + nb * rows if ws != NULL else ws, marks, True)
+    # chunk 0 is claimed before the threads start (its copy starts at once)
+    sl = _slot(marks, 0)
+    sl[9] = 0
+    sl[16] = rows if rows < n else n
+    sl[0] = 0
+    with parallel(num_threads=2):
+        tid = threadid()
+        if tid == 0:  # the steps
+            for c in range(n_chunks):
+                lo = c * rows
+                hi = lo + rows if lo + rows < n else n
+                k = c % STAGE_SLOTS
+                sl = _slot(marks, k)
+                fgd_store_seq(&marks[0], c)
+                if fgd_load_seq(&sl[0]) == c:
+                    # the rows copied so far from the buffer, the rest from X
+                    pos = lo
+                    while pos < hi:
+                        d = fgd_load_acquire(&sl[9])
+                        if d > pos:
+                            tt[0] = _steps(model, loss, Xs + k * xstride, ys + k * rows,
+                                           ws + k * rows if ws != NULL else ws, wtd, n, ncol,
+                                           theta, p, shift, xscale, delta, l2w, l2d, fit_icpt,
+                                           opt, hp, s0, s1, tt[0], lr, ident, d - lo, pos - lo,
+                                           d - lo, d == n, grad, acc, pre, kind, pre_work,
+                                           pre_delta)
+                            pos = d
+                        else:  # caught up with the copy: the staging thread stops here
+                            fgd_store_seq(&sl[16], pos)
+                            tt[0] = _steps(model, loss, X, y, w, wtd, n, ncol, theta, p, shift,
+                                           xscale, delta, l2w, l2d, fit_icpt, opt, hp, s0, s1,
+                                           tt[0], lr, idx, n, pos, hi, hi == n, grad, acc, pre,
+                                           kind, pre_work, pre_delta)
+                            pos = hi
+                else:  # not staged: the plain epoch's steps
+                    tt[0] = _steps(model, loss, X, y, w, wtd, n, ncol, theta, p, shift, xscale,
+                                   delta, l2w, l2d, fit_icpt, opt, hp, s0, s1, tt[0], lr, idx,
+                                   n, lo, hi, hi == n, grad, acc, pre, kind, pre_work,
+                                   pre_delta)
+            fgd_store_seq(&marks[0], n_chunks)
+        else:  # the staging
+            c = 0
+            while c < n_chunks:
+                k = c % STAGE_SLOTS
+                sl = _slot(marks, k)
+                lo = c * rows
+                hi = lo + rows if lo + rows < n else n
+                if c > 0:
+                    # buffer k is free once chunk c - STAGE_SLOTS is stepped
+                    spins = 0
+                    s = fgd_load_seq(&marks[0])
+                    while s < c - STAGE_SLOTS + 1:
+                        spins = fgd_spin_wait(spins)
+                        s = fgd_load_seq(&marks[0])
+                    if s >= c:  # reached already (or the epoch is done): skip ahead
+                        c = s + 1
+                        continue
+                    fgd_store_release(&sl[9], lo)
+                    fgd_store_release(&sl[16], hi)
+                    fgd_store_seq(&sl[0], c)
+                _stage_front(X, y, w, wtd, ncol, idx, n, lo, hi, Xs + k * xstride,
+                             ys + k * rows, ws + k * rows if ws != NULL else ws, sl, marks, c)
+                c = c + 1
     return tt[0]
 
 
@@ -2833,9 +2916,9 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
     weighted least-squares shortcut only, else NULL) receives
     ``_lsq_guard``.  ``sched_off``: the schedule's epoch offset.
     ``stage_rows`` > 0: single-sample epochs are staged (``_staged_epoch``)
-    in chunks of that many rows, through the buffers ``Xs`` (two of
-    ``xstride`` values), ``ys``, ``ws`` (two of ``stage_rows``; NULL without
-    weights), the identity order ``ident`` and the progress ``marks``.
+    in chunks of that many rows, through the buffers ``Xs`` (STAGE_SLOTS of
+    ``xstride`` values), ``ys``, ``ws`` (STAGE_SLOTS of ``stage_rows``; NULL
+    without weights), the identity order ``ident`` and the progress ``marks``.
     """
     cdef bint full = batch_size == 0
     cdef bint use_lsq = lsq != NULL
@@ -3076,14 +3159,14 @@ def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,
         if stage_rows > 0:
             # two buffers, each starting on a cache line
             xstride = (stage_rows * ncol + 15) // 16 * 16
-            Xs = <floating*>fgd_alloc_stage(2 * xstride * sizeof(floating))
-            ys = <floating*>fgd_alloc64(2 * stage_rows * sizeof(floating))
+            Xs = <floating*>fgd_alloc_stage(STAGE_SLOTS * xstride * sizeof(floating))
+            ys = <floating*>fgd_alloc64(STAGE_SLOTS * stage_rows * sizeof(floating))
             ident = <index_t*>fgd_alloc64(stage_rows * sizeof(index_t))
-            marks = <long long*>fgd_alloc64(16 * sizeof(long long))
+            marks = <long long*>fgd_alloc64((8 + 24 * STAGE_SLOTS) * sizeof(long long))
             if Xs == NULL or ys == NULL or ident == NULL or marks == NULL:
                 raise MemoryError()
             if wp != NULL:
-                ws = <floating*>fgd_alloc64(2 * stage_rows * sizeof(floating))
+                ws = <floating*>fgd_alloc64(STAGE_SLOTS * stage_rows * sizeof(floating))
                 if ws == NULL:
                     raise MemoryError()
             for q in range(stage_rows):
