@@ -1,15 +1,17 @@
 """The Cython backend's staged single-sample epochs take the plain epoch's steps.
 
-On an ``X`` of at least ``STAGE_MIN_BYTES`` with two threads available, a
-``batch_size=1`` epoch stages its rows: one thread copies the rows of the
-next chunk of the sample order into a buffer while the other steps through
-the current chunk (``_staged_epoch``).  The steps are the plain epoch's
-code applied to the buffer, so parameters, optimizer state, gradient,
-history and step count must be the same bits.  Staging is forced here on
-small data (``_set_stage_min_bytes(0)``), where chunks of a few dozen rows
-put chunk boundaries everywhere and the two copying threads race over every
-chunk (a row copied twice or never would change the steps).  A process made
-by ``fork`` must not stage (no OpenMP region there) and get the same bits.
+With staging on (``_set_staging``; off by default), on an ``X`` of at least
+``STAGE_MIN_BYTES`` with two threads available, a ``batch_size=1`` epoch
+stages its rows (``_staged_epoch``): a second thread copies the rows of the
+chunks ahead in the sample order into buffers, and the stepping thread reads
+them there as far as they are copied, the rest from ``X``.  The steps are
+the plain epoch's code, so parameters, optimizer state, gradient, history
+and step count must be the same bits.  Staging is forced here on small data
+(``_set_stage_min_bytes(0)``), where chunks of a few dozen rows put chunk
+boundaries everywhere and the stepping thread switches between buffer and
+``X`` wherever the copy happens to be (a row copied wrongly, or read before
+its copy, would change the steps).  A process made by ``fork`` must not
+stage (no OpenMP region there) and get the same bits.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ N = 2003
 def staging():
     """Stage every single-sample epoch, whatever the size of X."""
     old = cy._set_stage_min_bytes(0)
+    was = cy._set_staging(True)
     try:
         yield
     finally:
         cy._set_stage_min_bytes(old)
+        cy._set_staging(was)
 
 
 def _problem(model, dtype, n=N, p=6, seed=0):
@@ -170,9 +174,15 @@ def test_chunks_of_a_few_rows(staging, rows, kind, dtype, index):
         cy._set_stage_bytes(old)
 
 
-def test_stage_rows_of_large_data():
+def test_staging_is_off_by_default():
+    assert cy.STAGING is False
+    assert cy._stage_rows(64 * (1 << 21) // 800 + 1, 800, 1) == 0
+
+
+def test_stage_rows_of_large_data(staging):
     """Chunks of STAGE_BYTES of rows on large X, 1/64 of X just over the threshold,
     none below it, for mini-batches or with one thread."""
+    cy._set_stage_min_bytes(cy.STAGE_MIN_BYTES)
     big = 64 * (1 << 21) // 800 + 1
     edge = cy.STAGE_MIN_BYTES // 800 + 1
     if cy.max_threads() >= 2:
@@ -214,6 +224,7 @@ _FORK_SCRIPT = textwrap.dedent("""
     from fastgd.backends import _cython as cy
 
     cy._set_stage_min_bytes(0)
+    cy._set_staging(True)
     rng = np.random.default_rng(3)
     X = rng.normal(size=(4001, 12)) + 1.0
     y = X @ rng.normal(size=12) + rng.normal(size=4001)

@@ -48,7 +48,8 @@ and dtypes of the arguments):
   the random row accesses overlap with computation.
   One-sample gd (``batch_size=1``) fuses each step with the next prediction.
 * Single-sample epochs (``batch_size=1``) over an X of at least
-  ``STAGE_MIN_BYTES`` stage their rows when two threads are available
+  ``STAGE_MIN_BYTES`` can stage their rows (off by default, ``STAGING``;
+  ``_set_staging``) when two threads are available
   (``_staged_epoch``; none in a forked process): a second thread copies
   the rows (and y, and w) of the chunks ahead in the sample order into
   buffers, in visiting order, and the stepping thread reads them in address
@@ -1052,9 +1053,15 @@ cdef Py_ssize_t CACHE_LINE = 64
 # order, while the other steps through the current chunk.  Chunks of at most
 # STAGE_BYTES of rows (and 1/64 of X), in STAGE_SLOTS buffers; the staging
 # thread prefetches rows STAGE_PREFETCH positions ahead.
-#: X size (bytes) from which single-sample epochs stage their rows.
+#: X size (bytes) from which single-sample epochs stage their rows (when on).
 STAGE_MIN_BYTES: int = 64 << 20
 cdef Py_ssize_t _stage_min_bytes = STAGE_MIN_BYTES
+#: Whether staging is on.  Off by default: on a 2-core machine busy with
+#: other work the second thread costs the stepping thread more than it saves
+#: (one epoch of 1e6 x 100 float64: 112 ms staged, 80 ms plain; 1e7 x 10:
+#: 29 against 22 ns per row); ``_set_staging(True)`` turns it on.
+STAGING: bool = False
+cdef bint _staging = STAGING
 cdef Py_ssize_t STAGE_BYTES = 1 << 21
 cdef Py_ssize_t STAGE_PREFETCH = 16
 cdef Py_ssize_t STAGE_SLOTS = 4
@@ -1116,6 +1123,14 @@ def _set_stage_min_bytes(n) -> int:
     return old
 
 
+def _set_staging(on) -> bool:
+    """Turn staged single-sample epochs on or off; returns the old setting."""
+    global _staging
+    old = bool(_staging)
+    _staging = bool(on)
+    return old
+
+
 def _set_stage_bytes(n) -> int:
     """Bytes of rows per staged chunk (at most; also at most 1/64 of X); returns the old value."""
     global STAGE_BYTES
@@ -1127,14 +1142,14 @@ def _set_stage_bytes(n) -> int:
 def _stage_rows(Py_ssize_t n, Py_ssize_t row_bytes, Py_ssize_t batch_size) -> int:
     """Rows per staged chunk of a stochastic epoch over ``n`` rows; 0: no staging.
 
-    Staging takes single-sample epochs (``batch_size`` 1) over an X of at
-    least ``_stage_min_bytes`` when two threads are available (none in a
-    forked process: ``max_threads``).  A chunk holds at most ``STAGE_BYTES``
+    Staging (when on, ``_set_staging``) takes single-sample epochs
+    (``batch_size`` 1) over an X of at least ``_stage_min_bytes`` when two
+    threads are available (none in a forked process: ``max_threads``).  A chunk holds at most ``STAGE_BYTES``
     of rows and 1/64 of X (two buffers: within 1/32 of X), at least one row.
     """
     cdef Py_ssize_t nbytes = n * row_bytes, cap
-    if (batch_size != 1 or n < 2 or row_bytes <= 0 or nbytes < _stage_min_bytes
-            or fastgd_max_threads() < 2):
+    if (not _staging or batch_size != 1 or n < 2 or row_bytes <= 0
+            or nbytes < _stage_min_bytes or fastgd_max_threads() < 2):
         return 0
     cap = STAGE_BYTES if STAGE_BYTES < nbytes // 64 else nbytes // 64
     return cap // row_bytes
