@@ -356,7 +356,8 @@ cdef extern from * nogil:
         theta[J] = t;
     /* Elementwise loops (the compiler vectorizes them; any width gives the
        same bits).  axpy2: acc += sa * xa + sb * xb, two rows per sweep over
-       the accumulator.  gd_step: the gradient of one row, g_j = s x_j +
+       the accumulator.  acc64: acc += s * x into a float64 accumulator (the
+       product in the data dtype), one row of a mini-batch.  gd_step: the gradient of one row, g_j = s x_j +
        l2w_j theta_j (float64 sum of data-dtype products, rounded to the data
        dtype), and theta_j -= lr g_j.  pre_step_dot_f: the float32 sibling of
        FGD_PRE_STEP_DOT_BODY, the same partial sums as the float32 dot product
@@ -369,6 +370,12 @@ cdef extern from * nogil:
     ATTR static void fgd_axpy2_f_##SUF(float *FGD_RESTRICT acc, float sa,      \\
         const float *FGD_RESTRICT xa, float sb, const float *FGD_RESTRICT xb, Py_ssize_t p) \\
     { for (Py_ssize_t j = 0; j < p; j++) acc[j] += sa * xa[j] + sb * xb[j]; } \\
+    ATTR static void fgd_acc64_d_##SUF(double *FGD_RESTRICT acc, double s,     \\
+        const double *FGD_RESTRICT x, Py_ssize_t p)                            \\
+    { for (Py_ssize_t j = 0; j < p; j++) acc[j] += s * x[j]; }                 \\
+    ATTR static void fgd_acc64_f_##SUF(double *FGD_RESTRICT acc, float s,      \\
+        const float *FGD_RESTRICT x, Py_ssize_t p)                             \\
+    { for (Py_ssize_t j = 0; j < p; j++) acc[j] += (double)(s * x[j]); }       \\
     ATTR static void fgd_gd_step_d_##SUF(double *FGD_RESTRICT theta,          \\
         const double *FGD_RESTRICT x, const double *FGD_RESTRICT l2w, double s, double lr, \\
         Py_ssize_t p)                                                          \\
@@ -412,6 +419,8 @@ cdef extern from * nogil:
                                Py_ssize_t) = fgd_axpy2_d_base;
     static void (*fgd_axpy2_f)(float *, float, const float *, float, const float *,
                                Py_ssize_t) = fgd_axpy2_f_base;
+    static void (*fgd_acc64_d)(double *, double, const double *, Py_ssize_t) = fgd_acc64_d_base;
+    static void (*fgd_acc64_f)(double *, float, const float *, Py_ssize_t) = fgd_acc64_f_base;
     static void (*fgd_gd_step_d)(double *, const double *, const double *, double, double,
                                  Py_ssize_t) = fgd_gd_step_d_base;
     static void (*fgd_gd_step_f)(float *, const float *, const float *, float, float,
@@ -441,6 +450,8 @@ cdef extern from * nogil:
         fgd_axpy2_f = fgd_axpy2_f_avx2;
         fgd_gd_step_d = fgd_gd_step_d_avx2;
         fgd_gd_step_f = fgd_gd_step_f_avx2;
+        fgd_acc64_d = fgd_acc64_d_avx2;
+        fgd_acc64_f = fgd_acc64_f_avx2;
         fgd_gd_step_dot_d = fgd_gd_step_dot_d_avx2;
         fgd_gd_pre_step_dot_d = fgd_gd_pre_step_dot_d_avx2;
         fgd_gd_pre_step_dot_f = fgd_gd_pre_step_dot_f_avx2;
@@ -958,6 +969,8 @@ cdef extern from * nogil:
                      Py_ssize_t p)
     void fgd_axpy2_f(float* acc, float sa, const float* xa, float sb, const float* xb,
                      Py_ssize_t p)
+    void fgd_acc64_d(double* acc, double s, const double* x, Py_ssize_t p)
+    void fgd_acc64_f(double* acc, float s, const float* x, Py_ssize_t p)
     void fgd_gd_step_d(double* theta, const double* x, const double* l2w, double s, double lr,
                        Py_ssize_t p)
     void fgd_gd_step_f(float* theta, const float* x, const float* l2w, float s, float lr,
@@ -1417,12 +1430,21 @@ cdef inline void accumulate_row(int model, const floating* x, Py_ssize_t p, floa
 cdef inline void accumulate_row64(int model, const floating* x, Py_ssize_t p, floating s,
                                   floating sh, floating xs, basis_t shifted,
                                   double* acc) noexcept nogil:
-    """As ``accumulate_row`` into a float64 accumulator (products in the data dtype)."""
+    """As ``accumulate_row`` into a float64 accumulator (products in the data dtype).
+
+    The linear model's row goes through the elementwise C loop (AVX2 where
+    the CPU has it; any width gives the same bits)."""
     cdef floating u, pw
     cdef Py_ssize_t j
     if model == 0:
-        for j in range(p):
-            acc[j] += <double>(s * x[j])
+        if p >= 8:
+            if floating is double:
+                fgd_acc64_d(acc, s, x, p)
+            else:
+                fgd_acc64_f(acc, s, x, p)
+        else:
+            for j in range(p):
+                acc[j] += <double>(s * x[j])
     else:
         if basis_t is shifted_t:
             u = (x[0] - sh) * xs
