@@ -544,19 +544,13 @@ def evaluate_targets(results: list[Result]) -> list[Target]:
     return out
 
 
-#: The job ``backend="auto"`` sees in each benchmark problem (``backends.resolve``).
-_AUTO_JOBS = {"sgd_epoch": "large_sgd", "sgd_fit": "large_sgd", "weights_sgd": "large_sgd",
-              "adam_fit": "minibatch"}
-
-
 def _auto_targets(results: list[Result]) -> list[Target]:
     """``backend="auto"`` within 10 % of the fastest backend on every problem it serves."""
-    from .backends import AUTO_ORDER, AUTO_ORDER_BY_JOB, available_backends
+    from .backends import AUTO_ORDER, available_backends
     avail = available_backends()
     worst, where, measured = 1.0, "", 0
     for prob in sorted({r.problem for r in results}):
-        order = AUTO_ORDER_BY_JOB.get(_AUTO_JOBS.get(prob, ""), AUTO_ORDER)
-        pick = next((b for b in order if b in avail), None)
+        pick = next((b for b in AUTO_ORDER if b in avail), None)
         chosen = _get(results, prob, pick) if pick else None
         rivals = [r for b in ("numba", "cython") if (r := _get(results, prob, b)) is not None]
         if chosen is None or len(rivals) < 2:

@@ -226,10 +226,12 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     # Full batches computed the objective at theta; stochastic epochs without a
     # history did not.  The objective is computed here on divergence, and when
     # no pass so far proved the data finite (this pass then does: finite
-    # parameters give a finite objective only on finite data); otherwise it is
-    # left to the first read of ``FitResult.objective``.
+    # parameters give a finite objective only on finite data, and with
+    # check_finite=False it is what names a NaN/inf); otherwise it is left to
+    # the first read of ``FitResult.objective``.
     have_f = not (stochastic and not need_obj)
-    if status == 2 or (have_f and not math.isfinite(f)) or (not have_f and prob.unscanned):
+    proven = check_finite and not prob.unscanned  # by a scan or a pass of the fit
+    if status == 2 or (have_f and not math.isfinite(f)) or (not have_f and not proven):
         f = final_objective(prob, coords, theta)
         have_f = True
     if (prob.unscanned or not check_finite) and (status == 2 or not math.isfinite(f)):

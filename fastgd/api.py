@@ -20,7 +20,6 @@ import numpy as np
 
 from . import _registry as reg
 from . import _validation as val
-from . import backends
 from ._loop import STATUS, Outcome, Rule, final_objective, run_epochs
 from ._precondition import PRECONDITIONS, Coordinates, auto_lr, choose_coordinates
 from ._problem import Problem, build_problem
@@ -235,7 +234,6 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
                          defer_scan=True,
                          sample_weight=sample_weight)
     batch = batch_size if batch_size is not None and batch_size < prob.n else None
-    _backend_for_job(prob, backend, batch)
     # the generator is only needed for sample orders (seed is validated either way)
     rng = val.as_rng(seed) if batch is not None or seed is not None else None
     coef0 = None if coef_init is None else val.check_vector("coef_init", coef_init, prob.p,
@@ -302,16 +300,6 @@ def _resume(state: FitState, sig: tuple, prob: Problem):
     if coords.l2w.dtype != prob.dt:
         coords = replace(coords, l2w=coords.l2w.astype(prob.dt))
     return coords, theta, slots, int(state.step), int(state.epoch)
-
-
-def _backend_for_job(prob: Problem, backend: str, batch: int | None) -> None:
-    """``backend="auto"``: the compiled backend the benchmarks rank faster for this job."""
-    if backend != "auto" or batch is None:
-        return
-    if batch > 1:
-        prob.bname, prob.be = resolve(backend, job="minibatch")
-    elif prob.X.nbytes >= backends.LARGE_SGD_BYTES:
-        prob.bname, prob.be = resolve(backend, job="large_sgd")
 
 
 def _start(prob: Problem, coords: Coordinates, coef0: np.ndarray | None,

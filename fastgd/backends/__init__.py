@@ -122,19 +122,13 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 }
 
 #: ``backend="auto"`` takes the first available of these (compiled first).
-#: Cython is the faster compiled backend, or level, in the full-size
-#: benchmarks (``fastgd bench``, bench/results.txt) for loss_and_grad, full
-#: batches, single-sample SGD, polynomial and tiny fits.
+#: Cython needs no JIT compilation, and it is the faster compiled backend, or
+#: level, on every benchmark problem (``fastgd bench``, bench/results.txt):
+#: loss_and_grad, full batches, single-sample SGD at every size, mini-batches,
+#: polynomial and tiny fits.
 AUTO_ORDER: tuple[str, ...] = ("cython", "numba", "numpy")
-#: Jobs where the benchmarks rank the backends differently.  "minibatch":
-#: 1 < batch_size < n_samples (mini-batch Adam on P: numba 279 ms, Cython
-#: 370 ms).  "large_sgd": batch_size 1 on an ``X`` of at least
-#: ``LARGE_SGD_BYTES``, where numba stages the rows on a second thread (one
-#: epoch on P: numba 61 ms, Cython 122 ms).
-AUTO_ORDER_BY_JOB: dict[str, tuple[str, ...]] = {"minibatch": ("numba", "cython", "numpy"),
-                                                 "large_sgd": ("numba", "cython", "numpy")}
-#: Size of ``X`` from which numba stages the rows of stochastic epochs
-#: (``fastgd.backends._numba.STAGE_MIN_BYTES``), and "auto" picks it for SGD.
+#: Size of ``X`` from which the compiled backends may stage the rows of
+#: stochastic epochs (``_numba.STAGE_MIN_BYTES``, ``_cython.STAGE_MIN_BYTES``).
 LARGE_SGD_BYTES = 1 << 26
 
 _loaded: dict[str, ModuleType] = {}
@@ -177,11 +171,11 @@ def available_backends() -> list[str]:
     return [name for name in _BACKENDS if _load(name) is not None]
 
 
-def resolve(name: str, job: str | None = None) -> tuple[str, ModuleType]:
+def resolve(name: str) -> tuple[str, ModuleType]:
     """Turn ``"auto"`` or a backend name into ``(name, module)``.
 
-    ``job`` (a key of ``AUTO_ORDER_BY_JOB``, or None) picks the order in which
-    ``"auto"`` tries the backends; an explicit name ignores it.
+    ``"auto"`` is the first available of ``AUTO_ORDER``, for every job: a
+    compiled backend that never waits for a JIT when Cython is built.
 
     Raises
     ------
@@ -193,7 +187,7 @@ def resolve(name: str, job: str | None = None) -> tuple[str, ModuleType]:
     if not isinstance(name, str):
         raise TypeError(f"backend must be a str, got {type(name).__name__}")
     if name == "auto":
-        for cand in AUTO_ORDER_BY_JOB.get(job or "", AUTO_ORDER):
+        for cand in AUTO_ORDER:
             mod = _load(cand)
             if mod is not None:
                 return cand, mod
