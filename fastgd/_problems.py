@@ -515,9 +515,11 @@ def _sgd_case(backend: str) -> Case:
             note = (f"timed on the first {m:,} rows, extrapolated per row to {X.shape[0]:,} "
                     f"(x{factor:g})")
         Xs, ys = X[:m], y[:m]
+        # plain SGD, as SGDRegressor runs it (sgd_fit times the defaults)
         return Prepared(lambda: fastgd.fit(Xs, ys, optimizer="gd", lr=lr, batch_size=1,
                                            max_iter=1, tol=0.0, seed=0, record=None,
-                                           backend=backend), _finite_check, factor, note)
+                                           precondition="none", backend=backend),
+                        _finite_check, factor, note)
     return Case(backend, "backend", backend, (), prepare)
 
 
@@ -1005,7 +1007,8 @@ def problems() -> list[Problem]:
         Problem("gd_precondition", "full-batch gd epochs on P in the kernel, precondition none/auto",
                 tuple(_precondition_epoch_case(b, pc) for b in names for pc in ("none", "auto")),
                 family="fit"),
-        Problem("sgd_epoch", "one shuffled SGD epoch on P (batch_size=1, constant lr)",
+        Problem("sgd_epoch", "one shuffled SGD epoch on P (batch_size=1, constant lr, "
+                "precondition='none', record=None)",
                 tuple(_sgd_case(b) for b in names)
                 + tuple(_sgd_kernel_case(b) for b in names if b != "numpy")
                 + (_sgd_sklearn_case(),), family="fit"),
