@@ -31,7 +31,9 @@ them (``auto_lr``).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +41,32 @@ import numpy as np
 from . import _registry as reg
 from ._problem import Problem
 from .backends import _numpy
+
+_BLAS: list = []
+
+
+@contextlib.contextmanager
+def small_algebra() -> Iterator[None]:
+    """Dense algebra on (p + 1)-sized matrices, on one BLAS thread.
+
+    After a compiled backend's OpenMP pass, a threaded BLAS call on a 101 x 101
+    matrix took ~160 ms instead of ~1 ms on a 2-core machine (its pool's threads
+    and the OpenMP team fight over the cores); one thread is as fast as any
+    for matrices this small.  Data passes never run inside this.
+    """
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())
+        except Exception:  # noqa: BLE001 - threadpoolctl missing or failing: run as is
+            _BLAS.append(None)
+    ctl = _BLAS[0]
+    if ctl is None:
+        yield
+        return
+    with ctl.limit(limits=1, user_api="blas"):
+        yield
+
 
 PRECONDITIONS = ("auto", "none")
 #: Caps on the distance scale of the adaptive rules' ``lr="auto"``, in units of
@@ -293,35 +321,36 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
         full = full_stats
         mean, cov, y_mean, cov_xy, var_y = _linear_stats(prob.be, prob.X, prob.y, prob.fit_icpt,
                                                          full, prob.w)
-        var = np.diag(cov) if full else cov
-        s2 = np.maximum(var, 0.0) + l2 / c
-        a = np.where(s2 > 0, 1.0 / np.sqrt(np.where(s2 > 0, s2, 1.0)), 1.0)
-        pre = np.zeros((2, m))
-        pre[0, :p] = a
-        pre[0, p] = 1.0
-        pre[1, :p] = a * mean  # z_p = theta_p + sum_j mean_j theta_j
-        T = np.eye(m)
-        T[np.arange(p), np.arange(p)] = a
-        T[p, :p] = -pre[1, :p]
-        Hz, z_ls, sigma = None, None, math.nan
-        if full:  # centred (or, without intercept, raw) moments, scaled: no cancellation
-            Hz = np.zeros((m, m))
-            Hz[:p, :p] = (cov + (l2 / c) * np.eye(p)) * np.outer(a, a)
-            Hz[p, p] = 1.0
-            rhs = a * cov_xy
-            z_ls = np.zeros(m)
-            z_ls[:p] = np.linalg.lstsq(Hz[:p, :p], rhs, rcond=None)[0]
-            z_ls[p] = y_mean
-            zc = z_ls[:p]
-            sigma = math.sqrt(max(var_y - 2.0 * float(zc @ rhs)
-                                  + float(zc @ ((cov * np.outer(a, a)) @ zc)), 0.0))
-            if not prob.fit_icpt:
-                Hz = Hz[:p, :p]
-        finite = bool(np.isfinite(mean).all() and np.isfinite(cov).all()
-                      and np.isfinite(cov_xy).all() and math.isfinite(y_mean)
-                      and math.isfinite(var_y))
-        return Coordinates("auto", basis, pre, l2w, eye, T, Hz, y_mean, math.sqrt(max(var_y, 0.0)),
-                           mean, z_ls, sigma, finite)
+        with small_algebra():
+            var = np.diag(cov) if full else cov
+            s2 = np.maximum(var, 0.0) + l2 / c
+            a = np.where(s2 > 0, 1.0 / np.sqrt(np.where(s2 > 0, s2, 1.0)), 1.0)
+            pre = np.zeros((2, m))
+            pre[0, :p] = a
+            pre[0, p] = 1.0
+            pre[1, :p] = a * mean  # z_p = theta_p + sum_j mean_j theta_j
+            T = np.eye(m)
+            T[np.arange(p), np.arange(p)] = a
+            T[p, :p] = -pre[1, :p]
+            Hz, z_ls, sigma = None, None, math.nan
+            if full:  # centred (or, without intercept, raw) moments, scaled: no cancellation
+                Hz = np.zeros((m, m))
+                Hz[:p, :p] = (cov + (l2 / c) * np.eye(p)) * np.outer(a, a)
+                Hz[p, p] = 1.0
+                rhs = a * cov_xy
+                z_ls = np.zeros(m)
+                z_ls[:p] = np.linalg.lstsq(Hz[:p, :p], rhs, rcond=None)[0]
+                z_ls[p] = y_mean
+                zc = z_ls[:p]
+                sigma = math.sqrt(max(var_y - 2.0 * float(zc @ rhs)
+                                      + float(zc @ ((cov * np.outer(a, a)) @ zc)), 0.0))
+                if not prob.fit_icpt:
+                    Hz = Hz[:p, :p]
+            finite = bool(np.isfinite(mean).all() and np.isfinite(cov).all()
+                          and np.isfinite(cov_xy).all() and math.isfinite(y_mean)
+                          and math.isfinite(var_y))
+            return Coordinates("auto", basis, pre, l2w, eye, T, Hz, y_mean, math.sqrt(max(var_y, 0.0)),
+                               mean, z_ls, sigma, finite)
 
     # polynomial model
     x = prob.X[:, 0]
@@ -351,37 +380,39 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
     finite = bool(np.isfinite(G).all() and np.isfinite(cy).all() and math.isfinite(S))
     if not finite:
         raise OverflowError("non-finite statistics")
-    H = G / n + Q / c
-    floor = 1e-5 if prob.dt is np.float32 else 1e-8
-    if prob.fit_icpt:
-        T = _whiten(H, _legendre_to_power(p), floor)
-    else:
-        T = np.eye(m)
-        T[:p, :p] = _whiten(H[:p, :p], floor=floor)
-    pre = np.vstack([T, np.linalg.inv(T)])
-    Hz = T.T @ H @ T
-    if not prob.fit_icpt:
-        Hz = Hz[:p, :p]
-    y_mean = float(cy[p] / n)
-    y_std = math.sqrt(max(S / n - y_mean * y_mean, 0.0))
-    # the penalised least-squares solution, solved in the orthonormal basis
-    rhs = cy / n
-    if not prob.fit_icpt:
-        rhs = rhs.copy()
-        rhs[p] = 0.0
-    Tt_rhs = T.T @ rhs
-    z_ls = np.linalg.lstsq(Hz if prob.fit_icpt else T.T @ H @ T, Tt_rhs, rcond=None)[0]
-    if not prob.fit_icpt:
-        z_ls[p] = 0.0
-    kap = T @ z_ls
-    sigma = math.sqrt(max(S / n - 2.0 * float(kap @ rhs) + float(kap @ (G / n) @ kap), 0.0))
-    return Coordinates("auto", basis, pre, l2w, M, T, Hz, y_mean, y_std, G[p, :p] / n, z_ls,
-                       sigma, finite, (G, cy, S))
+    with small_algebra():
+        H = G / n + Q / c
+        floor = 1e-5 if prob.dt is np.float32 else 1e-8
+        if prob.fit_icpt:
+            T = _whiten(H, _legendre_to_power(p), floor)
+        else:
+            T = np.eye(m)
+            T[:p, :p] = _whiten(H[:p, :p], floor=floor)
+        pre = np.vstack([T, np.linalg.inv(T)])
+        Hz = T.T @ H @ T
+        if not prob.fit_icpt:
+            Hz = Hz[:p, :p]
+        y_mean = float(cy[p] / n)
+        y_std = math.sqrt(max(S / n - y_mean * y_mean, 0.0))
+        # the penalised least-squares solution, solved in the orthonormal basis
+        rhs = cy / n
+        if not prob.fit_icpt:
+            rhs = rhs.copy()
+            rhs[p] = 0.0
+        Tt_rhs = T.T @ rhs
+        z_ls = np.linalg.lstsq(Hz if prob.fit_icpt else T.T @ H @ T, Tt_rhs, rcond=None)[0]
+        if not prob.fit_icpt:
+            z_ls[p] = 0.0
+        kap = T @ z_ls
+        sigma = math.sqrt(max(S / n - 2.0 * float(kap @ rhs) + float(kap @ (G / n) @ kap), 0.0))
+        return Coordinates("auto", basis, pre, l2w, M, T, Hz, y_mean, y_std, G[p, :p] / n, z_ls,
+                           sigma, finite, (G, cy, S))
 
 
 # ---------------------------------------------------------------- the step size
 
 
+@small_algebra()
 def _lambda_max(A: np.ndarray) -> float:
     """Largest eigenvalue of a symmetric PSD matrix (inf/NaN propagate)."""
     if A.shape[0] == 0:
@@ -496,6 +527,7 @@ def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: i
     return 1.0 / L if L > 0 else 1.0
 
 
+@small_algebra()
 def _penalty_hessian(prob: Problem, coords: Coordinates) -> float:
     """lambda_max of the penalty's Hessian in the internal coordinates."""
     if prob.l2 == 0:

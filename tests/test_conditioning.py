@@ -299,3 +299,17 @@ def test_precondition_is_validated():
     X, y = awkward_linear(n=50)
     with pytest.raises(ValueError, match="precondition"):
         fastgd.fit(X, y, precondition="yes")
+
+
+def test_small_algebra_runs_on_one_blas_thread():
+    """The (p + 1)-sized eigen/least-squares work after a compiled pass uses one
+    BLAS thread (a threaded BLAS call there fought the OpenMP team for the cores)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastgd._precondition import small_algebra
+    before = [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+    with small_algebra():
+        inside = [d["num_threads"] for d in threadpoolctl.threadpool_info()
+                  if d["user_api"] == "blas"]
+    after = [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+    assert inside and all(k == 1 for k in inside)
+    assert after == before  # restored
