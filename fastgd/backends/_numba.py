@@ -90,6 +90,9 @@ schedule -> epoch loop -> minimize loop.
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 from typing import Any, Callable
 
 import numba
@@ -97,13 +100,82 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
+from numba.core import ir as nir
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.imputils import impl_ret_borrowed
+from numba.core.untyped_passes import IRProcessing
 from numba.extending import intrinsic, overload
 
 from .. import _config
 from . import LARGE_SGD_BYTES, _numpy
 
+
+
+def _preload_tbb() -> str | None:
+    """Make numba's TBB threading layer loadable; returns the library loaded, or None.
+
+    The ``tbb`` package installs ``libtbb.so.12`` in the environment's ``lib``
+    directory, which is often not on the loader's path, so numba's TBB layer
+    (thread safe *and* fork safe) fails to load and numba falls back to
+    OpenMP.  Loading the library first, with global symbols, lets it load.
+    Nothing is done when numba's TBB layer loads already or ``tbb`` is not
+    installed.
+    """
+    import ctypes
+    import importlib.metadata
+    import os
+    import sys as _sys
+
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401
+        return None
+    except ImportError:
+        pass
+    names = ("libtbb.so.12", "libtbb.12.dylib")
+    paths = []
+    try:
+        for f in importlib.metadata.distribution("tbb").files or ():
+            if f.name in names:
+                paths.append(str(f.locate()))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for root in (_sys.prefix, _sys.base_prefix):
+        paths += [os.path.join(root, "lib", name) for name in names]
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            from numba.np.ufunc import tbbpool  # noqa: F401,F811
+        except (OSError, ImportError):
+            continue
+        return path
+    return None
+
+
+_tbb_library = _preload_tbb()
 _config.configure_numba()
+#: True in a process made by ``fork`` when the parent's threading layer is not
+#: fork safe (GNU OpenMP's threads do not survive ``fork``): every kernel of the
+#: child then runs serially (``_Parallel`` sets one thread; same results).
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    if _config.threading_layer() != "tbb":
+        _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threading_layer() -> str:
+    """The numba threading layer fastgd's parallel kernels run on: ``"tbb"`` (thread
+    and fork safe), ``"omp"`` (thread safe; a forked child runs serially) or
+    ``"workqueue"`` (parallel kernels under a lock)."""
+    return _config.threading_layer() or numba.threading_layer()
 
 _FM = set(_config.FASTMATH)
 #: Target number of X elements per row block (1 MB of float64: few enough blocks
@@ -142,17 +214,53 @@ POLY_MSE_MOMENTS: bool = True
 #: read by ``run`` at each call (for tests and timings).
 FUSED_PRE: bool = True
 
-_jit = dict(cache=True, nogil=True, fastmath=_FM)
-_jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class _LiteralArgs(FunctionPass):
+    """An argument typed as a literal integer or boolean (a constant passed by
+    the caller: the codes of a kernel family, ``want_grad``...) becomes that
+    constant in the function's IR, so numba's dead branch pruning removes the
+    branches it rules out before typing (numba itself prunes on an argument's
+    type only, e.g. ``w is None``)."""
+
+    _name = "fastgd_literal_args"
+
+    def __init__(self) -> None:
+        FunctionPass.__init__(self)
+
+    def run_pass(self, state: Any) -> bool:
+        changed = False
+        for block in state.func_ir.blocks.values():
+            for stmt in block.body:
+                if isinstance(stmt, nir.Assign) and isinstance(stmt.value, nir.Arg):
+                    ty = state.args[stmt.value.index]
+                    if isinstance(ty, (types.IntegerLiteral, types.BooleanLiteral)):
+                        stmt.value = nir.Const(ty.literal_value, stmt.value.loc)
+                        changed = True
+        return changed
+
+
+class _Compiler(CompilerBase):
+    """numba's nopython pipeline with ``_LiteralArgs`` before its first branch pruning."""
+
+    def define_pipelines(self) -> list:
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.add_pass_after(_LiteralArgs, IRProcessing)
+        pm.finalize()
+        return [pm]
+
+
+_jit = dict(cache=True, nogil=True, fastmath=_FM, pipeline_class=_Compiler)
+_jit_par = dict(_jit, parallel=True)
 #: Small helpers called per row or per step are inlined into their callers.
 _jit_inline = dict(_jit, inline="always")
 #: No fast-math at all: the input scan relies on ``x - x`` being NaN for
 #: NaN and inf, which ``reassoc`` lets LLVM fold to 0.
-_jit_exact = dict(cache=True, nogil=True)
+_jit_exact = dict(cache=True, nogil=True, pipeline_class=_Compiler)
 #: Sums kept in exactly the reference's order (dense penalty, preconditioned
 #: step): fast-math off, and explicitly so -- a function that leaves
 #: ``fastmath`` unset inherits the flags of the caller that compiles it first.
-_jit_ordered = dict(cache=True, nogil=True, fastmath=False)
+_jit_ordered = dict(cache=True, nogil=True, fastmath=False, pipeline_class=_Compiler)
 
 
 def _make_prefetch(locality: int) -> Any:
@@ -242,7 +350,7 @@ def all_finite(a: np.ndarray) -> bool:
     One read of ``a``, parallel over chunks for large arrays.
     """
     flat = _ro(a.reshape(-1))
-    if flat.shape[0] < PARALLEL_MIN:
+    if flat.shape[0] < PARALLEL_MIN or _forked:
         return bool(_nonfinite_serial(flat) == 0.0)
     with _Parallel(flat.shape[0]):
         return bool(_nonfinite_parallel(flat, min(64, flat.shape[0] // BLOCK_ELEMS)) == 0.0)
@@ -324,7 +432,7 @@ def value_range(a: np.ndarray) -> tuple[float, float]:
         raise ValueError("value_range of an empty array: there is no minimum or maximum")
     ity, low, inf = bits
     b = _ro(a).view(ity)
-    if n < PARALLEL_MIN:
+    if n < PARALLEL_MIN or _forked:
         kmn, kmx, nan = _range_span(b, low, inf)
     else:
         with _Parallel(n):
@@ -711,7 +819,8 @@ def _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f
 @njit(**_jit)
 def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w):
     """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order)."""
-    par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
+    par = (X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
+           and numba.get_num_threads() > 1)
     if w is not None:
         if par:
             _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
@@ -1031,7 +1140,7 @@ def _lsq_stats(model, X, y, basis, p, wide, w):
         rb = max(1, (n + 7) // 8)  # few blocks: each holds a whole G
     nb = (n + rb - 1) // rb
     part = np.empty((nb, _padded(size, 8)))
-    if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
+    if n * X.shape[1] >= PARALLEL_MIN and nb > 1 and numba.get_num_threads() > 1:
         _stats_parallel(model, X, y, basis, rb, part, size, wide, w)
     else:
         for b in range(nb):
@@ -1271,7 +1380,7 @@ class _Parallel:
         self._size = size
 
     def __enter__(self) -> None:
-        k = _config.num_threads()
+        k = 1 if _forked else _config.num_threads()
         if k is not None:
             numba.set_num_threads(min(k, numba.config.NUMBA_NUM_THREADS))
         self._lock = _config.parallel_lock()
@@ -1319,10 +1428,9 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     >>> g.tolist()
     [-8.0, -4.0]
     """
+    args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), grad, _w(w, X))
     with _Parallel(X.size):
-        return _objective_grad_entry(int(model), int(loss), _ro(X), _ro(y), theta,
-                                     _basis(basis), float(delta), l2w, int(fit_icpt), grad,
-                                     _w(w, X))
+        return _call(("objective_grad", int(model), int(loss)), args)
 
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -1337,9 +1445,9 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     >>> _numba.objective(0, 1, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2))
     1.0
     """
+    args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, _w(w, X))
     with _Parallel(X.size):
-        return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis),
-                                float(delta), l2w, _w(w, X))
+        return _call(("objective", int(model), int(loss)), args)
 
 
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -1361,8 +1469,9 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
     >>> g.tolist()
     [-8.0, -4.0]
     """
-    _batch_grad(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis), float(delta),
-                l2w, int(fit_icpt), idx, int(start), int(stop), grad, _w(w, X))
+    _call(("batch_grad", int(model), int(loss)),
+          (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), idx,
+           int(start), int(stop), grad, _w(w, X)))
 
 
 def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
@@ -1390,7 +1499,8 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
     if model == 0 and int(p) != X.shape[1]:
         raise ValueError(f"the linear model's p is X.shape[1] = {X.shape[1]}, got {p}")
     with _Parallel(X.size):
-        G, c, S = _lsq_stats_entry(int(model), _ro(X), _ro(y), _basis(basis), int(p), _w(w, X))
+        G, c, S = _call(("lsq_stats", int(model)),
+                        (_ro(X), _ro(y), _basis(basis), int(p), _w(w, X)))
     return G, c, float(S)
 
 
@@ -1696,7 +1806,7 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
 
 @njit(**_jit)
 def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_icpt, hp,
-                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse, w):
+                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse, w, single):
     """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d).
 
     ``m`` is a multiple of ``batch_size`` or the end of the epoch.  ``d``
@@ -1710,52 +1820,58 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     path, same bits; see ``FUSED_PRE``).  Otherwise every batch goes through
     the batch gradient (one row, linear model: ``_sample_grad_linear``) and
     ``step`` (``gz``, ``dz``: its scratch).  ``w``: the weights of the rows
-    of ``X`` (indexed as ``X`` is) or None; every path takes them.
+    of ``X`` (indexed as ``X`` is) or None; every path takes them.  ``single``
+    (a compile-time constant): 1 when ``batch_size`` is 1, 0 when it is larger;
+    each compiles only its own paths.
     """
     diag = l2w.shape[0] == theta.shape[0]
     simple = diag and pre.shape[0] == 0
-    if batch_size == 1 and simple and model == 0 and opt == 0:
-        return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
-                              prefetch, w)
+    if single == 1:
+        if batch_size == 1 and simple and model == 0 and opt == 0:
+            return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
+                                  prefetch, w)
     wa, wsz = _weight_address(w)
     last = idx.shape[0] - 1
-    if batch_size == 1 and simple:
-        for q in range(m):
-            _prefetch_ahead(X, y, idx, q, prefetch)
-            i = idx[q]
-            r = predict_row(model, X, i, theta, basis) - y[i]
-            t += 1
-            s = psi(loss, r, delta)
-            if w is not None:
-                if prefetch:
+    if single == 1:
+        if batch_size == 1 and simple:
+            for q in range(m):
+                _prefetch_ahead(X, y, idx, q, prefetch)
+                i = idx[q]
+                r = predict_row(model, X, i, theta, basis) - y[i]
+                t += 1
+                s = psi(loss, r, delta)
+                if w is not None:
+                    if prefetch:
+                        _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
+                                         idx[min(q + PREFETCH_NEAR, last)])
+                    s = s * np.float64(w[i])
+                _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr,
+                             hp, t)
+            return t, d
+    if single == 0:
+        if simple:  # diagonal penalty, the update rule itself: the loop as it always was
+            for start in range(0, m, batch_size):
+                stop = min(start + batch_size, m)
+                _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc,
+                           prefetch, w)
+                _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
+                t += 1
+                update(opt, theta, grad, state, lr, hp, t)
+            return t, d
+    if single == 1:
+        if batch_size == 1 and model == 0:
+            if fuse and opt == 0 and diag and pre_kind(pre) == 1:
+                return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr,
+                                          t, d, prefetch, pre, w)
+            for q in range(m):
+                _prefetch_ahead(X, y, idx, q, prefetch)
+                if w is not None and prefetch:
                     _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
                                      idx[min(q + PREFETCH_NEAR, last)])
-                s = s * np.float64(w[i])
-            _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp,
-                         t)
-        return t, d
-    if simple:  # diagonal penalty, the update rule itself: the loop as it always was
-        for start in range(0, m, batch_size):
-            stop = min(start + batch_size, m)
-            _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch,
-                       w)
-            _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
-            t += 1
-            update(opt, theta, grad, state, lr, hp, t)
-        return t, d
-    if batch_size == 1 and model == 0:
-        if fuse and opt == 0 and diag and pre_kind(pre) == 1:
-            return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t,
-                                      d, prefetch, pre, w)
-        for q in range(m):
-            _prefetch_ahead(X, y, idx, q, prefetch)
-            if w is not None and prefetch:
-                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
-                                 idx[min(q + PREFETCH_NEAR, last)])
-            _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
-            t += 1
-            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
-        return t, d
+                _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
+                t += 1
+                step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
+            return t, d
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w)
@@ -1881,7 +1997,7 @@ def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
 @njit(**_jit_par)
 def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis, delta,
                   l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch, pre, gz,
-                  dz, fuse, w, ws):
+                  dz, fuse, w, ws, single):
     """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns t.
 
     The epoch goes in chunks of ``rows`` positions of ``idx`` (a multiple of
@@ -1920,7 +2036,8 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
                                            _readonly(ys[c % 2]), ident[:k], hi - lo, theta,
                                            basis, delta, l2w, fit_icpt, hp, state, lr,
                                            batch_size, grad, acc, tb[0], db[0], prefetch,
-                                           pre, gz, dz, fuse, _weight_chunk(ws, c % 2))
+                                           pre, gz, dz, fuse, _weight_chunk(ws, c % 2),
+                                           single)
             _stage(X, y, w, idx, hi, nxt, Xs[b], ys[b], ws, b, marks, task == 0)
     return tb[0]
 
@@ -2082,11 +2199,10 @@ def _converged(theta, theta_prev, tol, pre, z, zp):
 def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
          sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
          grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-         stage_rows, fuse, w):
+         stage_rows, fuse, w, kind):
     bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
     p = theta.shape[0] - 1
-    full = batch_size == 0
     rec_loss = hist_loss.shape[0] > 0
     rec_params = hist_params.shape[0] > 0
     theta_prev = np.empty_like(theta)
@@ -2115,14 +2231,19 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
     # sign of rounding noise, and the Gram matrix's noise is not the row
     # pass's: the path would depend on how many epochs one call runs (a fit
     # continued epoch by epoch must equal one fit).
-    use_lsq = full and loss == 0 and (model == 1 or have_stats
-                                      or (n_epochs > p + 1 and opt < 3))
-    if use_lsq and have_stats:
-        G, c, S = stats_G, stats_c, stats_S
-    elif use_lsq:
-        G, c, S = _lsq_stats(model, X, y, bs, p, False, w)
-    else:
-        G, c, S = np.empty((0, 0)), np.empty(0), 0.0
+    # ``kind``, ``model``, ``loss`` and ``opt`` are compile-time constants (see
+    # ``_family``): each branch on them below is pruned before typing, so a
+    # family compiles only its own paths.
+    use_lsq = False
+    G, c, S = np.empty((0, 0)), np.empty(0), 0.0
+    if kind == 0:
+        if loss == 0:
+            use_lsq = model == 1 or have_stats or (n_epochs > p + 1 and opt < 3)
+            if use_lsq:
+                if have_stats:
+                    G, c, S = stats_G, stats_c, stats_S
+                else:
+                    G, c, S = _lsq_stats(model, X, y, bs, p, False, w)
     # weighted statistics bound each residual only through its weight
     guard = _weight_guard(model, X, y, bs, p, w, use_lsq)
     if X.itemsize == 4:
@@ -2141,11 +2262,12 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
 
     if not math.isnan(f0):
         f = f0
-    elif full:
+    elif kind == 0:
         f = math.nan
-        if use_lsq:
-            f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps,
-                                    strict, guard)
+        if loss == 0:
+            if use_lsq:
+                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps,
+                                        strict, guard)
         if math.isnan(f):
             f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt, grad,
                                 part_f, part_g, part_t, acc, w)
@@ -2167,26 +2289,35 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
         lr = schedule(sched, lr0, sched_hp, e)
         for j in range(p + 1):
             theta_prev[j] = theta[j]
-        if full:
+        if kind == 0:
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
             f = math.nan
-            if use_lsq:
-                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big,
-                                        eps, strict, guard)
+            if loss == 0:
+                if use_lsq:
+                    f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big,
+                                            eps, strict, guard)
             if math.isnan(f):
                 f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt,
                                     grad, part_f, part_g, part_t, acc, w)
         else:
             idx = order[k]
-            if staged:
-                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
-                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
-                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws)
-            else:
+            if kind == 1:
                 t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
                                    fit_icpt, hp, state, lr, batch_size, grad, acc, t,
-                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w)
+                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 1)
+            elif kind == 3:
+                t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
+                                   fit_icpt, hp, state, lr, batch_size, grad, acc, t,
+                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 0)
+            elif kind == 2:
+                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
+                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
+                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws, 1)
+            else:
+                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
+                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
+                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws, 0)
             if need_obj:
                 f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t,
                                acc, w)
@@ -2263,11 +2394,14 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     else:
         G0, c0, S0 = np.empty((0, 0)), np.empty(0), 0.0
     with _Parallel(X.size):
-        return _run(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis), float(delta),
-                    l2w, int(fit_icpt), int(opt), hp, state, int(t0), int(sched), float(lr0),
-                    sched_hp, int(epoch0), int(n_epochs), int(batch_size), order, float(tol),
-                    int(need_obj), grad, float(f0), hist_loss, hist_params, pre, G0, c0, S0,
-                    have_stats, _stage_rows(X, int(batch_size)), bool(FUSED_PRE), _w(w, X))
+        stage_rows = _stage_rows(X, int(batch_size))
+        bsz = int(batch_size)
+        kind = 0 if bsz == 0 else (1 if bsz == 1 else 3) + int(stage_rows > 0)
+        args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), hp,
+                state, int(t0), int(sched), float(lr0), sched_hp, int(epoch0), int(n_epochs),
+                int(batch_size), order, float(tol), int(need_obj), grad, float(f0), hist_loss,
+                hist_params, pre, G0, c0, S0, have_stats, stage_rows, bool(FUSED_PRE), _w(w, X))
+        return _call(("run", int(model), int(loss), int(opt), kind), args)
 
 
 def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
@@ -2291,10 +2425,266 @@ def _stage_rows(X: np.ndarray, batch_size: int) -> int:
     fit a chunk.  A chunk holds whole batches, at most ``STAGE_BYTES`` and
     1/64 of ``X`` (the two buffers stay within 1/32 of ``X``).
     """
+    if _stage_override is not None and batch_size >= 1:
+        return _stage_override * batch_size
     if batch_size < 1 or X.nbytes < STAGE_MIN_BYTES or numba.get_num_threads() < 2:
         return 0
     per_chunk = min(STAGE_BYTES, X.nbytes // 64) // (X.shape[1] * X.itemsize * batch_size)
     return per_chunk * batch_size
+
+
+# ---------------------------------------------------------------- kernel families
+# The model, loss, update rule and batching of a call are compile-time
+# constants of its kernels: each public function calls a small entry made
+# for its codes (a closure over them, ``_family``), which passes them on as
+# literals, so numba prunes every branch on them before typing.  A job then
+# compiles only its own family -- e.g. full-batch linear MSE gd, or
+# mini-batch polynomial Huber Adam -- not every combination, and each
+# family is cached on disk (``cache=True``; the closure's codes are part of
+# the cache key).  The first call of a family in a process that is not in
+# the cache says so on stderr, once per family and dtype.
+
+#: ``run``'s batching (``kind``): full batch; single samples, their rows staged or
+#: not; mini-batches, their rows staged or not (see ``_staged_epoch``).
+_KINDS = ("full-batch", "single-sample", "single-sample staged", "mini-batch",
+          "mini-batch staged")
+_MODEL_NAMES = ("linear", "poly")
+_LOSS_NAMES = ("mse", "huber")
+_OPT_NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+
+#: Rows per staged chunk, in batches, for every stochastic ``run`` (None: by size;
+#: ``compile_kernels`` sets it to compile the staged families on small data).
+_stage_override: int | None = None
+
+
+def _make_run(model: int, loss: int, opt: int, kind: int) -> Any:
+    def run_family(X, y, theta, basis, delta, l2w, fit_icpt, hp, state, t0, sched, lr0,
+                   sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad, f0,
+                   hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
+                   stage_rows, fuse, w):
+        return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
+                    sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
+                    grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
+                    have_stats, stage_rows, fuse, w, kind)
+    return njit(**_jit)(run_family)
+
+
+def _make_generic(name: str) -> Any:
+    """The entry of ``name`` taking its codes as arguments: one compilation per dtype
+    covers every family (``GENERIC``)."""
+    if name == "run":
+        def run_any(model, loss, opt, kind, X, y, theta, basis, delta, l2w, fit_icpt, hp, state,
+                    t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
+                    grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
+                    have_stats, stage_rows, fuse, w):
+            return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state,
+                        t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
+                        need_obj, grad, f0, hist_loss, hist_params, pre, stats_G, stats_c,
+                        stats_S, have_stats, stage_rows, fuse, w, kind)
+        return run_any
+    return {"objective_grad": _objective_grad_entry, "objective": _objective_entry,
+            "batch_grad": _batch_grad, "lsq_stats": _lsq_stats_entry}[name]
+
+
+def _make_objective_grad(model: int, loss: int) -> Any:
+    def objective_grad_family(X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
+        return _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
+                                     grad, w)
+    return njit(**_jit)(objective_grad_family)
+
+
+def _make_objective(model: int, loss: int) -> Any:
+    def objective_family(X, y, theta, basis, delta, l2w, w):
+        return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w)
+    return njit(**_jit)(objective_family)
+
+
+def _make_batch_grad(model: int, loss: int) -> Any:
+    def batch_grad_family(X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w):
+        _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
+                    grad, w)
+    return njit(**_jit)(batch_grad_family)
+
+
+def _make_lsq_stats(model: int) -> Any:
+    def lsq_stats_family(X, y, basis, p, w):
+        return _lsq_stats_entry(model, X, y, basis, p, w)
+    return njit(**_jit)(lsq_stats_family)
+
+
+_MAKERS: dict[str, Callable[..., Any]] = {
+    "run": _make_run, "objective_grad": _make_objective_grad, "objective": _make_objective,
+    "batch_grad": _make_batch_grad, "lsq_stats": _make_lsq_stats}
+#: ``FASTGD_NUMBA_KERNELS=generic``: the codes are arguments, not constants, so
+#: one (longer) compilation per dtype serves every family, as suits a process
+#: running many different fits with an empty cache (e.g. a test suite).
+GENERIC: bool = os.environ.get("FASTGD_NUMBA_KERNELS", "").lower() == "generic"
+_families: dict[tuple, Any] = {}
+#: (family, dtype, weighted) whose cache state this process has checked.
+_checked: set[tuple] = set()
+_family_lock = threading.Lock()
+
+
+def _family_name(key: tuple) -> str:
+    """``("run", 0, 0, 5, 1)`` -> ``"linear mse adam stochastic"``."""
+    kind, codes = key[0], key[1:]
+    if not codes:
+        return f"{kind}, every family"
+    words = [_MODEL_NAMES[codes[0]] if codes[0] < 2 else f"model {codes[0]}"]
+    if len(codes) > 1:
+        words.append(_LOSS_NAMES[codes[1]] if codes[1] < 2 else f"loss {codes[1]}")
+    if kind == "run":
+        words.append(_OPT_NAMES[codes[2]] if codes[2] < 6 else f"rule {codes[2]}")
+        words.append(_KINDS[codes[3]])
+    else:
+        words.append(kind)
+    return " ".join(words)
+
+
+def _family(key: tuple) -> Any:
+    """The compiled entry of ``key`` = (function, *codes), made at its first use."""
+    if GENERIC:
+        key = (key[0],)
+    disp = _families.get(key)
+    if disp is None:
+        with _family_lock:
+            disp = _families.get(key)
+            if disp is None:
+                if GENERIC:
+                    disp = njit(**_jit)(_make_generic(key[0])) if key[0] == "run" else \
+                        _make_generic(key[0])
+                else:
+                    disp = _MAKERS[key[0]](*key[1:])
+                _families[key] = disp
+    return disp
+
+
+def _is_cached(disp: Any, args: tuple) -> bool:
+    """Whether ``disp`` has a version for ``args`` in this process or in numba's disk cache."""
+    try:
+        sig = tuple(disp.typeof_pyval(a) for a in args)
+        if sig in disp.overloads:
+            return True
+        cache = disp._cache
+        key = cache._index_key(sig, disp.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - numba internals changed: say nothing
+        return True
+
+
+def _call(key: tuple, args: tuple) -> Any:
+    """Call family ``key``'s entry on ``args``, announcing a compilation the first time
+    in this process that the family, for this dtype, is not in the cache."""
+    disp = _family(key)
+    check = (key[:1] if GENERIC else key, args[0].dtype.name, args[-1] is not None)
+    if GENERIC:
+        args = key[1:] + args
+    if check not in _checked:
+        _checked.add(check)
+        if not _is_cached(disp, args):
+            name = _family_name(check[0]) + (", weighted" if check[2] else "")
+            sys.stderr.write(f"fastgd: compiling numba kernels ({name}) for {check[1]} "
+                             f"(one-time, cached)\u2026\n")
+            sys.stderr.flush()
+    return disp(*args)
+
+
+def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
+                    weighted: bool = True) -> dict[str, float]:
+    """Compile every kernel family ahead of time (into numba's on-disk cache).
+
+    For continuous integration and container images: after this, fits in
+    any process that shares the cache (``NUMBA_CACHE_DIR``, by default next
+    to the package) start without compiling.  Each family is compiled by
+    running it once on a tiny problem.
+
+    Parameters
+    ----------
+    dtypes : iterable of {"float64", "float32"}
+    families : iterable of str, optional
+        Only the families whose name contains one of these words, e.g.
+        ``["linear mse adam"]`` or ``["full-batch"]`` (names as in the
+        returned keys).  Default: all of them.
+    weighted : bool
+        Also compile the versions that take sample weights.
+
+    Returns
+    -------
+    dict
+        ``"<family> <dtype>"`` -> seconds spent (0.0 when it was cached already).
+    """
+    import time
+    from .. import api
+
+    global _stage_override
+    wanted = None if families is None else [str(f) for f in families]
+    out: dict[str, float] = {}
+    for dt in dtypes:
+        dt = np.dtype(dt)
+        if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtypes: float64 or float32, got {dt}")
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(64, 3)).astype(dt)
+        x = rng.uniform(-1.0, 1.0, 64).astype(dt)
+        y = rng.normal(size=64).astype(dt)
+        wts = rng.uniform(0.5, 1.5, 64)
+
+        def timed(name: str, job: Callable[[Any], Any]) -> None:
+            if wanted is not None and not any(f in name for f in wanted):
+                return
+            t0 = time.perf_counter()
+            for w in ((None, wts) if weighted else (None,)):
+                job(w)
+            key = f"{name} {dt.name}"
+            out[key] = out.get(key, 0.0) + time.perf_counter() - t0
+
+        for model in (0, 1):
+            data = {"degree": 2} if model else {}
+            A = x if model else X
+            for loss in (0, 1):
+                for opt in range(len(_OPT_NAMES)):
+                    for kind in range(len(_KINDS)):
+                        batch = (None, 1, 1, 4, 4)[kind]
+                        stage = 1 if kind in (2, 4) else None
+
+                        def job(w: Any, batch: Any = batch, stage: Any = stage,
+                                loss: int = loss, opt: int = opt, A: Any = A,
+                                data: Any = data) -> None:
+                            global _stage_override
+                            _stage_override = stage
+                            try:
+                                api.fit(A, y, backend="numba", loss=_LOSS_NAMES[loss],
+                                        optimizer=_OPT_NAMES[opt], batch_size=batch, max_iter=2,
+                                        lr=1e-3, record=None if batch else "loss",
+                                        sample_weight=w, **data)
+                            finally:
+                                _stage_override = None
+
+                        timed(_family_name(("run", model, loss, opt, kind)), job)
+                for fn in ("objective_grad", "objective", "batch_grad"):
+                    def job(w: Any, fn: str = fn, model: int = model, loss: int = loss,
+                            A: Any = A) -> None:
+                        A2 = A.reshape(-1, 1) if model else A
+                        theta = np.zeros(3 if model else A2.shape[1] + 1, dt)
+                        basis = np.array([0.0, 1.0])
+                        l2w = np.zeros(theta.shape[0], dt)
+                        ww = None if w is None else w.astype(dt)
+                        grad = np.empty_like(theta)
+                        if fn == "objective_grad":
+                            objective_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1, grad,
+                                           w=ww)
+                        elif fn == "objective":
+                            objective(model, loss, A2, y, theta, basis, 1.0, l2w, w=ww)
+                        else:
+                            idx = np.arange(A2.shape[0], dtype=np.int32)
+                            batch_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1, idx, 0, 8,
+                                       grad, w=ww)
+                    timed(_family_name((fn, model, loss)), job)
+            timed(_family_name(("lsq_stats", model)),
+                  lambda w, model=model, A=A: lsq_stats(
+                      model, A.reshape(-1, 1) if model else A, y, np.array([0.0, 1.0]),
+                      2 if model else A.shape[1], w=None if w is None else w.astype(dt)))
+    return out
 
 
 # ---------------------------------------------------------------- minimize loop
