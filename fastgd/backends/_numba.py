@@ -10,12 +10,22 @@ Sections: input scan (and value range) -> scalar losses -> model prediction -> f
 objective/gradient over rows -> update rules -> preconditioned step ->
 schedule -> epoch loop -> minimize loop.
 
-* One compilation per data dtype (float32, float64): the model, loss, update
-  rule and schedule are integer codes switched on inside the kernels.  The
-  public functions at the bottom of each section pass ``X`` and ``y`` as
-  read-only views, so writeable arrays, ``np.memmap(mode="r")`` and arrays
-  with ``writeable=False`` share one compiled version.  Sample weights add
-  one more per dtype, compiled at the first weighted call (below).
+* Kernel families: the model, loss, update rule and batching (full batch,
+  single samples, mini-batches; rows staged or not) are integer codes
+  switched on inside the kernels, and each public function compiles one
+  family per combination of its codes and data dtype, at the first call that
+  needs it, with the codes as compile-time constants (``_family``): numba
+  prunes the branches they rule out before typing, so a job compiles only
+  its own paths (a few seconds instead of half a minute for every
+  combination).  Families are cached on disk, and the first call of one
+  that is not cached says so on stderr.  ``compile_kernels`` compiles them
+  all ahead of time; ``FASTGD_NUMBA_KERNELS=generic`` takes the codes as
+  arguments instead (one longer compilation per dtype for every family).
+  The schedule is a runtime code.  The public functions pass ``X`` and
+  ``y`` as read-only views, so writeable arrays, ``np.memmap(mode="r")`` and
+  arrays with ``writeable=False`` share one compiled version.  Sample
+  weights add one more per family and dtype, compiled at the first weighted
+  call (below).
 * Row sums go block by block (``_block_rows`` rows, about ``BLOCK_ELEMS``
   elements of ``X``): each block sums into its own row of a float64 buffer,
   and the rows are added in block order afterwards.  Large inputs run the
@@ -82,9 +92,13 @@ schedule -> epoch loop -> minimize loop.
   continuing an earlier one keeps its schedule while its epochs restart).
 * Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
   ``isfinite``); the threading layer is chosen there too, before the first
-  parallel kernel runs.  With them, LLVM's code for a loop (contractions,
-  reassociation) and so the last bits of its sums can follow changes to
-  any source inlined next to it.
+  parallel kernel runs, after ``_preload_tbb`` has made numba's TBB layer
+  (thread and fork safe) loadable when the ``tbb`` package is installed.  On
+  another layer a process made by ``fork`` keeps out of parallel regions
+  (``_forked``): GNU OpenMP's threads do not survive ``fork``.  With the
+  fast-math flags, LLVM's code for a loop (contractions, reassociation)
+  and so the last bits of its sums can follow changes to any source inlined
+  next to it.
 """
 
 from __future__ import annotations
@@ -157,8 +171,10 @@ def _preload_tbb() -> str | None:
 _tbb_library = _preload_tbb()
 _config.configure_numba()
 #: True in a process made by ``fork`` when the parent's threading layer is not
-#: fork safe (GNU OpenMP's threads do not survive ``fork``): every kernel of the
-#: child then runs serially (``_Parallel`` sets one thread; same results).
+#: fork safe (GNU OpenMP's threads do not survive ``fork``, and the child must
+#: never enter a parallel region): the child's calls on data large enough for
+#: the parallel kernels then run the reference backend (``_numpy``: the same
+#: numbers up to rounding), the others the serial kernels.
 _forked = False
 
 
@@ -819,8 +835,7 @@ def _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f
 @njit(**_jit)
 def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w):
     """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order)."""
-    par = (X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
-           and numba.get_num_threads() > 1)
+    par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
     if w is not None:
         if par:
             _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
@@ -1140,7 +1155,7 @@ def _lsq_stats(model, X, y, basis, p, wide, w):
         rb = max(1, (n + 7) // 8)  # few blocks: each holds a whole G
     nb = (n + rb - 1) // rb
     part = np.empty((nb, _padded(size, 8)))
-    if n * X.shape[1] >= PARALLEL_MIN and nb > 1 and numba.get_num_threads() > 1:
+    if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
         _stats_parallel(model, X, y, basis, rb, part, size, wide, w)
     else:
         for b in range(nb):
@@ -1428,6 +1443,9 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     >>> g.tolist()
     [-8.0, -4.0]
     """
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
+                                     w=w)
     args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), grad, _w(w, X))
     with _Parallel(X.size):
         return _call(("objective_grad", int(model), int(loss)), args)
@@ -1445,6 +1463,8 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     >>> _numba.objective(0, 1, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2))
     1.0
     """
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.objective(model, loss, X, y, theta, basis, delta, l2w, w=w)
     args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, _w(w, X))
     with _Parallel(X.size):
         return _call(("objective", int(model), int(loss)), args)
@@ -1498,6 +1518,8 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
     """
     if model == 0 and int(p) != X.shape[1]:
         raise ValueError(f"the linear model's p is X.shape[1] = {X.shape[1]}, got {p}")
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.lsq_stats(model, X, y, basis, p, w=w)
     with _Parallel(X.size):
         G, c, S = _call(("lsq_stats", int(model)),
                         (_ro(X), _ro(y), _basis(basis), int(p), _w(w, X)))
@@ -2382,6 +2404,10 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     >>> status, round(float(theta[0]), 6)
     (1, 2.0)
     """
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state,
+                          t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
+                          need_obj, grad, f0, hist_loss, hist_params, pre=pre, stats=stats, w=w)
     m = theta.shape[0]
     pre = _pre(pre, m)
     have_stats = stats is not None and int(batch_size) == 0 and int(loss) == 0
