@@ -114,6 +114,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
+from numba.core.caching import NullCache
 from numba.core import ir as nir
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import FunctionPass, register_pass
@@ -2592,6 +2593,8 @@ def _is_cached(disp: Any, args: tuple) -> bool:
         if sig in disp.overloads:
             return True
         cache = disp._cache
+        if isinstance(cache, NullCache):  # numba cannot cache it: compiled in every process
+            return False
         key = cache._index_key(sig, disp.targetctx.codegen())
         return key in cache._cache_file._load_index()
     except Exception:  # noqa: BLE001 - numba internals changed: say nothing
