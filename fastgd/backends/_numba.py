@@ -834,23 +834,33 @@ def _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f
 
 
 @njit(**_jit)
-def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w):
-    """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order)."""
-    par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
-    if w is not None:
+def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w,
+           large):
+    """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order).
+
+    ``large`` (a compile-time constant): 0 when ``X`` is too small for the
+    parallel pass, which is then not compiled; 1: the pass is parallel when
+    ``X`` is large enough.
+    """
+    par = False
+    if large == 1:
+        par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
         if par:
-            _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
-                               part_g, part_t, w)
-        else:
+            if w is not None:
+                _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
+                                   part_g, part_t, w)
+            else:
+                _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f,
+                                 part_g, part_t)
+    if not par:
+        if w is not None:
             for b in range(part_f.shape[0]):
                 _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
                          part_t, w)
-    elif par:
-        _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
-                         part_t)
-    else:
-        for b in range(part_f.shape[0]):
-            _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t)
+        else:
+            for b in range(part_f.shape[0]):
+                _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
+                       part_t)
     f = 0.0
     for j in range(acc.shape[0]):
         acc[j] = 0.0
@@ -864,17 +874,18 @@ def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, pa
 
 @njit(**_jit)
 def _objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
-                    part_f, part_g, part_t, acc, w):
+                    part_f, part_g, part_t, acc, w, large):
     n = X.shape[0]  # weighted too: the sums are divided by the row count
-    f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc, w)
+    f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc, w, large)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return f / n + _penalty(theta, l2w)
 
 
 @njit(**_jit)
-def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w):
+def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w,
+               large):
     n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc, w)
+    f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc, w, large)
     return f / n + _penalty(theta, l2w)
 
 
@@ -895,17 +906,18 @@ def _buffers(X, theta):
 
 
 @njit(**_jit)
-def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
+def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w,
+                          large):
     part_f, part_g, part_t, acc = _buffers(X, theta)
     return _objective_grad(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, fit_icpt,
-                           grad, part_f, part_g, part_t, acc, w)
+                           grad, part_f, part_g, part_t, acc, w, large)
 
 
 @njit(**_jit)
-def _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w):
+def _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large):
     part_f, part_g, part_t, acc = _buffers(X, theta)
     return _objective(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, part_f, part_g,
-                      part_t, acc, w)
+                      part_t, acc, w, large)
 
 
 @intrinsic
@@ -1143,7 +1155,7 @@ def _stats_parallel(model, X, y, basis, rb, part, size, wide, w):
 
 
 @njit(**_jit)
-def _lsq_stats(model, X, y, basis, p, wide, w):
+def _lsq_stats(model, X, y, basis, p, wide, w, large):
     """G, c, S of the least-squares objective, one (parallel) pass over the rows
     (weighted by ``w`` unless it is None)."""
     n = X.shape[0]
@@ -1156,9 +1168,12 @@ def _lsq_stats(model, X, y, basis, p, wide, w):
         rb = max(1, (n + 7) // 8)  # few blocks: each holds a whole G
     nb = (n + rb - 1) // rb
     part = np.empty((nb, _padded(size, 8)))
-    if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
-        _stats_parallel(model, X, y, basis, rb, part, size, wide, w)
-    else:
+    par = False
+    if large == 1:  # a compile-time constant (as in ``_sweep``)
+        par = n * X.shape[1] >= PARALLEL_MIN and nb > 1
+        if par:
+            _stats_parallel(model, X, y, basis, rb, part, size, wide, w)
+    if not par:
         for b in range(nb):
             part[b, :] = 0.0
             _stat_rows(model, X, y, basis, b * rb, min(b * rb + rb, n), part[b, :size], wide, w)
@@ -1186,8 +1201,8 @@ def _lsq_stats(model, X, y, basis, p, wide, w):
 
 
 @njit(**_jit)
-def _lsq_stats_entry(model, X, y, basis, p, w):
-    return _lsq_stats(model, X, y, _basis_dt(X, basis), p, True, w)
+def _lsq_stats_entry(model, X, y, basis, p, w, large):
+    return _lsq_stats(model, X, y, _basis_dt(X, basis), p, True, w, large)
 
 
 # The shortcut's overflow test with sample weights (as the Cython backend's).
@@ -1356,6 +1371,14 @@ def _basis(basis: Any) -> np.ndarray:
     return b
 
 
+def _large(X: np.ndarray) -> int:
+    """1 when ``X`` is large enough for the parallel passes (their kernels are then
+    compiled into its family), 0 otherwise."""
+    if _large_override is not None:
+        return _large_override
+    return int(X.size >= PARALLEL_MIN)
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     """A read-only view: one compiled version serves read-only and writeable data."""
     if not a.flags.writeable:
@@ -1449,7 +1472,7 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
                                      w=w)
     args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), grad, _w(w, X))
     with _Parallel(X.size):
-        return _call(("objective_grad", int(model), int(loss)), args)
+        return _call(("objective_grad", int(model), int(loss), _large(X)), args)
 
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -1468,7 +1491,7 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
         return _numpy.objective(model, loss, X, y, theta, basis, delta, l2w, w=w)
     args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, _w(w, X))
     with _Parallel(X.size):
-        return _call(("objective", int(model), int(loss)), args)
+        return _call(("objective", int(model), int(loss), _large(X)), args)
 
 
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -1522,7 +1545,7 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
     if _forked and X.size >= PARALLEL_MIN:
         return _numpy.lsq_stats(model, X, y, basis, p, w=w)
     with _Parallel(X.size):
-        G, c, S = _call(("lsq_stats", int(model)),
+        G, c, S = _call(("lsq_stats", int(model), _large(X)),
                         (_ro(X), _ro(y), _basis(basis), int(p), _w(w, X)))
     return G, c, float(S)
 
@@ -2222,7 +2245,7 @@ def _converged(theta, theta_prev, tol, pre, z, zp):
 def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
          sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
          grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-         stage_rows, fuse, w, kind):
+         stage_rows, fuse, w, kind, large):
     bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
     p = theta.shape[0] - 1
@@ -2266,7 +2289,7 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
                 if have_stats:
                     G, c, S = stats_G, stats_c, stats_S
                 else:
-                    G, c, S = _lsq_stats(model, X, y, bs, p, False, w)
+                    G, c, S = _lsq_stats(model, X, y, bs, p, False, w, large)
     # weighted statistics bound each residual only through its weight
     guard = _weight_guard(model, X, y, bs, p, w, use_lsq)
     if X.itemsize == 4:
@@ -2293,9 +2316,10 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
                                         strict, guard)
         if math.isnan(f):
             f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt, grad,
-                                part_f, part_g, part_t, acc, w)
+                                part_f, part_g, part_t, acc, w, large)
     elif need_obj:
-        f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc, w)
+        f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc, w,
+                       large)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -2322,7 +2346,7 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
                                             eps, strict, guard)
             if math.isnan(f):
                 f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt,
-                                    grad, part_f, part_g, part_t, acc, w)
+                                    grad, part_f, part_g, part_t, acc, w, large)
         else:
             idx = order[k]
             if kind == 1:
@@ -2343,7 +2367,7 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
                                   acc, t, prefetch, pre, gz, dz, fuse, w, ws, 0)
             if need_obj:
                 f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t,
-                               acc, w)
+                               acc, w, large)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
@@ -2428,7 +2452,7 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
                 state, int(t0), int(sched), float(lr0), sched_hp, int(epoch0), int(n_epochs),
                 int(batch_size), order, float(tol), int(need_obj), grad, float(f0), hist_loss,
                 hist_params, pre, G0, c0, S0, have_stats, stage_rows, bool(FUSED_PRE), _w(w, X))
-        return _call(("run", int(model), int(loss), int(opt), kind), args)
+        return _call(("run", int(model), int(loss), int(opt), kind, _large(X)), args)
 
 
 def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
@@ -2482,9 +2506,11 @@ _OPT_NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 #: Rows per staged chunk, in batches, for every stochastic ``run`` (None: by size;
 #: ``compile_kernels`` sets it to compile the staged families on small data).
 _stage_override: int | None = None
+#: ``_large`` for every call (None: by size; set by ``compile_kernels``).
+_large_override: int | None = None
 
 
-def _make_run(model: int, loss: int, opt: int, kind: int) -> Any:
+def _make_run(model: int, loss: int, opt: int, kind: int, large: int) -> Any:
     def run_family(X, y, theta, basis, delta, l2w, fit_icpt, hp, state, t0, sched, lr0,
                    sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad, f0,
                    hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
@@ -2492,37 +2518,20 @@ def _make_run(model: int, loss: int, opt: int, kind: int) -> Any:
         return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
                     sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
                     grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
-                    have_stats, stage_rows, fuse, w, kind)
+                    have_stats, stage_rows, fuse, w, kind, large)
     return njit(**_jit)(run_family)
 
 
-def _make_generic(name: str) -> Any:
-    """The entry of ``name`` taking its codes as arguments: one compilation per dtype
-    covers every family (``GENERIC``)."""
-    if name == "run":
-        def run_any(model, loss, opt, kind, X, y, theta, basis, delta, l2w, fit_icpt, hp, state,
-                    t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-                    grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
-                    have_stats, stage_rows, fuse, w):
-            return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state,
-                        t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
-                        need_obj, grad, f0, hist_loss, hist_params, pre, stats_G, stats_c,
-                        stats_S, have_stats, stage_rows, fuse, w, kind)
-        return run_any
-    return {"objective_grad": _objective_grad_entry, "objective": _objective_entry,
-            "batch_grad": _batch_grad, "lsq_stats": _lsq_stats_entry}[name]
-
-
-def _make_objective_grad(model: int, loss: int) -> Any:
+def _make_objective_grad(model: int, loss: int, large: int) -> Any:
     def objective_grad_family(X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
         return _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
-                                     grad, w)
+                                     grad, w, large)
     return njit(**_jit)(objective_grad_family)
 
 
-def _make_objective(model: int, loss: int) -> Any:
+def _make_objective(model: int, loss: int, large: int) -> Any:
     def objective_family(X, y, theta, basis, delta, l2w, w):
-        return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w)
+        return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
     return njit(**_jit)(objective_family)
 
 
@@ -2533,10 +2542,40 @@ def _make_batch_grad(model: int, loss: int) -> Any:
     return njit(**_jit)(batch_grad_family)
 
 
-def _make_lsq_stats(model: int) -> Any:
+def _make_lsq_stats(model: int, large: int) -> Any:
     def lsq_stats_family(X, y, basis, p, w):
-        return _lsq_stats_entry(model, X, y, basis, p, w)
+        return _lsq_stats_entry(model, X, y, basis, p, w, large)
     return njit(**_jit)(lsq_stats_family)
+
+
+# The same entries with the codes as their first arguments (``GENERIC``).
+
+def _run_any(model, loss, opt, kind, large, X, y, theta, basis, delta, l2w, fit_icpt, hp,
+             state, t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
+             need_obj, grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
+             have_stats, stage_rows, fuse, w):
+    return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
+                sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad,
+                f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
+                stage_rows, fuse, w, kind, large)
+
+
+def _objective_grad_any(model, loss, large, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
+    return _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w,
+                                 large)
+
+
+def _objective_any(model, loss, large, X, y, theta, basis, delta, l2w, w):
+    return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
+
+
+def _lsq_stats_any(model, large, X, y, basis, p, w):
+    return _lsq_stats_entry(model, X, y, basis, p, w, large)
+
+
+_GENERIC_ENTRIES = {"run": _run_any, "objective_grad": _objective_grad_any,
+                    "objective": _objective_any, "batch_grad": None,
+                    "lsq_stats": _lsq_stats_any}
 
 
 _MAKERS: dict[str, Callable[..., Any]] = {
@@ -2553,7 +2592,7 @@ _family_lock = threading.Lock()
 
 
 def _family_name(key: tuple) -> str:
-    """``("run", 0, 0, 5, 1)`` -> ``"linear mse adam stochastic"``."""
+    """``("run", 0, 0, 5, 3, 1)`` -> ``"linear mse adam mini-batch, parallel"``."""
     kind, codes = key[0], key[1:]
     if not codes:
         return f"{kind}, every family"
@@ -2565,6 +2604,8 @@ def _family_name(key: tuple) -> str:
         words.append(_KINDS[codes[3]])
     else:
         words.append(kind)
+    if kind != "batch_grad" and codes[-1]:
+        words[-1] += ", parallel"
     return " ".join(words)
 
 
@@ -2578,8 +2619,8 @@ def _family(key: tuple) -> Any:
             disp = _families.get(key)
             if disp is None:
                 if GENERIC:
-                    disp = njit(**_jit)(_make_generic(key[0])) if key[0] == "run" else \
-                        _make_generic(key[0])
+                    py = _GENERIC_ENTRIES[key[0]]
+                    disp = _batch_grad if py is None else njit(**_jit)(py)
                 else:
                     disp = _MAKERS[key[0]](*key[1:])
                 _families[key] = disp
@@ -2625,13 +2666,15 @@ def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
     For continuous integration and container images: after this, fits in
     any process that shares the cache (``NUMBA_CACHE_DIR``, by default next
     to the package) start without compiling.  Each family is compiled by
-    running it once on a tiny problem.
+    running it once on a tiny problem, in both its versions: for data too
+    small for the parallel passes and for larger data (", parallel"; the
+    staged families exist only there).
 
     Parameters
     ----------
     dtypes : iterable of {"float64", "float32"}
     families : iterable of str, optional
-        Only the families whose name contains one of these words, e.g.
+        Only the families whose name contains one of these strings, e.g.
         ``["linear mse adam"]`` or ``["full-batch"]`` (names as in the
         returned keys).  Default: all of them.
     weighted : bool
@@ -2640,16 +2683,16 @@ def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
     Returns
     -------
     dict
-        ``"<family> <dtype>"`` -> seconds spent (0.0 when it was cached already).
+        ``"<family> <dtype>"`` -> seconds spent (little when it was cached already).
     """
     import time
+
     from .. import api
 
-    global _stage_override
+    global _stage_override, _large_override
     wanted = None if families is None else [str(f) for f in families]
     out: dict[str, float] = {}
-    for dt in dtypes:
-        dt = np.dtype(dt)
+    for dt in map(np.dtype, dtypes):
         if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ValueError(f"dtypes: float64 or float32, got {dt}")
         rng = np.random.default_rng(0)
@@ -2657,62 +2700,60 @@ def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
         x = rng.uniform(-1.0, 1.0, 64).astype(dt)
         y = rng.normal(size=64).astype(dt)
         wts = rng.uniform(0.5, 1.5, 64)
-
-        def timed(name: str, job: Callable[[Any], Any]) -> None:
-            if wanted is not None and not any(f in name for f in wanted):
-                return
-            t0 = time.perf_counter()
-            for w in ((None, wts) if weighted else (None,)):
-                job(w)
-            key = f"{name} {dt.name}"
-            out[key] = out.get(key, 0.0) + time.perf_counter() - t0
-
+        jobs: list[tuple[tuple, int, Callable[[Any], Any]]] = []
         for model in (0, 1):
-            data = {"degree": 2} if model else {}
             A = x if model else X
+            A2 = A.reshape(-1, 1) if model else A
+            theta = np.zeros(3 if model else A2.shape[1] + 1, dt)
+            basis = np.array([0.0, 1.0])
+            l2w = np.zeros(theta.shape[0], dt)
             for loss in (0, 1):
                 for opt in range(len(_OPT_NAMES)):
                     for kind in range(len(_KINDS)):
-                        batch = (None, 1, 1, 4, 4)[kind]
-                        stage = 1 if kind in (2, 4) else None
-
-                        def job(w: Any, batch: Any = batch, stage: Any = stage,
-                                loss: int = loss, opt: int = opt, A: Any = A,
-                                data: Any = data) -> None:
+                        def fit(w: Any, kind: int = kind, loss: int = loss, opt: int = opt,
+                                A: Any = A, model: int = model) -> None:
                             global _stage_override
-                            _stage_override = stage
+                            batch = (None, 1, 1, 4, 4)[kind]
+                            _stage_override = 1 if kind in (2, 4) else None
                             try:
                                 api.fit(A, y, backend="numba", loss=_LOSS_NAMES[loss],
-                                        optimizer=_OPT_NAMES[opt], batch_size=batch, max_iter=2,
-                                        lr=1e-3, record=None if batch else "loss",
-                                        sample_weight=w, **data)
+                                        optimizer=_OPT_NAMES[opt], batch_size=batch,
+                                        max_iter=2, lr=1e-3, record=None if batch else "loss",
+                                        sample_weight=w, **({"degree": 2} if model else {}))
                             finally:
                                 _stage_override = None
-
-                        timed(_family_name(("run", model, loss, opt, kind)), job)
-                for fn in ("objective_grad", "objective", "batch_grad"):
-                    def job(w: Any, fn: str = fn, model: int = model, loss: int = loss,
-                            A: Any = A) -> None:
-                        A2 = A.reshape(-1, 1) if model else A
-                        theta = np.zeros(3 if model else A2.shape[1] + 1, dt)
-                        basis = np.array([0.0, 1.0])
-                        l2w = np.zeros(theta.shape[0], dt)
-                        ww = None if w is None else w.astype(dt)
-                        grad = np.empty_like(theta)
-                        if fn == "objective_grad":
-                            objective_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1, grad,
-                                           w=ww)
-                        elif fn == "objective":
-                            objective(model, loss, A2, y, theta, basis, 1.0, l2w, w=ww)
-                        else:
-                            idx = np.arange(A2.shape[0], dtype=np.int32)
-                            batch_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1, idx, 0, 8,
-                                       grad, w=ww)
-                    timed(_family_name((fn, model, loss)), job)
-            timed(_family_name(("lsq_stats", model)),
-                  lambda w, model=model, A=A: lsq_stats(
-                      model, A.reshape(-1, 1) if model else A, y, np.array([0.0, 1.0]),
-                      2 if model else A.shape[1], w=None if w is None else w.astype(dt)))
+                        for large in ((1,) if kind in (2, 4) else (0, 1)):
+                            jobs.append((("run", model, loss, opt, kind, large), large, fit))
+                for large in (0, 1):
+                    jobs.append((("objective_grad", model, loss, large), large,
+                                 lambda w, model=model, loss=loss, A2=A2, theta=theta,
+                                 l2w=l2w: objective_grad(model, loss, A2, y, theta, basis, 1.0,
+                                                         l2w, 1, np.empty_like(theta), w=w)))
+                    jobs.append((("objective", model, loss, large), large,
+                                 lambda w, model=model, loss=loss, A2=A2, theta=theta,
+                                 l2w=l2w: objective(model, loss, A2, y, theta, basis, 1.0, l2w,
+                                                    w=w)))
+                jobs.append((("batch_grad", model, loss), 0,
+                             lambda w, model=model, loss=loss, A2=A2, theta=theta,
+                             l2w=l2w: batch_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1,
+                                                 np.arange(A2.shape[0], dtype=np.int32), 0, 8,
+                                                 np.empty_like(theta), w=w)))
+            for large in (0, 1):
+                jobs.append((("lsq_stats", model, large), large,
+                             lambda w, model=model, A2=A2, theta=theta: lsq_stats(
+                                 model, A2, y, basis, theta.shape[0] - 1, w=w)))
+        for key, large, job in jobs:
+            name = f"{_family_name(key)} {dt.name}"
+            if wanted is not None and not any(f in name for f in wanted):
+                continue
+            t0 = time.perf_counter()
+            _large_override = large
+            try:
+                for w in ((None, wts.astype(dt)) if weighted else (None,)):
+                    job(w)
+            finally:
+                _large_override = None
+            out[name] = out.get(name, 0.0) + time.perf_counter() - t0
     return out
 
 
