@@ -65,7 +65,8 @@ def test_first_fit_announces_its_compilation_once_then_is_cached(cache_dir):
 def test_compile_kernels_fills_the_cache(cache_dir):
     code = """
     from fastgd.backends import _numba
-    times = _numba.compile_kernels(dtypes=("float64",), families=["linear mse adam mini-batch float64"],
+    times = _numba.compile_kernels(dtypes=("float64",),
+                                   families=["linear mse adam mini-batch float64"],
                                    weighted=False)
     assert list(times) == ["linear mse adam mini-batch float64"], times
     assert all(t > 0 for t in times.values()), times
