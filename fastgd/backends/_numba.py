@@ -1918,12 +1918,14 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
                 t += 1
                 step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
             return t, d
-    for start in range(0, m, batch_size):
-        stop = min(start + batch_size, m)
-        _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w)
-        _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
-        t += 1
-        step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
+    if model == 1 or single == 0:  # (single samples on the linear model returned above)
+        for start in range(0, m, batch_size):
+            stop = min(start + batch_size, m)
+            _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch,
+                       w)
+            _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
+            t += 1
+            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
     return t, d
 
 
