@@ -889,6 +889,23 @@ def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part
     return f / n + _penalty(theta, l2w)
 
 
+@njit(**_jit_inline)
+def _objective_of(model, loss, codes, X, y, theta, basis, delta, l2w, part_f, part_g, part_t,
+                  acc, w, large):
+    """``_objective`` for a kernel family (``model``, ``loss`` compile-time constants).
+
+    The polynomial model's objective takes the codes as runtime values
+    (``codes`` = [model, loss], an array): LLVM's code for its row loop, and
+    so the last bit of the sum, then is that of a kernel compiled for every
+    model and loss, as ``objective`` always gave.
+    """
+    if model == 1:
+        return _objective(codes[0], codes[1], X, y, theta, basis, delta, l2w, part_f, part_g,
+                          part_t, acc, w, large)
+    return _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc,
+                      w, large)
+
+
 @njit(**_jit)
 def _padded(width, itemsize):
     """A row length of at least ``width`` items plus one spare cache line, so that the
@@ -1371,6 +1388,11 @@ def _basis(basis: Any) -> np.ndarray:
     return b
 
 
+def _codes(model: int, loss: int) -> np.ndarray:
+    """``[model, loss]`` as an int64 array: runtime values in compiled code (``_objective_of``)."""
+    return np.array([int(model), int(loss)], dtype=np.int64)
+
+
 def _large(X: np.ndarray) -> int:
     """1 when ``X`` is large enough for the parallel passes (their kernels are then
     compiled into its family), 0 otherwise."""
@@ -1489,7 +1511,7 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     """
     if _forked and X.size >= PARALLEL_MIN:
         return _numpy.objective(model, loss, X, y, theta, basis, delta, l2w, w=w)
-    args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, _w(w, X))
+    args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, _codes(model, loss), _w(w, X))
     with _Parallel(X.size):
         return _call(("objective", int(model), int(loss), _large(X)), args)
 
@@ -2247,7 +2269,7 @@ def _converged(theta, theta_prev, tol, pre, z, zp):
 def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
          sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
          grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-         stage_rows, fuse, w, kind, large):
+         stage_rows, fuse, w, kind, large, codes):
     bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
     p = theta.shape[0] - 1
@@ -2320,8 +2342,8 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
             f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt, grad,
                                 part_f, part_g, part_t, acc, w, large)
     elif need_obj:
-        f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc, w,
-                       large)
+        f = _objective_of(model, loss, codes, X, y, theta, bs, delta, l2w, part_f, part_g,
+                          part_t, acc, w, large)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -2368,8 +2390,8 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
                                   bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
                                   acc, t, prefetch, pre, gz, dz, fuse, w, ws, 0)
             if need_obj:
-                f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t,
-                               acc, w, large)
+                f = _objective_of(model, loss, codes, X, y, theta, bs, delta, l2w, part_f,
+                                  part_g, part_t, acc, w, large)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
@@ -2453,7 +2475,8 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), hp,
                 state, int(t0), int(sched), float(lr0), sched_hp, int(epoch0), int(n_epochs),
                 int(batch_size), order, float(tol), int(need_obj), grad, float(f0), hist_loss,
-                hist_params, pre, G0, c0, S0, have_stats, stage_rows, bool(FUSED_PRE), _w(w, X))
+                hist_params, pre, G0, c0, S0, have_stats, stage_rows, bool(FUSED_PRE),
+                _codes(model, loss), _w(w, X))
         return _call(("run", int(model), int(loss), int(opt), kind, _large(X)), args)
 
 
@@ -2516,11 +2539,11 @@ def _make_run(model: int, loss: int, opt: int, kind: int, large: int) -> Any:
     def run_family(X, y, theta, basis, delta, l2w, fit_icpt, hp, state, t0, sched, lr0,
                    sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad, f0,
                    hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-                   stage_rows, fuse, w):
+                   stage_rows, fuse, codes, w):
         return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
                     sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
                     grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
-                    have_stats, stage_rows, fuse, w, kind, large)
+                    have_stats, stage_rows, fuse, w, kind, large, codes)
     return njit(**_jit)(run_family)
 
 
@@ -2532,8 +2555,13 @@ def _make_objective_grad(model: int, loss: int, large: int) -> Any:
 
 
 def _make_objective(model: int, loss: int, large: int) -> Any:
-    def objective_family(X, y, theta, basis, delta, l2w, w):
-        return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
+    if model == 1:  # the codes as runtime values (see ``_objective_of``)
+        def objective_family(X, y, theta, basis, delta, l2w, codes, w):
+            return _objective_entry(codes[0], codes[1], X, y, theta, basis, delta, l2w, w,
+                                    large)
+    else:
+        def objective_family(X, y, theta, basis, delta, l2w, codes, w):
+            return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
     return njit(**_jit)(objective_family)
 
 
@@ -2555,11 +2583,11 @@ def _make_lsq_stats(model: int, large: int) -> Any:
 def _run_any(model, loss, opt, kind, large, X, y, theta, basis, delta, l2w, fit_icpt, hp,
              state, t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
              need_obj, grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
-             have_stats, stage_rows, fuse, w):
+             have_stats, stage_rows, fuse, codes, w):
     return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
                 sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad,
                 f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-                stage_rows, fuse, w, kind, large)
+                stage_rows, fuse, w, kind, large, codes)
 
 
 def _objective_grad_any(model, loss, large, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
@@ -2567,7 +2595,7 @@ def _objective_grad_any(model, loss, large, X, y, theta, basis, delta, l2w, fit_
                                  large)
 
 
-def _objective_any(model, loss, large, X, y, theta, basis, delta, l2w, w):
+def _objective_any(model, loss, large, X, y, theta, basis, delta, l2w, codes, w):
     return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
 
 
@@ -2599,7 +2627,7 @@ def _family_name(key: tuple) -> str:
     if not codes:
         return f"{kind}, every family"
     words = [_MODEL_NAMES[codes[0]] if codes[0] < 2 else f"model {codes[0]}"]
-    if len(codes) > 1:
+    if kind != "lsq_stats":
         words.append(_LOSS_NAMES[codes[1]] if codes[1] < 2 else f"loss {codes[1]}")
     if kind == "run":
         words.append(_OPT_NAMES[codes[2]] if codes[2] < 6 else f"rule {codes[2]}")
