@@ -15,8 +15,10 @@ Every wait on a child has a timeout: a hang fails the test (after
 ``TIMEOUT`` seconds) instead of stalling the run, and the hung child is
 killed.
 
-The tests are parametrized over ``FORK_BACKENDS``; a backend is added there
-(numba: its threading layer has fork rules of its own, to be added).
+The tests are parametrized over ``FORK_BACKENDS``.  numba runs on its TBB
+threading layer when the ``tbb`` package is installed (fork safe: a child's
+parallel passes run as the parent's); on another layer a forked child runs
+its numba kernels serially (``_numba._forked``).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from fastgd.backends import resolve
 
 from .conftest import AVAILABLE
 
-#: Backends these tests run on (numba to be added).
-FORK_BACKENDS = ["cython", "numpy"]
+#: Backends these tests run on.
+FORK_BACKENDS = ["cython", "numba", "numpy"]
 BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(b not in AVAILABLE, reason=f"{b} not available"))
             for b in FORK_BACKENDS]
 

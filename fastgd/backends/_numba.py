@@ -10,12 +10,22 @@ Sections: input scan (and value range) -> scalar losses -> model prediction -> f
 objective/gradient over rows -> update rules -> preconditioned step ->
 schedule -> epoch loop -> minimize loop.
 
-* One compilation per data dtype (float32, float64): the model, loss, update
-  rule and schedule are integer codes switched on inside the kernels.  The
-  public functions at the bottom of each section pass ``X`` and ``y`` as
-  read-only views, so writeable arrays, ``np.memmap(mode="r")`` and arrays
-  with ``writeable=False`` share one compiled version.  Sample weights add
-  one more per dtype, compiled at the first weighted call (below).
+* Kernel families: the model, loss, update rule and batching (full batch,
+  single samples, mini-batches; rows staged or not) are integer codes
+  switched on inside the kernels, and each public function compiles one
+  family per combination of its codes and data dtype, at the first call that
+  needs it, with the codes as compile-time constants (``_family``): numba
+  prunes the branches they rule out before typing, so a job compiles only
+  its own paths (a few seconds instead of half a minute for every
+  combination).  Families are cached on disk, and the first call of one
+  that is not cached says so on stderr.  ``compile_kernels`` compiles them
+  all ahead of time; ``FASTGD_NUMBA_KERNELS=generic`` takes the codes as
+  arguments instead (one longer compilation per dtype for every family).
+  The schedule is a runtime code.  The public functions pass ``X`` and
+  ``y`` as read-only views, so writeable arrays, ``np.memmap(mode="r")`` and
+  arrays with ``writeable=False`` share one compiled version.  Sample
+  weights add one more per family and dtype, compiled at the first weighted
+  call (below).
 * Row sums go block by block (``_block_rows`` rows, about ``BLOCK_ELEMS``
   elements of ``X``): each block sums into its own row of a float64 buffer,
   and the rows are added in block order afterwards.  Large inputs run the
@@ -82,14 +92,21 @@ schedule -> epoch loop -> minimize loop.
   continuing an earlier one keeps its schedule while its epochs restart).
 * Fast-math flags come from ``fastgd._config.FASTMATH`` (no flag that breaks
   ``isfinite``); the threading layer is chosen there too, before the first
-  parallel kernel runs.  With them, LLVM's code for a loop (contractions,
-  reassociation) and so the last bits of its sums can follow changes to
-  any source inlined next to it.
+  parallel kernel runs, after ``_preload_tbb`` has made numba's TBB layer
+  (thread and fork safe) loadable when the ``tbb`` package is installed.  On
+  another layer a process made by ``fork`` keeps out of parallel regions
+  (``_forked``): GNU OpenMP's threads do not survive ``fork``.  With the
+  fast-math flags, LLVM's code for a loop (contractions, reassociation)
+  and so the last bits of its sums can follow changes to any source inlined
+  next to it.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 from typing import Any, Callable
 
 import numba
@@ -97,13 +114,85 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
+from numba.core.caching import NullCache
+from numba.core import ir as nir
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.imputils import impl_ret_borrowed
+from numba.core.untyped_passes import IRProcessing
 from numba.extending import intrinsic, overload
 
 from .. import _config
 from . import LARGE_SGD_BYTES, _numpy
 
+
+
+def _preload_tbb() -> str | None:
+    """Make numba's TBB threading layer loadable; returns the library loaded, or None.
+
+    The ``tbb`` package installs ``libtbb.so.12`` in the environment's ``lib``
+    directory, which is often not on the loader's path, so numba's TBB layer
+    (thread safe *and* fork safe) fails to load and numba falls back to
+    OpenMP.  Loading the library first, with global symbols, lets it load.
+    Nothing is done when numba's TBB layer loads already or ``tbb`` is not
+    installed.
+    """
+    import ctypes
+    import importlib.metadata
+    import os
+    import sys as _sys
+
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401
+        return None
+    except ImportError:
+        pass
+    names = ("libtbb.so.12", "libtbb.12.dylib")
+    paths = []
+    try:
+        for f in importlib.metadata.distribution("tbb").files or ():
+            if f.name in names:
+                paths.append(str(f.locate()))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for root in (_sys.prefix, _sys.base_prefix):
+        paths += [os.path.join(root, "lib", name) for name in names]
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            from numba.np.ufunc import tbbpool  # noqa: F401,F811
+        except (OSError, ImportError):
+            continue
+        return path
+    return None
+
+
+_tbb_library = _preload_tbb()
 _config.configure_numba()
+#: True in a process made by ``fork`` when the parent's threading layer is not
+#: fork safe (GNU OpenMP's threads do not survive ``fork``, and the child must
+#: never enter a parallel region): the child's calls on data large enough for
+#: the parallel kernels then run the reference backend (``_numpy``: the same
+#: numbers up to rounding), the others the serial kernels.
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    if _config.threading_layer() != "tbb":
+        _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threading_layer() -> str:
+    """The numba threading layer fastgd's parallel kernels run on: ``"tbb"`` (thread
+    and fork safe), ``"omp"`` (thread safe; a forked child runs serially) or
+    ``"workqueue"`` (parallel kernels under a lock)."""
+    return _config.threading_layer() or numba.threading_layer()
 
 _FM = set(_config.FASTMATH)
 #: Target number of X elements per row block (1 MB of float64: few enough blocks
@@ -142,17 +231,53 @@ POLY_MSE_MOMENTS: bool = True
 #: read by ``run`` at each call (for tests and timings).
 FUSED_PRE: bool = True
 
-_jit = dict(cache=True, nogil=True, fastmath=_FM)
-_jit_par = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class _LiteralArgs(FunctionPass):
+    """An argument typed as a literal integer or boolean (a constant passed by
+    the caller: the codes of a kernel family, ``want_grad``...) becomes that
+    constant in the function's IR, so numba's dead branch pruning removes the
+    branches it rules out before typing (numba itself prunes on an argument's
+    type only, e.g. ``w is None``)."""
+
+    _name = "fastgd_literal_args"
+
+    def __init__(self) -> None:
+        FunctionPass.__init__(self)
+
+    def run_pass(self, state: Any) -> bool:
+        changed = False
+        for block in state.func_ir.blocks.values():
+            for stmt in block.body:
+                if isinstance(stmt, nir.Assign) and isinstance(stmt.value, nir.Arg):
+                    ty = state.args[stmt.value.index]
+                    if isinstance(ty, (types.IntegerLiteral, types.BooleanLiteral)):
+                        stmt.value = nir.Const(ty.literal_value, stmt.value.loc)
+                        changed = True
+        return changed
+
+
+class _Compiler(CompilerBase):
+    """numba's nopython pipeline with ``_LiteralArgs`` before its first branch pruning."""
+
+    def define_pipelines(self) -> list:
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.add_pass_after(_LiteralArgs, IRProcessing)
+        pm.finalize()
+        return [pm]
+
+
+_jit = dict(cache=True, nogil=True, fastmath=_FM, pipeline_class=_Compiler)
+_jit_par = dict(_jit, parallel=True)
 #: Small helpers called per row or per step are inlined into their callers.
 _jit_inline = dict(_jit, inline="always")
 #: No fast-math at all: the input scan relies on ``x - x`` being NaN for
 #: NaN and inf, which ``reassoc`` lets LLVM fold to 0.
-_jit_exact = dict(cache=True, nogil=True)
+_jit_exact = dict(cache=True, nogil=True, pipeline_class=_Compiler)
 #: Sums kept in exactly the reference's order (dense penalty, preconditioned
 #: step): fast-math off, and explicitly so -- a function that leaves
 #: ``fastmath`` unset inherits the flags of the caller that compiles it first.
-_jit_ordered = dict(cache=True, nogil=True, fastmath=False)
+_jit_ordered = dict(cache=True, nogil=True, fastmath=False, pipeline_class=_Compiler)
 
 
 def _make_prefetch(locality: int) -> Any:
@@ -242,7 +367,7 @@ def all_finite(a: np.ndarray) -> bool:
     One read of ``a``, parallel over chunks for large arrays.
     """
     flat = _ro(a.reshape(-1))
-    if flat.shape[0] < PARALLEL_MIN:
+    if flat.shape[0] < PARALLEL_MIN or _forked:
         return bool(_nonfinite_serial(flat) == 0.0)
     with _Parallel(flat.shape[0]):
         return bool(_nonfinite_parallel(flat, min(64, flat.shape[0] // BLOCK_ELEMS)) == 0.0)
@@ -324,7 +449,7 @@ def value_range(a: np.ndarray) -> tuple[float, float]:
         raise ValueError("value_range of an empty array: there is no minimum or maximum")
     ity, low, inf = bits
     b = _ro(a).view(ity)
-    if n < PARALLEL_MIN:
+    if n < PARALLEL_MIN or _forked:
         kmn, kmx, nan = _range_span(b, low, inf)
     else:
         with _Parallel(n):
@@ -709,23 +834,33 @@ def _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f
 
 
 @njit(**_jit)
-def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w):
-    """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order)."""
-    par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
-    if w is not None:
+def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w,
+           large):
+    """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order).
+
+    ``large`` (a compile-time constant): 0 when ``X`` is too small for the
+    parallel pass, which is then not compiled; 1: the pass is parallel when
+    ``X`` is large enough.
+    """
+    par = False
+    if large == 1:
+        par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
         if par:
-            _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
-                               part_g, part_t, w)
-        else:
+            if w is not None:
+                _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
+                                   part_g, part_t, w)
+            else:
+                _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f,
+                                 part_g, part_t)
+    if not par:
+        if w is not None:
             for b in range(part_f.shape[0]):
                 _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
                          part_t, w)
-    elif par:
-        _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
-                         part_t)
-    else:
-        for b in range(part_f.shape[0]):
-            _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t)
+        else:
+            for b in range(part_f.shape[0]):
+                _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
+                       part_t)
     f = 0.0
     for j in range(acc.shape[0]):
         acc[j] = 0.0
@@ -739,18 +874,36 @@ def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, pa
 
 @njit(**_jit)
 def _objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
-                    part_f, part_g, part_t, acc, w):
+                    part_f, part_g, part_t, acc, w, large):
     n = X.shape[0]  # weighted too: the sums are divided by the row count
-    f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc, w)
+    f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc, w, large)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     return f / n + _penalty(theta, l2w)
 
 
 @njit(**_jit)
-def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w):
+def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w,
+               large):
     n = X.shape[0]
-    f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc, w)
+    f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc, w, large)
     return f / n + _penalty(theta, l2w)
+
+
+@njit(**_jit_inline)
+def _objective_of(model, loss, codes, X, y, theta, basis, delta, l2w, part_f, part_g, part_t,
+                  acc, w, large):
+    """``_objective`` for a kernel family (``model``, ``loss`` compile-time constants).
+
+    The polynomial model's objective takes the codes as runtime values
+    (``codes`` = [model, loss], an array): LLVM's code for its row loop, and
+    so the last bit of the sum, then is that of a kernel compiled for every
+    model and loss, as ``objective`` always gave.
+    """
+    if model == 1:
+        return _objective(codes[0], codes[1], X, y, theta, basis, delta, l2w, part_f, part_g,
+                          part_t, acc, w, large)
+    return _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc,
+                      w, large)
 
 
 @njit(**_jit)
@@ -770,17 +923,18 @@ def _buffers(X, theta):
 
 
 @njit(**_jit)
-def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
+def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w,
+                          large):
     part_f, part_g, part_t, acc = _buffers(X, theta)
     return _objective_grad(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, fit_icpt,
-                           grad, part_f, part_g, part_t, acc, w)
+                           grad, part_f, part_g, part_t, acc, w, large)
 
 
 @njit(**_jit)
-def _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w):
+def _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large):
     part_f, part_g, part_t, acc = _buffers(X, theta)
     return _objective(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, part_f, part_g,
-                      part_t, acc, w)
+                      part_t, acc, w, large)
 
 
 @intrinsic
@@ -1018,7 +1172,7 @@ def _stats_parallel(model, X, y, basis, rb, part, size, wide, w):
 
 
 @njit(**_jit)
-def _lsq_stats(model, X, y, basis, p, wide, w):
+def _lsq_stats(model, X, y, basis, p, wide, w, large):
     """G, c, S of the least-squares objective, one (parallel) pass over the rows
     (weighted by ``w`` unless it is None)."""
     n = X.shape[0]
@@ -1031,9 +1185,12 @@ def _lsq_stats(model, X, y, basis, p, wide, w):
         rb = max(1, (n + 7) // 8)  # few blocks: each holds a whole G
     nb = (n + rb - 1) // rb
     part = np.empty((nb, _padded(size, 8)))
-    if n * X.shape[1] >= PARALLEL_MIN and nb > 1:
-        _stats_parallel(model, X, y, basis, rb, part, size, wide, w)
-    else:
+    par = False
+    if large == 1:  # a compile-time constant (as in ``_sweep``)
+        par = n * X.shape[1] >= PARALLEL_MIN and nb > 1
+        if par:
+            _stats_parallel(model, X, y, basis, rb, part, size, wide, w)
+    if not par:
         for b in range(nb):
             part[b, :] = 0.0
             _stat_rows(model, X, y, basis, b * rb, min(b * rb + rb, n), part[b, :size], wide, w)
@@ -1061,8 +1218,8 @@ def _lsq_stats(model, X, y, basis, p, wide, w):
 
 
 @njit(**_jit)
-def _lsq_stats_entry(model, X, y, basis, p, w):
-    return _lsq_stats(model, X, y, _basis_dt(X, basis), p, True, w)
+def _lsq_stats_entry(model, X, y, basis, p, w, large):
+    return _lsq_stats(model, X, y, _basis_dt(X, basis), p, True, w, large)
 
 
 # The shortcut's overflow test with sample weights (as the Cython backend's).
@@ -1231,6 +1388,19 @@ def _basis(basis: Any) -> np.ndarray:
     return b
 
 
+def _codes(model: int, loss: int) -> np.ndarray:
+    """``[model, loss]`` as an int64 array: runtime values in compiled code (``_objective_of``)."""
+    return np.array([int(model), int(loss)], dtype=np.int64)
+
+
+def _large(X: np.ndarray) -> int:
+    """1 when ``X`` is large enough for the parallel passes (their kernels are then
+    compiled into its family), 0 otherwise."""
+    if _large_override is not None:
+        return _large_override
+    return int(X.size >= PARALLEL_MIN)
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     """A read-only view: one compiled version serves read-only and writeable data."""
     if not a.flags.writeable:
@@ -1271,7 +1441,7 @@ class _Parallel:
         self._size = size
 
     def __enter__(self) -> None:
-        k = _config.num_threads()
+        k = 1 if _forked else _config.num_threads()
         if k is not None:
             numba.set_num_threads(min(k, numba.config.NUMBA_NUM_THREADS))
         self._lock = _config.parallel_lock()
@@ -1319,10 +1489,12 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     >>> g.tolist()
     [-8.0, -4.0]
     """
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
+                                     w=w)
+    args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), grad, _w(w, X))
     with _Parallel(X.size):
-        return _objective_grad_entry(int(model), int(loss), _ro(X), _ro(y), theta,
-                                     _basis(basis), float(delta), l2w, int(fit_icpt), grad,
-                                     _w(w, X))
+        return _call(("objective_grad", int(model), int(loss), _large(X)), args)
 
 
 def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -1337,9 +1509,11 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     >>> _numba.objective(0, 1, X, y, np.zeros(2), 1.0, 1.0, np.zeros(2))
     1.0
     """
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.objective(model, loss, X, y, theta, basis, delta, l2w, w=w)
+    args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, _codes(model, loss), _w(w, X))
     with _Parallel(X.size):
-        return _objective_entry(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis),
-                                float(delta), l2w, _w(w, X))
+        return _call(("objective", int(model), int(loss), _large(X)), args)
 
 
 def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -1361,8 +1535,9 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
     >>> g.tolist()
     [-8.0, -4.0]
     """
-    _batch_grad(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis), float(delta),
-                l2w, int(fit_icpt), idx, int(start), int(stop), grad, _w(w, X))
+    _call(("batch_grad", int(model), int(loss)),
+          (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), idx,
+           int(start), int(stop), grad, _w(w, X)))
 
 
 def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
@@ -1389,8 +1564,11 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
     """
     if model == 0 and int(p) != X.shape[1]:
         raise ValueError(f"the linear model's p is X.shape[1] = {X.shape[1]}, got {p}")
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.lsq_stats(model, X, y, basis, p, w=w)
     with _Parallel(X.size):
-        G, c, S = _lsq_stats_entry(int(model), _ro(X), _ro(y), _basis(basis), int(p), _w(w, X))
+        G, c, S = _call(("lsq_stats", int(model), _large(X)),
+                        (_ro(X), _ro(y), _basis(basis), int(p), _w(w, X)))
     return G, c, float(S)
 
 
@@ -1696,7 +1874,7 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
 
 @njit(**_jit)
 def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_icpt, hp,
-                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse, w):
+                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse, w, single):
     """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d).
 
     ``m`` is a multiple of ``batch_size`` or the end of the epoch.  ``d``
@@ -1710,58 +1888,66 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     path, same bits; see ``FUSED_PRE``).  Otherwise every batch goes through
     the batch gradient (one row, linear model: ``_sample_grad_linear``) and
     ``step`` (``gz``, ``dz``: its scratch).  ``w``: the weights of the rows
-    of ``X`` (indexed as ``X`` is) or None; every path takes them.
+    of ``X`` (indexed as ``X`` is) or None; every path takes them.  ``single``
+    (a compile-time constant): 1 when ``batch_size`` is 1, 0 when it is larger;
+    each compiles only its own paths.
     """
     diag = l2w.shape[0] == theta.shape[0]
     simple = diag and pre.shape[0] == 0
-    if batch_size == 1 and simple and model == 0 and opt == 0:
-        return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
-                              prefetch, w)
+    if single == 1:
+        if batch_size == 1 and simple and model == 0 and opt == 0:
+            return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
+                                  prefetch, w)
     wa, wsz = _weight_address(w)
     last = idx.shape[0] - 1
-    if batch_size == 1 and simple:
-        for q in range(m):
-            _prefetch_ahead(X, y, idx, q, prefetch)
-            i = idx[q]
-            r = predict_row(model, X, i, theta, basis) - y[i]
-            t += 1
-            s = psi(loss, r, delta)
-            if w is not None:
-                if prefetch:
+    if single == 1:
+        if batch_size == 1 and simple:
+            for q in range(m):
+                _prefetch_ahead(X, y, idx, q, prefetch)
+                i = idx[q]
+                r = predict_row(model, X, i, theta, basis) - y[i]
+                t += 1
+                s = psi(loss, r, delta)
+                if w is not None:
+                    if prefetch:
+                        _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
+                                         idx[min(q + PREFETCH_NEAR, last)])
+                    s = s * np.float64(w[i])
+                _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr,
+                             hp, t)
+            return t, d
+    if single == 0:
+        if simple:  # diagonal penalty, the update rule itself: the loop as it always was
+            for start in range(0, m, batch_size):
+                stop = min(start + batch_size, m)
+                _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc,
+                           prefetch, w)
+                _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
+                t += 1
+                update(opt, theta, grad, state, lr, hp, t)
+            return t, d
+    if single == 1:
+        if batch_size == 1 and model == 0:
+            if fuse and opt == 0 and diag and pre_kind(pre) == 1:
+                return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr,
+                                          t, d, prefetch, pre, w)
+            for q in range(m):
+                _prefetch_ahead(X, y, idx, q, prefetch)
+                if w is not None and prefetch:
                     _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
                                      idx[min(q + PREFETCH_NEAR, last)])
-                s = s * np.float64(w[i])
-            _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp,
-                         t)
-        return t, d
-    if simple:  # diagonal penalty, the update rule itself: the loop as it always was
+                _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
+                t += 1
+                step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
+            return t, d
+    if model == 1 or single == 0:  # (single samples on the linear model returned above)
         for start in range(0, m, batch_size):
             stop = min(start + batch_size, m)
             _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch,
                        w)
-            _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
-            t += 1
-            update(opt, theta, grad, state, lr, hp, t)
-        return t, d
-    if batch_size == 1 and model == 0:
-        if fuse and opt == 0 and diag and pre_kind(pre) == 1:
-            return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t,
-                                      d, prefetch, pre, w)
-        for q in range(m):
-            _prefetch_ahead(X, y, idx, q, prefetch)
-            if w is not None and prefetch:
-                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
-                                 idx[min(q + PREFETCH_NEAR, last)])
-            _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
+            _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
-        return t, d
-    for start in range(0, m, batch_size):
-        stop = min(start + batch_size, m)
-        _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w)
-        _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
-        t += 1
-        step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
     return t, d
 
 
@@ -1881,7 +2067,7 @@ def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
 @njit(**_jit_par)
 def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis, delta,
                   l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch, pre, gz,
-                  dz, fuse, w, ws):
+                  dz, fuse, w, ws, single):
     """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns t.
 
     The epoch goes in chunks of ``rows`` positions of ``idx`` (a multiple of
@@ -1920,7 +2106,8 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
                                            _readonly(ys[c % 2]), ident[:k], hi - lo, theta,
                                            basis, delta, l2w, fit_icpt, hp, state, lr,
                                            batch_size, grad, acc, tb[0], db[0], prefetch,
-                                           pre, gz, dz, fuse, _weight_chunk(ws, c % 2))
+                                           pre, gz, dz, fuse, _weight_chunk(ws, c % 2),
+                                           single)
             _stage(X, y, w, idx, hi, nxt, Xs[b], ys[b], ws, b, marks, task == 0)
     return tb[0]
 
@@ -2082,11 +2269,10 @@ def _converged(theta, theta_prev, tol, pre, z, zp):
 def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
          sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
          grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-         stage_rows, fuse, w):
+         stage_rows, fuse, w, kind, large, codes):
     bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
     p = theta.shape[0] - 1
-    full = batch_size == 0
     rec_loss = hist_loss.shape[0] > 0
     rec_params = hist_params.shape[0] > 0
     theta_prev = np.empty_like(theta)
@@ -2115,14 +2301,19 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
     # sign of rounding noise, and the Gram matrix's noise is not the row
     # pass's: the path would depend on how many epochs one call runs (a fit
     # continued epoch by epoch must equal one fit).
-    use_lsq = full and loss == 0 and (model == 1 or have_stats
-                                      or (n_epochs > p + 1 and opt < 3))
-    if use_lsq and have_stats:
-        G, c, S = stats_G, stats_c, stats_S
-    elif use_lsq:
-        G, c, S = _lsq_stats(model, X, y, bs, p, False, w)
-    else:
-        G, c, S = np.empty((0, 0)), np.empty(0), 0.0
+    # ``kind``, ``model``, ``loss`` and ``opt`` are compile-time constants (see
+    # ``_family``): each branch on them below is pruned before typing, so a
+    # family compiles only its own paths.
+    use_lsq = False
+    G, c, S = np.empty((0, 0)), np.empty(0), 0.0
+    if kind == 0:
+        if loss == 0:
+            use_lsq = model == 1 or have_stats or (n_epochs > p + 1 and opt < 3)
+            if use_lsq:
+                if have_stats:
+                    G, c, S = stats_G, stats_c, stats_S
+                else:
+                    G, c, S = _lsq_stats(model, X, y, bs, p, False, w, large)
     # weighted statistics bound each residual only through its weight
     guard = _weight_guard(model, X, y, bs, p, w, use_lsq)
     if X.itemsize == 4:
@@ -2141,16 +2332,18 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
 
     if not math.isnan(f0):
         f = f0
-    elif full:
+    elif kind == 0:
         f = math.nan
-        if use_lsq:
-            f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps,
-                                    strict, guard)
+        if loss == 0:
+            if use_lsq:
+                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps,
+                                        strict, guard)
         if math.isnan(f):
             f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt, grad,
-                                part_f, part_g, part_t, acc, w)
+                                part_f, part_g, part_t, acc, w, large)
     elif need_obj:
-        f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc, w)
+        f = _objective_of(model, loss, codes, X, y, theta, bs, delta, l2w, part_f, part_g,
+                          part_t, acc, w, large)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -2167,29 +2360,38 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
         lr = schedule(sched, lr0, sched_hp, e)
         for j in range(p + 1):
             theta_prev[j] = theta[j]
-        if full:
+        if kind == 0:
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
             f = math.nan
-            if use_lsq:
-                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big,
-                                        eps, strict, guard)
+            if loss == 0:
+                if use_lsq:
+                    f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big,
+                                            eps, strict, guard)
             if math.isnan(f):
                 f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt,
-                                    grad, part_f, part_g, part_t, acc, w)
+                                    grad, part_f, part_g, part_t, acc, w, large)
         else:
             idx = order[k]
-            if staged:
-                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
-                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
-                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws)
-            else:
+            if kind == 1:
                 t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
                                    fit_icpt, hp, state, lr, batch_size, grad, acc, t,
-                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w)
+                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 1)
+            elif kind == 3:
+                t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
+                                   fit_icpt, hp, state, lr, batch_size, grad, acc, t,
+                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 0)
+            elif kind == 2:
+                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
+                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
+                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws, 1)
+            else:
+                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
+                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
+                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws, 0)
             if need_obj:
-                f = _objective(model, loss, X, y, theta, bs, delta, l2w, part_f, part_g, part_t,
-                               acc, w)
+                f = _objective_of(model, loss, codes, X, y, theta, bs, delta, l2w, part_f,
+                                  part_g, part_t, acc, w, large)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
@@ -2251,6 +2453,10 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     >>> status, round(float(theta[0]), 6)
     (1, 2.0)
     """
+    if _forked and X.size >= PARALLEL_MIN:
+        return _numpy.run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state,
+                          t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
+                          need_obj, grad, f0, hist_loss, hist_params, pre=pre, stats=stats, w=w)
     m = theta.shape[0]
     pre = _pre(pre, m)
     have_stats = stats is not None and int(batch_size) == 0 and int(loss) == 0
@@ -2263,11 +2469,15 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     else:
         G0, c0, S0 = np.empty((0, 0)), np.empty(0), 0.0
     with _Parallel(X.size):
-        return _run(int(model), int(loss), _ro(X), _ro(y), theta, _basis(basis), float(delta),
-                    l2w, int(fit_icpt), int(opt), hp, state, int(t0), int(sched), float(lr0),
-                    sched_hp, int(epoch0), int(n_epochs), int(batch_size), order, float(tol),
-                    int(need_obj), grad, float(f0), hist_loss, hist_params, pre, G0, c0, S0,
-                    have_stats, _stage_rows(X, int(batch_size)), bool(FUSED_PRE), _w(w, X))
+        stage_rows = _stage_rows(X, int(batch_size))
+        bsz = int(batch_size)
+        kind = 0 if bsz == 0 else (1 if bsz == 1 else 3) + int(stage_rows > 0)
+        args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), hp,
+                state, int(t0), int(sched), float(lr0), sched_hp, int(epoch0), int(n_epochs),
+                int(batch_size), order, float(tol), int(need_obj), grad, float(f0), hist_loss,
+                hist_params, pre, G0, c0, S0, have_stats, stage_rows, bool(FUSED_PRE),
+                _codes(model, loss), _w(w, X))
+        return _call(("run", int(model), int(loss), int(opt), kind, _large(X)), args)
 
 
 def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
@@ -2291,10 +2501,290 @@ def _stage_rows(X: np.ndarray, batch_size: int) -> int:
     fit a chunk.  A chunk holds whole batches, at most ``STAGE_BYTES`` and
     1/64 of ``X`` (the two buffers stay within 1/32 of ``X``).
     """
+    if _stage_override is not None and batch_size >= 1:
+        return _stage_override * batch_size
     if batch_size < 1 or X.nbytes < STAGE_MIN_BYTES or numba.get_num_threads() < 2:
         return 0
     per_chunk = min(STAGE_BYTES, X.nbytes // 64) // (X.shape[1] * X.itemsize * batch_size)
     return per_chunk * batch_size
+
+
+# ---------------------------------------------------------------- kernel families
+# The model, loss, update rule and batching of a call are compile-time
+# constants of its kernels: each public function calls a small entry made
+# for its codes (a closure over them, ``_family``), which passes them on as
+# literals, so numba prunes every branch on them before typing.  A job then
+# compiles only its own family -- e.g. full-batch linear MSE gd, or
+# mini-batch polynomial Huber Adam -- not every combination, and each
+# family is cached on disk (``cache=True``; the closure's codes are part of
+# the cache key).  The first call of a family in a process that is not in
+# the cache says so on stderr, once per family and dtype.
+
+#: ``run``'s batching (``kind``): full batch; single samples, their rows staged or
+#: not; mini-batches, their rows staged or not (see ``_staged_epoch``).
+_KINDS = ("full-batch", "single-sample", "single-sample staged", "mini-batch",
+          "mini-batch staged")
+_MODEL_NAMES = ("linear", "poly")
+_LOSS_NAMES = ("mse", "huber")
+_OPT_NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+
+#: Rows per staged chunk, in batches, for every stochastic ``run`` (None: by size;
+#: ``compile_kernels`` sets it to compile the staged families on small data).
+_stage_override: int | None = None
+#: ``_large`` for every call (None: by size; set by ``compile_kernels``).
+_large_override: int | None = None
+
+
+def _make_run(model: int, loss: int, opt: int, kind: int, large: int) -> Any:
+    def run_family(X, y, theta, basis, delta, l2w, fit_icpt, hp, state, t0, sched, lr0,
+                   sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad, f0,
+                   hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
+                   stage_rows, fuse, codes, w):
+        return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
+                    sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
+                    grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
+                    have_stats, stage_rows, fuse, w, kind, large, codes)
+    return njit(**_jit)(run_family)
+
+
+def _make_objective_grad(model: int, loss: int, large: int) -> Any:
+    def objective_grad_family(X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
+        return _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
+                                     grad, w, large)
+    return njit(**_jit)(objective_grad_family)
+
+
+def _make_objective(model: int, loss: int, large: int) -> Any:
+    if model == 1:  # the codes as runtime values (see ``_objective_of``)
+        def objective_family(X, y, theta, basis, delta, l2w, codes, w):
+            return _objective_entry(codes[0], codes[1], X, y, theta, basis, delta, l2w, w,
+                                    large)
+    else:
+        def objective_family(X, y, theta, basis, delta, l2w, codes, w):
+            return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
+    return njit(**_jit)(objective_family)
+
+
+def _make_batch_grad(model: int, loss: int) -> Any:
+    def batch_grad_family(X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w):
+        _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
+                    grad, w)
+    return njit(**_jit)(batch_grad_family)
+
+
+def _make_lsq_stats(model: int, large: int) -> Any:
+    def lsq_stats_family(X, y, basis, p, w):
+        return _lsq_stats_entry(model, X, y, basis, p, w, large)
+    return njit(**_jit)(lsq_stats_family)
+
+
+# The same entries with the codes as their first arguments (``GENERIC``).
+
+def _run_any(model, loss, opt, kind, large, X, y, theta, basis, delta, l2w, fit_icpt, hp,
+             state, t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
+             need_obj, grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
+             have_stats, stage_rows, fuse, codes, w):
+    return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
+                sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad,
+                f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
+                stage_rows, fuse, w, kind, large, codes)
+
+
+def _objective_grad_any(model, loss, large, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
+    return _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w,
+                                 large)
+
+
+def _objective_any(model, loss, large, X, y, theta, basis, delta, l2w, codes, w):
+    return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
+
+
+def _lsq_stats_any(model, large, X, y, basis, p, w):
+    return _lsq_stats_entry(model, X, y, basis, p, w, large)
+
+
+_GENERIC_ENTRIES = {"run": _run_any, "objective_grad": _objective_grad_any,
+                    "objective": _objective_any, "batch_grad": None,
+                    "lsq_stats": _lsq_stats_any}
+
+
+_MAKERS: dict[str, Callable[..., Any]] = {
+    "run": _make_run, "objective_grad": _make_objective_grad, "objective": _make_objective,
+    "batch_grad": _make_batch_grad, "lsq_stats": _make_lsq_stats}
+#: ``FASTGD_NUMBA_KERNELS=generic``: the codes are arguments, not constants, so
+#: one (longer) compilation per dtype serves every family, as suits a process
+#: running many different fits with an empty cache (e.g. a test suite).
+GENERIC: bool = os.environ.get("FASTGD_NUMBA_KERNELS", "").lower() == "generic"
+_families: dict[tuple, Any] = {}
+#: (family, dtype, weighted) whose cache state this process has checked.
+_checked: set[tuple] = set()
+_family_lock = threading.Lock()
+
+
+def _family_name(key: tuple) -> str:
+    """``("run", 0, 0, 5, 3, 1)`` -> ``"linear mse adam mini-batch, parallel"``."""
+    kind, codes = key[0], key[1:]
+    if not codes:
+        return f"{kind}, every family"
+    words = [_MODEL_NAMES[codes[0]] if codes[0] < 2 else f"model {codes[0]}"]
+    if kind != "lsq_stats":
+        words.append(_LOSS_NAMES[codes[1]] if codes[1] < 2 else f"loss {codes[1]}")
+    if kind == "run":
+        words.append(_OPT_NAMES[codes[2]] if codes[2] < 6 else f"rule {codes[2]}")
+        words.append(_KINDS[codes[3]])
+    else:
+        words.append(kind)
+    if kind != "batch_grad" and codes[-1]:
+        words[-1] += ", parallel"
+    return " ".join(words)
+
+
+def _family(key: tuple) -> Any:
+    """The compiled entry of ``key`` = (function, *codes), made at its first use."""
+    if GENERIC:
+        key = (key[0],)
+    disp = _families.get(key)
+    if disp is None:
+        with _family_lock:
+            disp = _families.get(key)
+            if disp is None:
+                if GENERIC:
+                    py = _GENERIC_ENTRIES[key[0]]
+                    disp = _batch_grad if py is None else njit(**_jit)(py)
+                else:
+                    disp = _MAKERS[key[0]](*key[1:])
+                _families[key] = disp
+    return disp
+
+
+def _is_cached(disp: Any, args: tuple) -> bool:
+    """Whether ``disp`` has a version for ``args`` in this process or in numba's disk cache."""
+    try:
+        sig = tuple(disp.typeof_pyval(a) for a in args)
+        if sig in disp.overloads:
+            return True
+        cache = disp._cache
+        if isinstance(cache, NullCache):  # numba cannot cache it: compiled in every process
+            return False
+        key = cache._index_key(sig, disp.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - numba internals changed: say nothing
+        return True
+
+
+def _call(key: tuple, args: tuple) -> Any:
+    """Call family ``key``'s entry on ``args``, announcing a compilation the first time
+    in this process that the family, for this dtype, is not in the cache."""
+    disp = _family(key)
+    check = (key[:1] if GENERIC else key, args[0].dtype.name, args[-1] is not None)
+    if GENERIC:
+        args = key[1:] + args
+    if check not in _checked:
+        _checked.add(check)
+        if not _is_cached(disp, args):
+            name = _family_name(check[0]) + (", weighted" if check[2] else "")
+            sys.stderr.write(f"fastgd: compiling numba kernels ({name}) for {check[1]} "
+                             f"(one-time, cached)\u2026\n")
+            sys.stderr.flush()
+    return disp(*args)
+
+
+def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
+                    weighted: bool = True) -> dict[str, float]:
+    """Compile every kernel family ahead of time (into numba's on-disk cache).
+
+    For continuous integration and container images: after this, fits in
+    any process that shares the cache (``NUMBA_CACHE_DIR``, by default next
+    to the package) start without compiling.  Each family is compiled by
+    running it once on a tiny problem, in both its versions: for data too
+    small for the parallel passes and for larger data (", parallel"; the
+    staged families exist only there).
+
+    Parameters
+    ----------
+    dtypes : iterable of {"float64", "float32"}
+    families : iterable of str, optional
+        Only the families whose name contains one of these strings, e.g.
+        ``["linear mse adam"]`` or ``["full-batch"]`` (names as in the
+        returned keys).  Default: all of them.
+    weighted : bool
+        Also compile the versions that take sample weights.
+
+    Returns
+    -------
+    dict
+        ``"<family> <dtype>"`` -> seconds spent (little when it was cached already).
+    """
+    import time
+
+    from .. import api
+
+    global _stage_override, _large_override
+    wanted = None if families is None else [str(f) for f in families]
+    out: dict[str, float] = {}
+    for dt in map(np.dtype, dtypes):
+        if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtypes: float64 or float32, got {dt}")
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(64, 3)).astype(dt)
+        x = rng.uniform(-1.0, 1.0, 64).astype(dt)
+        y = rng.normal(size=64).astype(dt)
+        wts = rng.uniform(0.5, 1.5, 64)
+        jobs: list[tuple[tuple, int, Callable[[Any], Any]]] = []
+        for model in (0, 1):
+            A = x if model else X
+            A2 = A.reshape(-1, 1) if model else A
+            theta = np.zeros(3 if model else A2.shape[1] + 1, dt)
+            basis = np.array([0.0, 1.0])
+            l2w = np.zeros(theta.shape[0], dt)
+            for loss in (0, 1):
+                for opt in range(len(_OPT_NAMES)):
+                    for kind in range(len(_KINDS)):
+                        def fit(w: Any, kind: int = kind, loss: int = loss, opt: int = opt,
+                                A: Any = A, model: int = model) -> None:
+                            global _stage_override
+                            batch = (None, 1, 1, 4, 4)[kind]
+                            _stage_override = 1 if kind in (2, 4) else None
+                            try:
+                                api.fit(A, y, backend="numba", loss=_LOSS_NAMES[loss],
+                                        optimizer=_OPT_NAMES[opt], batch_size=batch,
+                                        max_iter=2, lr=1e-3, record=None if batch else "loss",
+                                        sample_weight=w, **({"degree": 2} if model else {}))
+                            finally:
+                                _stage_override = None
+                        for large in ((1,) if kind in (2, 4) else (0, 1)):
+                            jobs.append((("run", model, loss, opt, kind, large), large, fit))
+                for large in (0, 1):
+                    jobs.append((("objective_grad", model, loss, large), large,
+                                 lambda w, model=model, loss=loss, A2=A2, theta=theta,
+                                 l2w=l2w: objective_grad(model, loss, A2, y, theta, basis, 1.0,
+                                                         l2w, 1, np.empty_like(theta), w=w)))
+                    jobs.append((("objective", model, loss, large), large,
+                                 lambda w, model=model, loss=loss, A2=A2, theta=theta,
+                                 l2w=l2w: objective(model, loss, A2, y, theta, basis, 1.0, l2w,
+                                                    w=w)))
+                jobs.append((("batch_grad", model, loss), 0,
+                             lambda w, model=model, loss=loss, A2=A2, theta=theta,
+                             l2w=l2w: batch_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1,
+                                                 np.arange(A2.shape[0], dtype=np.int32), 0, 8,
+                                                 np.empty_like(theta), w=w)))
+            for large in (0, 1):
+                jobs.append((("lsq_stats", model, large), large,
+                             lambda w, model=model, A2=A2, theta=theta: lsq_stats(
+                                 model, A2, y, basis, theta.shape[0] - 1, w=w)))
+        for key, large, job in jobs:
+            name = f"{_family_name(key)} {dt.name}"
+            if wanted is not None and not any(f in name for f in wanted):
+                continue
+            t0 = time.perf_counter()
+            _large_override = large
+            try:
+                for w in ((None, wts.astype(dt)) if weighted else (None,)):
+                    job(w)
+            finally:
+                _large_override = None
+            out[name] = out.get(name, 0.0) + time.perf_counter() - t0
+    return out
 
 
 # ---------------------------------------------------------------- minimize loop
