@@ -17,7 +17,6 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _registry as reg
-from . import _validation as val
 from ._precondition import Coordinates
 from ._problem import Problem
 

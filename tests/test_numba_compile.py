@@ -82,3 +82,50 @@ def test_threading_layer_is_named():
     from fastgd.backends import _numba
 
     assert _numba.threading_layer() in ("tbb", "omp", "workqueue")
+
+
+JOBS = """
+import numpy as np, fastgd
+X, y, _, _ = fastgd.datasets.make_linear(300, 3, noise=0.1, seed=0)
+w = np.random.default_rng(1).uniform(0.5, 1.5, 300)
+out = []
+for kw in [dict(optimizer="gd"), dict(batch_size=1, optimizer="adam", seed=0),
+           dict(batch_size=16, loss="huber", optimizer="nesterov", seed=0, sample_weight=w)]:
+    res = fastgd.fit(X, y, backend="numba", max_iter=5, tol=0, **kw)
+    out.append(np.r_[res.coef, res.intercept, res.history.loss].tobytes().hex())
+res = fastgd.fit(X[:, 0], y, degree=3, backend="numba", max_iter=5, tol=0)
+out.append(np.r_[res.coef, res.intercept, res.history.loss].tobytes().hex())
+print("\\n".join(out))
+"""
+
+
+def test_job_families_give_the_generic_kernels_bits(cache_dir):
+    """What a new installation compiles per job equals, bit for bit, what the
+    generic kernels (``fastgd compile``, this test suite) compute."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), FASTGD_NUMBA_KERNELS="family")
+    fam = subprocess.run([sys.executable, "-c", JOBS], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=2 * TIMEOUT)
+    assert fam.returncode == 0, fam.stderr
+    assert _announcements(fam), "the families were compiled in that process"
+    env["FASTGD_NUMBA_KERNELS"] = "generic"
+    env.pop("NUMBA_CACHE_DIR")  # the suite's own cache of the generic kernels
+    gen = subprocess.run([sys.executable, "-c", JOBS], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=2 * TIMEOUT)
+    assert gen.returncode == 0, gen.stderr
+    assert fam.stdout.split() == gen.stdout.split()
+
+
+def test_fastgd_compile_then_no_fit_compiles(tmp_path):
+    """``fastgd compile`` fills the cache with the generic kernels; a fit of any job
+    in a later process then compiles nothing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("FASTGD_NUMBA_KERNELS", None)
+    out = subprocess.run([sys.executable, "-m", "fastgd", "compile", "--dtype", "float32"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=3 * TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert "run, every family float32" in out.stdout
+    code = FIT.format(kw="batch_size=8, optimizer='rmsprop', seed=0").replace(
+        "make_linear(200, 3, noise=0.1, seed=0)", "make_linear(200, 3, noise=0.1, seed=0, "
+        "dtype=np.float32)")
+    later = _python(code, tmp_path)
+    assert _announcements(later) == [], later.stderr

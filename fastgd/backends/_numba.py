@@ -2611,13 +2611,19 @@ _GENERIC_ENTRIES = {"run": _run_any, "objective_grad": _objective_grad_any,
 _MAKERS: dict[str, Callable[..., Any]] = {
     "run": _make_run, "objective_grad": _make_objective_grad, "objective": _make_objective,
     "batch_grad": _make_batch_grad, "lsq_stats": _make_lsq_stats}
-#: ``FASTGD_NUMBA_KERNELS=generic``: the codes are arguments, not constants, so
-#: one (longer) compilation per dtype serves every family, as suits a process
-#: running many different fits with an empty cache (e.g. a test suite).
-GENERIC: bool = os.environ.get("FASTGD_NUMBA_KERNELS", "").lower() == "generic"
+#: ``FASTGD_NUMBA_KERNELS``: "family" compiles a family per job (the codes as
+#: constants: seconds per job); "generic" one entry per function for every
+#: family (the codes as arguments: one longer compilation per dtype, what
+#: ``compile_kernels`` fills the cache with); unset: the generic entry when the
+#: cache (or this process) already holds it for the call's types, else the
+#: family -- a new installation waits seconds, a prepared one not at all.
+KERNELS: str = os.environ.get("FASTGD_NUMBA_KERNELS", "").lower()
+GENERIC: bool = KERNELS == "generic"
 _families: dict[tuple, Any] = {}
 #: (family, dtype, weighted) whose cache state this process has checked.
 _checked: set[tuple] = set()
+#: (function, dtype, weighted) -> whether the generic entry serves it here.
+_generic_ready: dict[tuple, bool] = {}
 _family_lock = threading.Lock()
 
 
@@ -2639,16 +2645,17 @@ def _family_name(key: tuple) -> str:
     return " ".join(words)
 
 
-def _family(key: tuple) -> Any:
-    """The compiled entry of ``key`` = (function, *codes), made at its first use."""
-    if GENERIC:
+def _family(key: tuple, generic: bool = False) -> Any:
+    """The compiled entry of ``key`` = (function, *codes), made at its first use;
+    ``generic``: the entry of ``key[0]`` that takes the codes as arguments."""
+    if generic:
         key = (key[0],)
     disp = _families.get(key)
     if disp is None:
         with _family_lock:
             disp = _families.get(key)
             if disp is None:
-                if GENERIC:
+                if generic:
                     py = _GENERIC_ENTRIES[key[0]]
                     disp = _batch_grad if py is None else njit(**_jit)(py)
                 else:
@@ -2657,8 +2664,9 @@ def _family(key: tuple) -> Any:
     return disp
 
 
-def _is_cached(disp: Any, args: tuple) -> bool:
-    """Whether ``disp`` has a version for ``args`` in this process or in numba's disk cache."""
+def _is_cached(disp: Any, args: tuple, unknown: bool = True) -> bool:
+    """Whether ``disp`` has a version for ``args`` in this process or in numba's disk
+    cache (``unknown`` when numba's internals do not say)."""
     try:
         sig = tuple(disp.typeof_pyval(a) for a in args)
         if sig in disp.overloads:
@@ -2668,16 +2676,31 @@ def _is_cached(disp: Any, args: tuple) -> bool:
             return False
         key = cache._index_key(sig, disp.targetctx.codegen())
         return key in cache._cache_file._load_index()
-    except Exception:  # noqa: BLE001 - numba internals changed: say nothing
+    except Exception:  # noqa: BLE001 - numba internals changed
+        return unknown
+
+
+def _use_generic(key: tuple, args: tuple) -> bool:
+    """Whether this call takes the generic entry (see ``KERNELS``)."""
+    if GENERIC:
         return True
+    if KERNELS == "family":
+        return False
+    what = (key[0], args[0].dtype.name, args[-1] is not None)
+    ready = _generic_ready.get(what)
+    if ready is None:
+        ready = _is_cached(_family(key, True), key[1:] + args, unknown=False)
+        _generic_ready[what] = ready
+    return ready
 
 
 def _call(key: tuple, args: tuple) -> Any:
     """Call family ``key``'s entry on ``args``, announcing a compilation the first time
     in this process that the family, for this dtype, is not in the cache."""
-    disp = _family(key)
-    check = (key[:1] if GENERIC else key, args[0].dtype.name, args[-1] is not None)
-    if GENERIC:
+    generic = _use_generic(key, args)
+    disp = _family(key, generic)
+    check = (key[:1] if generic else key, args[0].dtype.name, args[-1] is not None)
+    if generic:
         args = key[1:] + args
     if check not in _checked:
         _checked.add(check)
@@ -2691,22 +2714,25 @@ def _call(key: tuple, args: tuple) -> Any:
 
 def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
                     weighted: bool = True) -> dict[str, float]:
-    """Compile every kernel family ahead of time (into numba's on-disk cache).
+    """Compile the kernels ahead of time (into numba's on-disk cache).
 
     For continuous integration and container images: after this, fits in
     any process that shares the cache (``NUMBA_CACHE_DIR``, by default next
-    to the package) start without compiling.  Each family is compiled by
-    running it once on a tiny problem, in both its versions: for data too
-    small for the parallel passes and for larger data (", parallel"; the
-    staged families exist only there).
+    to the package) start without compiling.  By default the generic entries
+    are compiled -- one per function and dtype, serving every family (see
+    ``KERNELS``) -- by running each batching once on a tiny problem, in both
+    its versions: for data too small for the parallel passes and for larger
+    data (the staged batchings exist only there).
 
     Parameters
     ----------
     dtypes : iterable of {"float64", "float32"}
     families : iterable of str, optional
-        Only the families whose name contains one of these strings, e.g.
-        ``["linear mse adam"]`` or ``["full-batch"]`` (names as in the
-        returned keys).  Default: all of them.
+        Compile these per-job families instead (what a process without the
+        generic entries compiles at its first call of a job): those whose
+        name contains one of these strings, e.g. ``["linear mse adam"]`` or
+        ``["full-batch"]`` (names as in the returned keys); ``["all"]``: every
+        family (hours).
     weighted : bool
         Also compile the versions that take sample weights.
 
@@ -2715,13 +2741,28 @@ def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
     dict
         ``"<family> <dtype>"`` -> seconds spent (little when it was cached already).
     """
+    global GENERIC
+    generic = families is None
+    wanted = None if generic or list(families) == ["all"] else [str(f) for f in families]
+    out: dict[str, float] = {}
+    was_generic = GENERIC
+    GENERIC = generic
+    try:
+        _compile_jobs(dtypes, wanted, weighted, generic, out)
+    finally:
+        GENERIC = was_generic
+        _generic_ready.clear()  # what serves each call may have changed
+    return out
+
+
+def _compile_jobs(dtypes: Any, wanted: list[str] | None, weighted: bool, generic: bool,
+                  out: dict[str, float]) -> None:
+    """``compile_kernels``' calls: every family's, run once each."""
     import time
 
     from .. import api
 
-    global _stage_override, _large_override
-    wanted = None if families is None else [str(f) for f in families]
-    out: dict[str, float] = {}
+    global _large_override
     for dt in map(np.dtype, dtypes):
         if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ValueError(f"dtypes: float64 or float32, got {dt}")
@@ -2773,7 +2814,7 @@ def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
                              lambda w, model=model, A2=A2, theta=theta: lsq_stats(
                                  model, A2, y, basis, theta.shape[0] - 1, w=w)))
         for key, large, job in jobs:
-            name = f"{_family_name(key)} {dt.name}"
+            name = f"{_family_name(key[:1] if generic else key)} {dt.name}"
             if wanted is not None and not any(f in name for f in wanted):
                 continue
             t0 = time.perf_counter()
@@ -2784,7 +2825,6 @@ def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
             finally:
                 _large_override = None
             out[name] = out.get(name, 0.0) + time.perf_counter() - t0
-    return out
 
 
 # ---------------------------------------------------------------- minimize loop
@@ -2853,4 +2893,4 @@ def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.
             pass  # e.g. grad returns a list: run the Python loop instead
     return _numpy.minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter,
                                tol, hist_f, hist_x)
-from ._numba_stats import moments, max_row_norm2  # noqa: E402
+from ._numba_stats import max_row_norm2, moments  # noqa: E402,F401
