@@ -523,34 +523,43 @@ def _sgd_case(backend: str) -> Case:
     return Case(backend, "backend", backend, (), prepare)
 
 
+def _sgd_epoch(backend: str, X: np.ndarray, y: np.ndarray, order: np.ndarray, lr: float,
+               w: np.ndarray | None = None) -> Callable[[], np.ndarray]:
+    """A call running one plain SGD epoch (gd, constant ``lr``, MSE, from zeros) in
+    the backend's kernel over ``order`` (1, n); it returns the parameters."""
+    from . import _registry as reg
+    be = _be(backend)
+    p = X.shape[1]
+    gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
+    hp = np.zeros(len(reg.HP_ORDER))
+    sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
+    l2w = np.zeros(p + 1)
+
+    def fn() -> np.ndarray:
+        theta = np.zeros(p + 1)
+        be.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
+               lr, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
+               np.empty(0), np.empty((0, p + 1)), w=w)
+        return theta
+    return fn
+
+
 def _sgd_kernel_case(backend: str) -> Case:
     """The compiled SGD epoch alone: ``run`` on validated arrays with the order
     already drawn (what ``fit`` adds on top: the NaN/inf scan of X and y, the
     shuffle, the final objective pass)."""
     def prepare(data: Data) -> Prepared:
         import fastgd
-        from . import _registry as reg
         X, y = data.linear(np.float64)
         lr = _auto_lr(data, True)
         n, p = X.shape
-        be = _be(backend)
         order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
         np.random.default_rng(0).shuffle(order)  # the order fit(seed=0) draws
         order = order[None, :]
         ref = data.memo(("sgd_fit", backend), lambda: fastgd.fit(
             X, y, optimizer="gd", lr=lr, batch_size=1, max_iter=1, tol=0.0, seed=0, record=None,
             backend=backend, precondition="none"))
-        gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
-        hp = np.zeros(len(reg.HP_ORDER))
-        sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
-        l2w = np.zeros(p + 1)
-
-        def fn():
-            theta = np.zeros(p + 1)
-            be.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
-                   lr, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
-                   np.empty(0), np.empty((0, p + 1)))
-            return theta
+        fn = _sgd_epoch(backend, X, y, order, lr)
 
         def check(theta) -> dict[str, Any]:
             err = _rel_err(theta[:p], ref.coef)
@@ -565,7 +574,6 @@ def _weights_case(backend: str, job: str, weighted: bool) -> Case:
     0..3, normalised as ``fit`` does): the fused objective/gradient
     (``job="lag"``) or one shuffled SGD epoch (``job="sgd"``), in the kernel."""
     def prepare(data: Data) -> Prepared:
-        from . import _registry as reg
         from ._validation import check_sample_weight
         X, y = data.linear(np.float64)
         n, p = X.shape
@@ -596,16 +604,7 @@ def _weights_case(backend: str, job: str, weighted: bool) -> Case:
         Xs, ys, ws = X[:m], y[:m], None if w is None else w[:m]
         order = data.memo(("sgd_order", m), lambda: np.random.default_rng(0).permutation(m)
                           .astype(np.int32)[None, :])
-        gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
-        hp = np.zeros(len(reg.HP_ORDER))
-        sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
-
-        def fn_sgd():
-            theta = np.zeros(p + 1)
-            be.run(0, 0, Xs, ys, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
-                   lr, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
-                   np.empty(0), np.empty((0, p + 1)), w=ws)
-            return theta
+        fn_sgd = _sgd_epoch(backend, Xs, ys, order, lr, ws)
         return Prepared(fn_sgd, _finite_theta, factor, note)
     label = f"{backend} {'weighted' if weighted else 'unweighted'}"
     return Case(label, "backend", backend, (), prepare)
@@ -705,24 +704,11 @@ def _sgd_scaling_case(backend: str, k: int) -> Case:
     ``scaling_p`` features: the cost per row as the data outgrow the caches and
     the TLB."""
     def prepare(data: Data) -> Prepared:
-        from . import _registry as reg
         n = data.sizes.scaling_n[k]
         X, y = data.scaling(n)
-        p = X.shape[1]
-        be = _be(backend)
         order = data.memo(("sgd_order", n), lambda: np.random.default_rng(0).permutation(n)
                           .astype(np.int32)[None, :])
-        gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
-        hp = np.zeros(len(reg.HP_ORDER))
-        sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
-        l2w = np.zeros(p + 1)
-
-        def fn():
-            theta = np.zeros(p + 1)
-            be.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
-                   0.01, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
-                   np.empty(0), np.empty((0, p + 1)))
-            return theta
+        fn = _sgd_epoch(backend, X, y, order, 0.01)
 
         def check(theta) -> dict[str, Any]:
             assert np.isfinite(theta).all()
