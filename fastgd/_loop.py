@@ -117,6 +117,10 @@ class Progress:
 def _chunking(prob: Problem, batch: int | None, callback: Any) -> tuple[int, np.ndarray]:
     """Epochs per compiled call, and the sample-order buffer of stochastic epochs."""
     n, width = prob.n, prob.X.shape[1]
+    if getattr(prob.be, "CHUNKED", False):
+        # a dask array: one epoch per call (each is a round trip to the cluster, and
+        # Ctrl-C then loses no finished epoch); stochastic orders are the kernels'
+        return 1, np.empty(0, dtype=np.int64)
     if batch is not None:
         perm = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
         order_budget = max(ORDER_MIN_BYTES, prob.X.nbytes // ORDER_FRACTION) // (n * perm.itemsize)
@@ -186,7 +190,9 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
         while epoch < max_iter:
             n_ep = min(chunk, max_iter - epoch)
             if stochastic:
-                if n_ep == 1:
+                if getattr(be, "CHUNKED", False):
+                    order = be.draw_orders(rng, n_ep)
+                elif n_ep == 1:
                     _shuffled_range(perm, rng)
                     order = perm[None, :]
                 else:

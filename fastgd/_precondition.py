@@ -181,7 +181,7 @@ def _linear_stats(be, X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
     sum divided by ``n`` as the kernels' objective is.
     """
     n, d = X.shape
-    x0 = X[0].astype(np.float64) if fit_icpt else np.zeros(d)
+    x0 = np.array(X[0], dtype=np.float64) if fit_icpt else np.zeros(d)  # (a dask row: computed)
     y0 = float(y[0]) if fit_icpt else 0.0
     s, G, sxy, sy, syy = _moments_fn(be)(X, y, x0, y0, full, w)
     ms, my = s / n, sy / n
@@ -200,15 +200,17 @@ def _moments_fn(be):
 def _poly_range(x: np.ndarray, be=None) -> tuple[float, float]:
     """``(min(x), max(x))`` (NaN when x holds one): the backend's one-pass kernel."""
     fn = getattr(be, "value_range", None)
+    if getattr(be, "CHUNKED", False):  # a dask array: one map over its chunks
+        return be.value_range(x)
     if fn is not None and x.flags.c_contiguous:
         lo, hi = fn(x)
         return float(lo), float(hi)
     return float(np.min(x)), float(np.max(x))
 
 
-def poly_scale_none(x: np.ndarray, degree: int, dt: type) -> float:
+def poly_scale_none(x: np.ndarray, degree: int, dt: type, be=None) -> float:
     """``precondition="none"``: the multiplier mapping x into [-1, 1] (no shift)."""
-    lo, hi = _poly_range(x)
+    lo, hi = _poly_range(x, be)
     m = max(hi, -lo)
     s = 1.0 / m if m > 0 else 1.0
     # tiny |x|: keep scale**(2*degree) (user conversion, penalty) finite
@@ -355,7 +357,7 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
     # polynomial model
     x = prob.X[:, 0]
     if precondition == "none":
-        s = poly_scale_none(x, p, dt)
+        s = poly_scale_none(x, p, dt, prob.be)
         basis = np.array([0.0, s])
         factors = s ** np.arange(1.0, p + 1)
         M = np.diag(np.r_[factors, 1.0])

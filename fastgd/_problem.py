@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _registry as reg
 from . import _validation as val
+from ._dask import is_dask_array
 from .backends import resolve
 
 
@@ -56,6 +57,10 @@ class Problem:
 
     def scan(self) -> None:
         """The NaN/inf scan of X and y: the named ``ValueError`` at the first bad value."""
+        if getattr(self.be, "CHUNKED", False):  # a dask array: the chunks scan themselves
+            self.be.scan()
+            self.unscanned = False
+            return
         val.check_finite("X", self.X[:, 0] if self.model == 1 else self.X, self.notes[0])
         val.check_finite("y", self.y, self.notes[1])
         self.unscanned = False
@@ -89,6 +94,9 @@ def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None
     fit_icpt = val.as_bool("fit_intercept", fit_intercept)
     bname, be = resolve(backend)
     check_finite = val.as_bool("check_finite", check_finite)
+    if any(is_dask_array(a) for a in (X, y, sample_weight)):
+        return _chunked_problem(X, y, lspec, delta, degree, l2, fit_icpt, bname, check_finite,
+                                sample_weight)
     Xc, yc, model, dt = val.check_data(X, y, degree, check_finite and not defer_scan,
                                        be.all_finite)
     p = degree if model == 1 else Xc.shape[1]
@@ -96,3 +104,21 @@ def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None
     notes = tuple(val.conversion_note(a, dt) for a in (X, y))
     return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be, w=w,
                    unscanned=check_finite and defer_scan, notes=notes)
+
+
+def _chunked_problem(X: Any, y: Any, lspec: reg.LossSpec, delta: float, degree: int | None,
+                     l2: float, fit_icpt: bool, bname: str, check_finite: bool,
+                     sample_weight: Any) -> Problem:
+    """A problem on dask arrays: the same fields, the data on the cluster.
+
+    The kernels (``Problem.be``) are ``fastgd._dask.ChunkedKernels`` running
+    backend ``bname`` on every chunk.  The NaN/inf check is always the first
+    pass's (a scan of its own would read the data once more).
+    """
+    from . import _dask
+    Xd, yd, model, dt, w = _dask.chunked_data(X, y, degree, sample_weight)
+    notes = tuple(val.conversion_note(a, dt) for a in (X, y))
+    be = _dask.chunked_kernels(bname, Xd, yd, w, model, notes)
+    p = degree if model == 1 else Xd.shape[1]
+    return Problem(be.X, be.y, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be,
+                   w=be.w, unscanned=check_finite, notes=notes)

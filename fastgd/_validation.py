@@ -217,12 +217,13 @@ def float_dtype(X: np.ndarray) -> type:
     return np.float32 if X.dtype.kind == "f" and X.dtype.itemsize == 4 else np.float64
 
 
-def check_finite(name: str, a: np.ndarray, note: str = "") -> None:
+def check_finite(name: str, a: np.ndarray, note: str = "", offset: int = 0) -> None:
     """Raise a ValueError naming ``name`` and the first NaN/inf position.
 
     Scans in row blocks of about ``_CHECK_ELEMS`` elements, so the boolean
     temporary stays small whatever the shape of ``a``.  ``note`` is appended
     to the message (e.g. to explain a float32 overflow on conversion).
+    ``offset``: the row index of ``a[0]`` in the whole data (a chunk's rows).
 
     Examples
     --------
@@ -242,7 +243,7 @@ def check_finite(name: str, a: np.ndarray, note: str = "") -> None:
         if not ok.all():
             pos = tuple(int(i) for i in np.argwhere(~ok)[0])
             what = block[pos]
-            pos = (pos[0] + lo,) + pos[1:]
+            pos = (pos[0] + lo + offset,) + pos[1:]
             raise ValueError(f"{name} contains {what} at position {pos if len(pos) > 1 else pos[0]}"
                              f"{note}; inputs must be finite (drop or impute those values)")
 

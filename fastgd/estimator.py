@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _registry as reg
+from ._dask import is_dask_array
 from ._precondition import PRECONDITIONS
 from ._result import FitResult
 from .api import fit as _fit
@@ -218,6 +219,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         return np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
 
     def _data(self, X: Any, y: Any, sample_weight: Any, reset: bool):
+        if is_dask_array(X):
+            # dask arrays stay on their cluster: fastgd.fit validates them (lazily)
+            return self._dask_data(X, y, sample_weight, reset)
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
                              y_numeric=True)
         if self.degree is not None and X.shape[1] != 1:
@@ -227,6 +231,21 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         x = X[:, 0] if self.degree is not None else X
         return x, y, sample_weight
+
+    def _dask_data(self, X: Any, y: Any, sample_weight: Any, reset: bool):
+        """``_data`` for a dask ``X``: only its shape is checked here (nothing is computed)."""
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D array, got a {X.ndim}-D dask array with shape "
+                             f"{X.shape}")
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != getattr(self, "n_features_in_", X.shape[1]):
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        if self.degree is not None and X.shape[1] != 1:
+            raise ValueError(f"degree={self.degree} fits a polynomial in one variable: X must "
+                             f"have exactly one column, got {X.shape[1]}")
+        return (X[:, 0] if self.degree is not None else X), y, sample_weight
 
     def _store(self, res: FitResult, append: bool) -> None:
         self.result_ = res
@@ -354,6 +373,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         [5.0]
         """
         check_is_fitted(self)
+        if is_dask_array(X):  # a lazy prediction, chunk by chunk on the cluster
+            self._dask_data(X, None, None, reset=False)
+            return X.rechunk({1: -1}).map_blocks(self.predict, drop_axis=1, dtype=X.dtype)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         coef = self.coef_.astype(X.dtype, copy=False)
         if self.degree is None:

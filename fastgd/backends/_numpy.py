@@ -20,7 +20,8 @@ dtype, so float32 stays float32 end to end.
 from __future__ import annotations
 
 import math
-from typing import Callable
+import sys
+from typing import Any, Callable
 
 import numpy as np
 
@@ -520,6 +521,22 @@ def _converged(theta: np.ndarray, theta_prev: np.ndarray, tol: float,
     return step_ <= tol * scale
 
 
+def stochastic_epoch(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
+                     basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
+                     opt: int, hp: np.ndarray, state: np.ndarray, t: int, lr: float,
+                     idx: np.ndarray, batch_size: int, grad: np.ndarray, pre: np.ndarray,
+                     w: np.ndarray | None = None) -> int:
+    """One epoch of batches of ``batch_size`` rows in the order ``idx``; returns the step count."""
+    n = X.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
+                   idx, start, stop, grad, w)
+        t += 1
+        step(opt, theta, grad, state, lr, hp, t, pre)
+    return t
+
+
 def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
         opt: int, hp: np.ndarray, state: np.ndarray, t0: int,
@@ -528,7 +545,7 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         grad: np.ndarray, f0: float,
         hist_loss: np.ndarray, hist_params: np.ndarray,
         pre: np.ndarray | None = None, stats: tuple | None = None,
-        w: np.ndarray | None = None) -> tuple[int, int, int, float]:
+        w: np.ndarray | None = None, kernels: Any = None) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     ``f0`` is NaN on the first call; a later chunk passes the ``f`` the
@@ -549,10 +566,14 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     skip its own pass; the reference, which has no shortcut, ignores it.
     ``w``: sample weights (see :func:`objective_grad`), in every pass.  The
     schedule's epoch is ``e + sched_hp[2]`` (see :func:`schedule`).
+    ``kernels``: where the passes over the data run -- an object with this
+    module's ``objective_grad``, ``objective`` and ``stochastic_epoch`` (None:
+    this module's, on in-memory arrays; ``fastgd._dask`` passes its chunked
+    ones, so that a dask array's fit walks this same loop).
     """
+    k_ = sys.modules[__name__] if kernels is None else kernels
     if pre is None:
         pre = np.empty((0, theta.shape[0]))
-    n = X.shape[0]
     full = batch_size == 0
     rec_loss = hist_loss.shape[0] > 0
     rec_params = hist_params.shape[0] > 0
@@ -562,9 +583,9 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     if not math.isnan(f0):
         f = f0
     elif full:
-        f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
+        f = k_.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
     elif need_obj:
-        f = objective(model, loss, X, y, theta, basis, delta, l2w, w)
+        f = k_.objective(model, loss, X, y, theta, basis, delta, l2w, w)
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -582,17 +603,12 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         if full:
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre)
-            f = objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
+            f = k_.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
         else:
-            idx = order[k]
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
-                           idx, start, stop, grad, w)
-                t += 1
-                step(opt, theta, grad, state, lr, hp, t, pre)
+            t = k_.stochastic_epoch(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt,
+                                    hp, state, t, lr, order[k], batch_size, grad, pre, w)
             if need_obj:
-                f = objective(model, loss, X, y, theta, basis, delta, l2w, w)
+                f = k_.objective(model, loss, X, y, theta, basis, delta, l2w, w)
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
