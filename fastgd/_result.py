@@ -103,7 +103,9 @@ class FitResult:
         or ``"none"`` (see :func:`fastgd.fit`).
     info : dict
         Details: the polynomial ``basis`` ``[shift, scale]``, optimizer, loss,
-        batch size and the number of update ``steps``.
+        batch size and the number of update ``steps``; for dask arrays also
+        ``dask_chunks`` and ``persisted`` (whether the data were held in the
+        cluster's memory for the fit, or read from their source in every pass).
     state : FitState or None
         What ``fit(..., state=...)`` needs to continue this fit.
     """

@@ -339,8 +339,16 @@ def _result(prob: Problem, coords: Coordinates, out: Outcome, theta: np.ndarray,
         backend=prob.bname, elapsed=time.perf_counter() - t_start, lr=float(lr0),
         degree=prob.degree, precondition=coords.precondition,
         info={"basis": coords.basis.tolist(), "optimizer": ospec.name, "loss": prob.loss.name,
-              "batch_size": batch, "steps": out.steps},
+              "batch_size": batch, "steps": out.steps, **_data_info(prob)},
         state=state)
+
+
+def _data_info(prob: Problem) -> dict[str, Any]:
+    """Where the data of a dask array's fit lived: chunks, and whether persisted."""
+    be = prob.be
+    if not getattr(be, "CHUNKED", False):
+        return {}
+    return {"dask_chunks": be.nchunks, "persisted": be.persisted}
 
 
 # ---------------------------------------------------------------- loss_and_grad
