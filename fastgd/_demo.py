@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="backend of the fits (default auto: the fastest available); the "
                              "timing table always covers every available backend")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
+    parser.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="fit a dataset on disk larger than the workers' memory on a dask "
+                             "cluster: a LocalCluster started here (default), or the scheduler "
+                             "at ADDRESS (needs the dask extra)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     >>> status
     0
     """
+    if args.dask is not None:
+        from ._demo_dask import run_dask_demo
+        run_dask_demo(scale=args.scale, address=None if args.dask == "local" else args.dask)
+        return 0
     run_demo(scale=args.scale, out=args.out, plots=not args.no_plots, backend=args.backend,
              seed=args.seed)
     return 0

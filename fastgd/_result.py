@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._dask import is_dask_array
+
 
 class DivergenceWarning(RuntimeWarning):
     """A fit or minimization stopped because the objective or parameters became non-finite."""
@@ -140,6 +142,7 @@ class FitResult:
         Returns
         -------
         ndarray
+            (A dask array, computed lazily chunk by chunk, for a dask ``X``.)
 
         Examples
         --------
@@ -149,6 +152,14 @@ class FitResult:
         >>> np.round(res.predict(np.array([[10.0]])), 6)
         array([21.])
         """
+        if is_dask_array(X):  # lazily, chunk by chunk (where the data live)
+            if self.degree is None:
+                if X.ndim != 2 or X.shape[1] != self.coef.shape[0]:
+                    raise ValueError(f"X must have shape (n, {self.coef.shape[0]}), "
+                                     f"got {X.shape}")
+                return X.rechunk({1: -1}).map_blocks(self.predict, drop_axis=1,
+                                                     dtype=self.coef.dtype)
+            return X.map_blocks(self.predict, dtype=self.coef.dtype)
         Xa = np.asarray(X, dtype=self.coef.dtype)
         if self.degree is None:
             if Xa.ndim != 2 or Xa.shape[1] != self.coef.shape[0]:

@@ -71,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .backends import backend_names
 
     parser.add_argument("data", metavar="DATA",
-                        help="a CSV file with a header row, a .npy 2-D array, or a .npz with arrays "
-                             "X and y (or one 2-D array)")
+                        help="a CSV file with a header row, a .npy 2-D array, a .npz with arrays "
+                             "X and y (or one 2-D array), or a .zarr store with arrays X and y "
+                             "(fitted chunk by chunk with dask; see --dask)")
     parser.add_argument("--target", metavar="COL",
                         help="the column to predict: a header name or a 0-based index "
                              "(not needed for a .npz with X and y)")
@@ -105,6 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"hyperparameter {name} (default {reg.HYPER_DEFAULTS[name]:g})")
     g = parser.add_argument_group("output")
     g.add_argument("--json", metavar="PATH", help="also write the coefficients and summary as JSON")
+    g = parser.add_argument_group("dask (for a .zarr DATA; needs the dask extra)")
+    g.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on a dask.distributed cluster: the scheduler at ADDRESS "
+                        "(tcp://host:8786), or a LocalCluster started here when ADDRESS is "
+                        "omitted (default without --dask: dask's local scheduler)")
     g.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -172,7 +178,13 @@ def load_data(path: str, target: str | None = None, features: str | None = None,
     >>> X.tolist(), y.tolist(), names, t
     ([[1.0, 2.0], [4.0, 5.0]], [3.0, 6.0], ['a', 'b'], 'y')
     """
-    ext = os.path.splitext(path)[1].lower()
+    ext = os.path.splitext(path.rstrip("/"))[1].lower()
+    if ext == ".zarr":  # dask arrays: read chunk by chunk where the fit runs
+        from ._demo_dask import open_dataset
+        X, y = open_dataset(path)
+        if X.ndim == 1:
+            X = X[:, None]
+        return X, y, [str(i) for i in range(X.shape[1])], "y"
     if ext == ".npy":
         table = np.load(path, mmap_mode="r", allow_pickle=False)
         if table.ndim != 2:
@@ -253,6 +265,14 @@ def run(args: argparse.Namespace) -> int:
     fastgd fit: ...
     0
     """
+    if getattr(args, "dask", None) is not None:
+        from ._demo_dask import cluster
+        with cluster(None if args.dask == "local" else args.dask):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from .api import fit
 
     X, y, names, tname = load_data(args.data, args.target, args.features, args.delimiter)
@@ -271,10 +291,10 @@ def run(args: argparse.Namespace) -> int:
               lr=_lr(args.lr), schedule=args.schedule, batch_size=args.batch_size,
               max_iter=args.max_iter, tol=args.tol, seed=args.seed, backend=args.backend,
               progress=args.progress, precondition=args.precondition, **hyper)
-    pred = res.predict(X)
-    resid = np.asarray(y, dtype=np.float64) - pred
+    pred = res.predict(X)  # (lazy on dask arrays: the sums below are one pass)
+    resid = y.astype(np.float64) - pred
     ss_tot = float(np.sum((y - np.mean(y, dtype=np.float64)) ** 2))
-    r2 = 1.0 - float(resid @ resid) / ss_tot if ss_tot > 0 else math.nan
+    r2 = 1.0 - float(np.sum(resid * resid)) / ss_tot if ss_tot > 0 else math.nan
     summary = {
         "data": args.data, "target": tname, "n_samples": int(len(y)),
         "loss": args.loss, "optimizer": res.info.get("optimizer"), "backend": res.backend,
