@@ -20,6 +20,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import fastgd  # noqa: E402
 
+# The plots run small fits with backend="auto": Cython when it is built.  Without
+# it they would wait for numba's JIT (minutes), so the build insists on it.
+if "cython" not in fastgd.available_backends():
+    raise RuntimeError("the docs build needs fastgd's Cython extension: "
+                       "pip install -e '.[docs]' or python setup.py build_ext --inplace")
+
 project = "fastgd"
 author = "the fastgd authors"
 copyright = "fastgd authors"  # noqa: A001
