@@ -42,7 +42,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "img/README*"]
+exclude_patterns = ["_build"]
 templates_path = ["_templates"]
 
 # -- API reference ------------------------------------------------------------
