@@ -208,6 +208,10 @@ class MinimizeResult:
     status : str
     history : History
         ``loss`` holds ``fun`` per iteration, ``params`` the path of ``x``.
+    backend : str
+        The backend that ran the loop (see :func:`fastgd.minimize`).
+    elapsed : float
+        Wall time of the ``minimize`` call in seconds.
     """
 
     x: np.ndarray

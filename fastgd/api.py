@@ -120,9 +120,8 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     seed : int, numpy Generator or None
         Seeds the per-epoch sample order.
     backend : {"auto", "numpy", "numba", "cython"}
-        ``"auto"``: the compiled backend the benchmarks show faster for the job
-        (Cython; numba for mini-batches, and for SGD on an ``X`` of 64 MB or more),
-        else numpy.
+        ``"auto"``: Cython for every job when it is built (no JIT wait), else
+        numba, else numpy.
     record : {"loss", "params", None}
         ``"loss"`` keeps the objective per epoch, ``"params"`` also the parameters.
     callback : callable, optional
