@@ -292,3 +292,36 @@ def test_a_killed_worker_does_not_change_the_result(client):
     assert client.run(os.getpid) != pids  # the nanny started a new worker
     assert_same_fit(ref, res)
     assert math.isfinite(res.objective)
+
+
+# ---------------------------------------------------------------- larger than the workers' memory
+
+def test_data_larger_than_the_workers_memory_are_read_from_disk(tmp_path):
+    """576 MB on disk, 2 x 256 MiB workers: read chunk by chunk in every pass."""
+    from fastgd._demo_dask import cluster, open_dataset, write_dataset
+    path = tmp_path / "big.zarr"
+    with dask.config.set(scheduler="threads"):  # (written before the cluster starts)
+        write_dataset(path, 6_000_000, 12, chunk_rows=200_000)
+    X, y = open_dataset(path)
+    with cluster(n_workers=2, memory_limit="256MiB") as c:
+        limit = sum(w["memory_limit"] for w in c.scheduler_info()["workers"].values())
+        assert X.nbytes + y.nbytes > limit
+        res = fastgd.fit(X, y, max_iter=3, tol=0)
+        assert not res.info["persisted"] and res.info["dask_chunks"] == 30
+    Xm, ym = np.asarray(X), np.asarray(y)  # the same data, in memory
+    mem = fastgd.fit(Xm, ym, max_iter=3, tol=0)
+    assert_same_fit(mem, res)
+
+
+def test_fastgd_fit_reads_a_zarr_store(tmp_path, capsys):
+    from fastgd import cli
+    from fastgd._demo_dask import write_dataset
+    path = tmp_path / "d.zarr"
+    coef, b = write_dataset(path, 20_000, 3, chunk_rows=5_000)
+    assert cli.main(["fit", str(path), "--tol", "1e-10", "--json", str(tmp_path / "o.json")]) == 0
+    out = capsys.readouterr().out
+    assert "20,000 rows" in out and "converged" in out
+    import json
+    got = json.loads((tmp_path / "o.json").read_text())
+    np.testing.assert_allclose(list(got["coef"].values()), coef, atol=5e-3)
+    assert got["r2"] > 0.99
