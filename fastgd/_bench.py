@@ -87,6 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: time loss_and_grad (mse, float64) at growing n and print "
                              "the time per sample")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--dask", action="store_true",
+                        help="instead: a full-batch epoch on a 2-worker dask LocalCluster against "
+                             "the in-memory epoch and dask-glm, with chunk and size scaling "
+                             "(needs the dask extra and dask-glm); --json writes the results")
+    parser.add_argument("--no-glm", action="store_true", help="with --dask: skip dask-glm")
 
 
 # ---------------------------------------------------------------- machine
@@ -804,6 +809,12 @@ def run(args: argparse.Namespace) -> int:
     ...                               "--repeats", "1", "--no-progress"]))  # doctest: +SKIP
     0
     """
+    if getattr(args, "dask", False):
+        from ._bench_dask import run_dask_bench, write_results
+        out_d = run_dask_bench(int(getattr(args, "repeats", 5)),
+                               glm=not getattr(args, "no_glm", False))
+        write_results(out_d, getattr(args, "json", None), None)
+        return 0
     try:
         sizes = P.get_sizes(getattr(args, "scale", None))
         repeats = int(getattr(args, "repeats", 5))
