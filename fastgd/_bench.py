@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask", action="store_true",
                         help="instead: a full-batch epoch on a 2-worker dask LocalCluster against "
                              "the in-memory epoch and dask-glm, with chunk and size scaling "
-                             "(needs the dask extra and dask-glm); --json writes the results")
+                             "(needs the dask extra and dask-glm); --json PATH writes the "
+                             "results there and the table beside it (.txt)")
     parser.add_argument("--no-glm", action="store_true", help="with --dask: skip dask-glm")
 
 
@@ -813,7 +814,8 @@ def run(args: argparse.Namespace) -> int:
         from ._bench_dask import run_dask_bench, write_results
         out_d = run_dask_bench(int(getattr(args, "repeats", 5)),
                                glm=not getattr(args, "no_glm", False))
-        write_results(out_d, getattr(args, "json", None), None)
+        jpath = getattr(args, "json", None)
+        write_results(out_d, jpath, None if not jpath else os.path.splitext(jpath)[0] + ".txt")
         return 0
     try:
         sizes = P.get_sizes(getattr(args, "scale", None))

@@ -75,7 +75,12 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
     X : array_like, shape (n_samples, n_features), or (n_samples,) with ``degree``
         float32 is computed in float32 end to end; any other numeric dtype in
         float64.  Never modified; copied only when not C-contiguous in the
-        compute dtype (a ``np.memmap`` is read in place).
+        compute dtype (a ``np.memmap`` is read in place).  A dask array
+        (chunked by rows; ``y`` and ``sample_weight`` then dask arrays with the
+        same row chunks, or numpy) is fitted where its chunks live: on the
+        active ``dask.distributed`` client's cluster, else on dask's local
+        scheduler (see ``fastgd._dask``): full batches follow the in-memory
+        trajectory, stochastic batches run chunk to chunk.
     y : array_like, shape (n_samples,)
     loss : {"mse", "huber"}
         ``"mse"``: ``rho = r**2``.  ``"huber"``: ``r**2/2`` for ``|r| <= delta``,
