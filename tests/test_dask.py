@@ -247,15 +247,17 @@ def test_client_memory_stays_small(client):
     y = X @ np.linspace(1, 2, d) + 1.0
     X, y = client.persist([X, y])
     distributed.wait([X, y])
-    tracemalloc.start()
-    try:
-        res = fastgd.fit(X, y, max_iter=3, tol=0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert res.info["persisted"]
     assert X.nbytes == 256_000_000
-    assert peak < 0.02 * X.nbytes, f"client peak {peak / 1e6:.1f} MB"
+    for kw in ({}, {"batch_size": 64, "optimizer": "adam", "max_iter": 1}):
+        tracemalloc.start()
+        try:
+            sgd = fastgd.fit(X, y, **({"max_iter": 3, "tol": 0} | kw))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert sgd.info["persisted"]
+        assert peak < 0.02 * X.nbytes, f"client peak {peak / 1e6:.1f} MB with {kw}"
+    res = fastgd.fit(X, y, max_iter=3, tol=0)
     np.testing.assert_allclose(res.coef, np.linspace(1, 2, d), rtol=1e-4)
 
 
