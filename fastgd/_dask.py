@@ -201,6 +201,13 @@ def _chunk_task(bname: str, fn: Callable, model: int, notes: tuple[str, str], lo
     return out, bad
 
 
+def _chunks_task(bname: str, fn: Callable, model: int, notes: tuple[str, str], los: list,
+                 xbs: list, ybs: list, wbs: list) -> list:
+    """:func:`_chunk_task` on several chunks of one worker, results in the order given."""
+    return [_chunk_task(bname, fn, model, notes, lo, xb, yb, wb)
+            for lo, xb, yb, wb in zip(los, xbs, ybs, wbs)]
+
+
 def _og(model, loss, theta, basis, delta, fit_icpt, be, xb, yb, wb):
     """The chunk's objective and gradient sums (float64), without the penalty."""
     m = theta.shape[0]
@@ -290,6 +297,10 @@ class ChunkedKernels:
     _offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64), repr=False)
     #: first NaN/inf found by a task: (X error or None, y error or None)
     _bad: tuple | None = None
+    #: the distributed client holding the persisted chunks, or None
+    _client: Any = None
+    #: (X, y, w) futures of every chunk, in order, when persisted on a cluster
+    _futures: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         xs = self.X.to_delayed().ravel()
@@ -297,6 +308,8 @@ class ChunkedKernels:
         ws = self.w.to_delayed().ravel() if self.w is not None else [None] * len(xs)
         self._blocks = list(zip(xs, ys, ws))
         self._offsets = np.r_[0, np.cumsum(self.X.chunks[0])].astype(np.int64)
+        if self.persisted and self._client is not None:
+            self._futures = _chunk_futures(self.X, self.y, self.w)
 
     # -- mapping
     @property
@@ -305,12 +318,45 @@ class ChunkedKernels:
 
     def _map(self, fn: Callable) -> list:
         """``fn(be, xb, yb, wb)`` on every chunk, results in chunk order."""
-        dask, _ = _import_dask()
-        task = dask.delayed(_chunk_task, pure=False)
-        outs = dask.compute(*[task(self.bname, fn, self.model, self.notes, int(lo), xb, yb, wb)
-                              for lo, (xb, yb, wb) in zip(self._offsets, self._blocks)])
+        if self._futures:
+            outs = self._map_on_workers(fn)
+        else:
+            dask, _ = _import_dask()
+            task = dask.delayed(_chunk_task, pure=False)
+            outs = dask.compute(*[task(self.bname, fn, self.model, self.notes, int(lo), xb, yb,
+                                       wb)
+                                  for lo, (xb, yb, wb) in zip(self._offsets, self._blocks)])
         self._note_bad([bad for _, bad in outs])
         return [out for out, _ in outs]
+
+    def _map_on_workers(self, fn: Callable) -> list:
+        """:meth:`_map` on data persisted on a cluster: one task per worker.
+
+        Each worker runs ``fn`` on the chunks it holds (a task per chunk would
+        cost the scheduler's round trip per chunk in every epoch) and returns
+        their results one by one, so that the client adds them in chunk order
+        whichever worker held which.  A worker lost meanwhile fails its task,
+        which the scheduler reruns elsewhere after recomputing the chunks.
+        """
+        client = self._client
+        who = client.who_has([xf for xf, _, _ in self._futures])
+        groups: dict[Any, list[int]] = {}
+        for i, (xf, _, _) in enumerate(self._futures):
+            holders = who.get(xf.key) or [None]
+            groups.setdefault(holders[0], []).append(i)
+        tasks = []
+        for addr, idx in groups.items():
+            blocks = [self._futures[i] for i in idx]
+            where = {} if addr is None else {"workers": [addr], "allow_other_workers": True}
+            tasks.append(client.submit(
+                _chunks_task, self.bname, fn, self.model, self.notes,
+                [int(self._offsets[i]) for i in idx], [b[0] for b in blocks],
+                [b[1] for b in blocks], [b[2] for b in blocks], pure=False, **where))
+        outs: list = [None] * self.nchunks
+        for idx, res in zip(groups.values(), client.gather(tasks)):
+            for i, r in zip(idx, res):
+                outs[i] = r
+        return outs
 
     def _note_bad(self, bads: list) -> None:
         """Keep the first NaN/inf of X (else of y) in row order, for :meth:`scan`."""
@@ -464,12 +510,38 @@ def _machine_memory() -> float:
         return 2.0**31
 
 
+def _active_client() -> Any:
+    """The active ``dask.distributed`` client, or None (dask's local scheduler then)."""
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_client
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _chunk_futures(X: Any, y: Any, w: Any) -> list:
+    """The futures of persisted ``X``, ``y`` (and ``w``) chunks, in chunk order."""
+    from distributed import futures_of
+
+    def ordered(a: Any) -> list:
+        by_key = {f.key: f for f in futures_of(a)}
+        keys = a.__dask_keys__()  # [(name, i)] or [[(name, i, 0)]]: one column block
+        return [by_key[k if a.ndim == 1 else k[0]] for k in keys]
+
+    xs, ys = ordered(X), ordered(y)
+    ws = ordered(w) if w is not None else [None] * len(xs)
+    return list(zip(xs, ys, ws))
+
+
 def chunked_kernels(bname: str, X: Any, y: Any, w: Any, model: int,
                     notes: tuple[str, str]) -> ChunkedKernels:
     """The chunked kernels of a fit: the data persisted when they fit in memory."""
     dask, _ = _import_dask()
     nbytes = X.nbytes + y.nbytes + (0 if w is None else w.nbytes)
     persisted = nbytes <= _memory_budget()
+    client = _active_client()
     if persisted:
         X, y, w = dask.persist(X, y, w) if w is not None else (*dask.persist(X, y), None)
-    return ChunkedKernels(bname, X, y, w, model, notes, persisted)
+    return ChunkedKernels(bname, X, y, w, model, notes, persisted, _client=client)

@@ -264,12 +264,19 @@ def test_client_memory_stays_small(client):
 def test_ctrl_c_returns_the_parameters_reached(client):
     X, y = awkward()
     Xd, yd = chunked(X, y)
-    timer = threading.Timer(1.0, _thread.interrupt_main)
-    timer.start()
+    timers = []
+
+    def start_timer(epoch, *_):  # Ctrl-C 0.3 s after the first epoch: during a later one
+        if epoch == 1:
+            timers.append(threading.Timer(0.3, _thread.interrupt_main))
+            timers[0].start()
+
     try:
-        res = fastgd.fit(Xd, yd, optimizer="adam", lr=1e-4, max_iter=100_000, tol=0)
+        res = fastgd.fit(Xd, yd, optimizer="adam", lr=1e-4, max_iter=100_000, tol=0,
+                         callback=start_timer)
     finally:
-        timer.cancel()
+        for t in timers:
+            t.cancel()
     assert res.status == "interrupted" and res.n_iter > 0
     assert len(res.history.loss) == res.n_iter + 1
     value, *_ = fastgd.loss_and_grad(X, y, res.coef, res.intercept)
