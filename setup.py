@@ -11,7 +11,6 @@ import sys
 import tempfile
 
 import numpy as np
-from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -31,10 +30,29 @@ def _compiler_accepts(compiler, flags, link_flags):
     return True
 
 
+CYTHON_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+}
+
+
 class BuildExt(build_ext):
-    """Adds -O3, and OpenMP where the compiler supports it (checked here, at build time)."""
+    """Cythonizes, then adds -O3, and OpenMP where the compiler supports it
+    (checked here, at build time).
+
+    Cython runs here, when the extension is built, not when setup.py is read:
+    an sdist then ships the .pyx and .pxi sources and no generated C.
+    """
 
     def build_extensions(self):
+        from Cython.Build import cythonize
+
+        generated = {e.name: e for e in cythonize(self.extensions, compiler_directives=CYTHON_DIRECTIVES)}
+        for ext in self.extensions:
+            ext.sources = list(generated[ext.name].sources)
         ctype = self.compiler.compiler_type
         compile_args, link_args = [], []
         if ctype == "msvc":
@@ -66,16 +84,4 @@ extensions = [
     )
 ]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        compiler_directives={
-            "language_level": 3,
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "initializedcheck": False,
-        },
-    ),
-    cmdclass={"build_ext": BuildExt},
-)
+setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})

@@ -15,10 +15,9 @@ from . import datasets
 from ._compile import compile_kernels
 from ._registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULES
 from ._result import DivergenceWarning, FitResult, FitState, History, MinimizeResult
+from ._version import __version__
 from .api import fit, loss_and_grad, minimize
 from .backends import available_backends
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

@@ -187,3 +187,23 @@ def test_main_in_process_returns_status(capsys):
     assert main(["--help"]) == 0
     assert main(["fit", "no-such-file.csv", "--target", "y"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_version_is_the_one_in_fastgd_version_py(capsys):
+    """``fastgd --version`` and ``fastgd.__version__`` print fastgd/_version.py's version,
+    the one the package metadata is built with (pyproject.toml reads it there)."""
+    from fastgd import _version
+    from fastgd.cli import main
+
+    assert fastgd.__version__ == _version.__version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fastgd {_version.__version__}"
+    path = os.path.join(ROOT, "pyproject.toml")
+    if os.path.exists(path):  # a source checkout: the metadata's version is read there
+        with open(path, encoding="utf-8") as fh:
+            pyproject = fh.read()
+        assert 'dynamic = ["version"]' in pyproject
+        assert 'version = { attr = "fastgd._version.__version__" }' in pyproject
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"fastgd {fastgd.__version__}"
