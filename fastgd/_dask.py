@@ -481,11 +481,7 @@ def _sum_in_order(parts: list) -> Any:
 
 def _memory_budget() -> float:
     """Bytes that data may take and still be persisted for a fit."""
-    try:
-        from distributed import get_client
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+    client = _active_client()
     if client is not None:
         info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else \
             client.scheduler_info()
