@@ -334,3 +334,11 @@ def test_fastgd_fit_reads_a_zarr_store(tmp_path, capsys):
     got = json.loads((tmp_path / "o.json").read_text())
     np.testing.assert_allclose(list(got["coef"].values()), coef, atol=5e-3)
     assert got["r2"] > 0.99
+
+
+def test_demo_dask_fits_a_dataset_on_disk(capsys):
+    from fastgd import cli
+    assert cli.main(["demo", "--dask", "--scale", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "LocalCluster" in out and "200,000 x 10" in out
+    assert "full batch, defaults: converged" in out and "chunk to chunk" in out
