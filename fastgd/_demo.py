@@ -20,7 +20,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -245,8 +246,8 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
         scale = 1.0 if compiled else 0.1
     if not (isinstance(scale, (int, float)) and 0 < scale <= 100):
         raise ValueError(f"--scale must be in (0, 100], got {scale!r}")
-    n_lin = max(2000, int(round(N_LINEAR * scale)))
-    n_cub = max(2000, int(round(N_CUBIC * scale)))
+    n_lin = max(2000, round(N_LINEAR * scale))
+    n_cub = max(2000, round(N_CUBIC * scale))
     from .backends import resolve
     fit_backend, _ = resolve(backend)
     result: dict[str, Any] = {"scale": scale, "backend": fit_backend}
@@ -374,7 +375,7 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
             # Time per epoch from the clock at the end of each epoch (callback): the fixed
             # cost of the call (input checks) and the first epoch are left out.
             fit(A[:k], B[:k], lr=0.01, tol=0, max_iter=epochs, backend=be,
-                callback=lambda *_: stamps.append(time.perf_counter()), **kw)
+                callback=lambda *_, stamps=stamps: stamps.append(time.perf_counter()), **kw)
             per_row[be] = (stamps[-1] - stamps[0]) / (len(stamps) - 1) / k
         base = per_row["numpy"]
         for be in backends:

@@ -259,7 +259,7 @@ def _power_shift_matrix(p: int, shift: float, scale: float) -> np.ndarray:
     sc, sh = np.float64(scale), np.float64(-shift)  # overflow gives inf, not an exception
     for j in range(1, p + 1):
         sj = sc ** j
-        for k in range(0, j + 1):
+        for k in range(j + 1):
             v = sj * math.comb(j, k) * sh ** (j - k)
             M[(k - 1) if k > 0 else p, j - 1] += v
     M[p, p] = 1.0

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _registry as reg
-from . import _validation as val
+from . import _registry as reg, _validation as val
 from ._dask import is_dask_array
 from .backends import resolve
 

@@ -38,8 +38,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -153,11 +154,11 @@ def get_sizes(scale: str | float | None = None) -> Sizes:
     full = SCALES["full"]
     if factor == 1.0:
         return full
-    n = max(1_000, int(round(full.n * factor)))
+    n = max(1_000, round(full.n * factor))
     return replace(full, name=f"x{factor:g}", n=n,
-                   n_poly=max(10_000, int(round(full.n_poly * factor))),
+                   n_poly=max(10_000, round(full.n_poly * factor)),
                    sgd_ref_rows=min(full.sgd_ref_rows, n),
-                   scaling_n=tuple(max(1_000, int(round(k * factor))) for k in full.scaling_n))
+                   scaling_n=tuple(max(1_000, round(k * factor)) for k in full.scaling_n))
 
 
 # ---------------------------------------------------------------- data
@@ -624,7 +625,7 @@ def _precondition_epoch_case(backend: str, precondition: str) -> Case:
         from ._precondition import choose_coordinates
         from ._problem import build_problem
         X, y = data.linear(np.float64)
-        n, p = X.shape
+        p = X.shape[1]
         be = _be(backend)
         prob = build_problem(X, y, loss="mse", delta=1.0, degree=None, l2=0.0, fit_intercept=True,
                              backend=backend, check_finite=False)
@@ -784,7 +785,7 @@ POLY_RTOL = 1e-8
 def _poly_ref(data: Data) -> np.ndarray:
     """np.polyfit's coefficients, ascending (intercept first)."""
     x, y = data.poly()
-    return data.memo("polyfit", lambda: np.polyfit(x, y, 3)[::-1].copy())
+    return data.memo("polyfit", lambda: np.polyfit(x, y, 3)[::-1].copy())  # noqa: PLW0108 - lazy
 
 
 def _poly_check(data: Data):

@@ -12,20 +12,19 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from . import _registry as reg
-from . import _validation as val
+from . import _registry as reg, _validation as val
 from ._loop import STATUS, Outcome, Rule, final_objective, run_epochs
 from ._precondition import PRECONDITIONS, Coordinates, auto_lr, choose_coordinates
 from ._problem import Problem, build_problem
 from ._result import DivergenceWarning, FitResult, FitState, History, MinimizeResult
 from .backends import resolve
-
 
 #: The polynomial input as given: u = (x - 0) * 1.
 _UNIT_BASIS = np.array([0.0, 1.0])

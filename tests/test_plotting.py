@@ -9,7 +9,7 @@ import pytest
 import fastgd
 
 pytest.importorskip("matplotlib")
-from fastgd import plotting  # noqa: E402
+from fastgd import plotting
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
