@@ -34,6 +34,7 @@ import sysconfig
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -192,7 +193,7 @@ class _Threads:
 
     def __init__(self, n: int | None):
         self.n = n
-        self._ctx = None
+        self._ctx: Any = None
         self._numba_prev: int | None = None
         self._fastgd_prev: int | None = None
 
@@ -751,13 +752,13 @@ def run_scaling(sizes: P.Sizes, wanted: set[str] | None, repeats: int, progress:
             coef = np.linspace(-1.0, 1.0, X.shape[1])
             nbytes = X.nbytes + y.nbytes
             fns: list[tuple[str, Callable[[], Any]]] = [
-                (b, (lambda b=b, X=X, y=y, coef=coef: fastgd.loss_and_grad(X, y, coef, 0.5, backend=b)))
-                for b in backends]
+                (b, partial(fastgd.loss_and_grad, X, y, coef, 0.5, backend=b)) for b in backends]
             if importlib.util.find_spec("numba") is not None:
                 probe = P.read_probe()
                 flat = X.reshape(-1)
+                # called in this iteration only
                 fns.append(("read bandwidth (numba parallel sum)",
-                            lambda probe=probe, flat=flat, y=y: probe(flat) + probe(y)))
+                            lambda: probe(flat) + probe(y)))  # noqa: B023
             for name, fn in fns:
                 if bar is not None:
                     bar.set_description(f"n={n:,}: {name}"[:60])

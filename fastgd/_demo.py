@@ -314,7 +314,7 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
 
     # ------------------------------------------------------------ optimizers
     say.section(f"4. Optimizers on the cubic ({n_cub:,} points, MSE)")
-    specs = [("GD", dict(optimizer="gd"), EPOCHS), ("momentum", dict(optimizer="momentum"), EPOCHS),
+    specs: list[tuple[str, dict[str, Any], int]] = [("GD", dict(optimizer="gd"), EPOCHS), ("momentum", dict(optimizer="momentum"), EPOCHS),
              ("Adam", dict(optimizer="adam", lr=0.1), EPOCHS),
              (f"SGD (batch {SGD_BATCH})", dict(optimizer="sgd", batch_size=SGD_BATCH, lr=0.05),
               SGD_EPOCHS)]
@@ -473,8 +473,10 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
                     backend=backend, precondition=pc, intercept_init=0.0)
             for pc in ("none", "auto")}
     P = runs["none"].history.params
+    assert P is not None  # record="params"
     span = [(float(P[:, j].min()), float(P[:, j].max())) for j in range(2)]
-    bounds = tuple((lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9)) for lo, hi in span)
+    pad = [(lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9)) for lo, hi in span]
+    bounds = (pad[0], pad[1])
     for pc, name in (("none", "path.png"), ("auto", "path_preconditioned.png")):
         p = os.path.join(out, name)
         plotting.plot_path(runs[pc], objective, path=p, bounds=bounds,

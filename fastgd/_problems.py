@@ -477,7 +477,7 @@ def _auto_lr(data: Data, stochastic: bool) -> float:
 
     def make():
         X, y = data.linear(np.float64)
-        kw = {"batch_size": 1} if stochastic else {}
+        kw: dict[str, Any] = {"batch_size": 1} if stochastic else {}
         return fastgd.fit(X[:1000] if stochastic else X, y[:1000] if stochastic else y,
                           max_iter=1, backend="numpy", record=None, **kw).lr
     # Per-sample curvature on 1000 rows is close to all rows' (Gaussian
@@ -719,7 +719,7 @@ def _sgd_scaling_case(backend: str, k: int) -> Case:
 
 
 #: The jobs of the cold-start benchmark: ``fit`` keywords on small data.
-COLD_JOBS = {
+COLD_JOBS: dict[str, dict[str, Any]] = {
     "gd": {},
     "sgd": {"batch_size": 1},
     "minibatch adam": {"batch_size": 32, "optimizer": "adam"},
@@ -777,7 +777,7 @@ def _adam_case(backend: str) -> Case:
 #: L = 2*lambda_max(G) ~ 2.8 for uniform x: lr=0.3 is just under 1/L, fixed so the
 #: timing measures the fit itself (lr="auto" adds one numpy pass over x for the
 #: exact L, ~35 ms at 1e7 points).
-POLY_FIT = {"degree": 3, "tol": 1e-14, "max_iter": 100_000}
+POLY_FIT: dict[str, Any] = {"degree": 3, "tol": 1e-14, "max_iter": 100_000}
 #: Required agreement with np.polyfit: max|c - c_polyfit| / max|c_polyfit|.
 POLY_RTOL = 1e-8
 
@@ -873,7 +873,7 @@ def _polyfit_case() -> Case:
 # ---- tiny fit
 
 #: The 11-point fit: 500 epochs of full-batch gd at lr 0.1, y = x, no intercept.
-TINY_FIT = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0,
+TINY_FIT: dict[str, Any] = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0,
             "precondition": "none"}
 
 
@@ -917,7 +917,7 @@ def _tiny_sklearn_case() -> Case:
 
 #: Start and settings of the Rosenbrock minimization (fixed iteration count).
 ROSEN_X0 = (-1.2, 1.0)
-ROSEN_OPT = {"optimizer": "momentum", "lr": 5e-4, "momentum": 0.9, "tol": 0.0}
+ROSEN_OPT: dict[str, Any] = {"optimizer": "momentum", "lr": 5e-4, "momentum": 0.9, "tol": 0.0}
 
 
 def rosen(x: np.ndarray) -> float:
