@@ -25,7 +25,7 @@ def _compiler_accepts(compiler, flags, link_flags):
         try:
             objs = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
             compiler.link_executable(objs, os.path.join(tmp, "check_openmp"), extra_postargs=link_flags)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to build means no OpenMP
             return False
     return True
 

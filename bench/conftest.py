@@ -27,8 +27,7 @@ import time
 import pytest
 
 import fastgd
-from fastgd import _bench
-from fastgd import _problems as P
+from fastgd import _bench, _problems as P
 
 SIZES = P.get_sizes()
 PROBLEMS = P.problems()

@@ -28,7 +28,7 @@ if "cython" not in fastgd.available_backends():
 
 project = "fastgd"
 author = "the fastgd authors"
-copyright = "fastgd authors"  # noqa: A001
+copyright = "fastgd authors"
 version = release = fastgd.__version__
 
 extensions = [
@@ -110,7 +110,7 @@ def _registry_rows(name: str) -> tuple[list[str], list[list[str]]]:
     raise ValueError(f"unknown registry {name!r}")
 
 
-def setup(app):  # noqa: D103
+def setup(app):
     from docutils import nodes
     from docutils.statemachine import StringList
     from sphinx.util.docutils import SphinxDirective

@@ -11,6 +11,8 @@ API, and checked against a pure-numpy reference.
 'converged'
 """
 
+from typing import Any
+
 from . import datasets
 from ._compile import compile_kernels
 from ._registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULES
@@ -20,7 +22,7 @@ from .api import fit, loss_and_grad, minimize
 from .backends import available_backends
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """``fastgd.GDRegressor``: imported on first use, so that ``import fastgd``
     does not import scikit-learn."""
     if name == "GDRegressor":

@@ -32,8 +32,10 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +133,7 @@ def _version(module: str) -> str | None:
 def _compiler() -> str | None:
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([cc, "--version"], check=False, capture_output=True, text=True, timeout=10)
         first = out.stdout.splitlines()[0] if out.stdout else ""
         return f"{cc}: {first}".strip()
     except (OSError, subprocess.SubprocessError, IndexError):
@@ -197,11 +199,11 @@ class _Threads:
 
     def __init__(self, n: int | None):
         self.n = n
-        self._ctx = None
+        self._ctx: Any = None
         self._numba_prev: int | None = None
         self._fastgd_prev: int | None = None
 
-    def __enter__(self) -> "_Threads":
+    def __enter__(self) -> _Threads:
         if self.n is None:
             return self
         os.environ.setdefault("OMP_NUM_THREADS", str(self.n))
@@ -209,6 +211,7 @@ class _Threads:
         fastgd.available_backends()  # load the extensions so their OpenMP runtime is seen
         try:
             import numba
+
             from . import _config
             _config.configure_numba()
             self._numba_prev = numba.get_num_threads()
@@ -226,11 +229,12 @@ class _Threads:
             pass
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._ctx is not None:
             self._ctx.__exit__(*exc)
         if self._numba_prev is not None:
             import numba
+
             from . import _config
             numba.set_num_threads(self._numba_prev)
             _config.set_num_threads(self._fastgd_prev)
@@ -340,7 +344,7 @@ def _start_case(case: P.Case, res: Result, data: P.Data) -> P.Prepared | None:
     except P.Unavailable as exc:
         res.status, res.reason = "skipped", str(exc)
         return None
-    except Exception as exc:  # report and go on with the other cases
+    except Exception as exc:  # noqa: BLE001 - report and go on with the other cases
         res.status, res.reason = "error", f"{type(exc).__name__}: {exc}"
         return None
     res.factor, res.note = prep.factor, prep.note
@@ -374,7 +378,7 @@ def run_cases(prob: P.Problem, cases: list[P.Case], data: P.Data, repeats: int,
                 continue
             try:
                 res.times.append(prep.report(_timed_run(prep.fn, res.inner)))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - report and go on with the other cases
                 res.status, res.reason = "error", f"{type(exc).__name__}: {exc}"
     for res, _ in live:
         if res.status != "ok":
@@ -754,11 +758,13 @@ def run_scaling(sizes: P.Sizes, wanted: set[str] | None, repeats: int, progress:
             coef = np.linspace(-1.0, 1.0, X.shape[1])
             nbytes = X.nbytes + y.nbytes
             fns: list[tuple[str, Callable[[], Any]]] = [
-                (b, (lambda b=b: fastgd.loss_and_grad(X, y, coef, 0.5, backend=b))) for b in backends]
+                (b, partial(fastgd.loss_and_grad, X, y, coef, 0.5, backend=b)) for b in backends]
             if importlib.util.find_spec("numba") is not None:
                 probe = P.read_probe()
                 flat = X.reshape(-1)
-                fns.append(("read bandwidth (numba parallel sum)", lambda: probe(flat) + probe(y)))
+                # called in this iteration only
+                fns.append(("read bandwidth (numba parallel sum)",
+                            lambda: probe(flat) + probe(y)))  # noqa: B023
             for name, fn in fns:
                 if bar is not None:
                     bar.set_description(f"n={n:,}: {name}"[:60])
@@ -780,8 +786,8 @@ def format_scaling(rows: list[dict[str, Any]], sizes: P.Sizes) -> str:
     p = rows[0]["p"] if rows else sizes.scaling_p
     table = [[f"{r['n']:,}", r["case"], _fmt_time(r["median"]), f"{r['ns_per_sample']:.2f}",
               f"{r['gbps']:.1f}"] for r in rows]
-    lines = [f"loss_and_grad (mse, float64) on make_linear(n, {p}): time per sample should stay flat "
-             f"(it rises once the data no longer fit in the caches)"]
+    lines = [(f"loss_and_grad (mse, float64) on make_linear(n, {p}): time per sample should stay "
+              f"flat (it rises once the data no longer fit in the caches)")]
     lines += _table(table, ["n", "case", "median", "ns/sample", "GB/s"], right={0, 2, 3, 4})
     lines.append(f"{p} features so that n = 1e7 is {10_000_000 * (p + 1) * 8 / 1e9:.1f} GB of X and "
                  f"y (100 features would be 8 GB).")

@@ -39,15 +39,15 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import _validation as val
-from .backends import _numpy as ref
-from .backends import resolve
+from .backends import _numpy as ref, resolve
 
 #: Fraction of the workers' memory (or, without a cluster, of this
 #: machine's available memory) that data may take and still be persisted.
@@ -251,7 +251,7 @@ def _sgd_chunk(bname: str, model: int, loss: int, notes: tuple[str, str], lo: in
     ``carry`` is ``(theta, slots, t, status, bad)`` from the previous chunk; a
     diverged carry (status 2) passes through untouched.
     """
-    theta, slots, t, status, bad = carry
+    theta, slots, t, status, _bad = carry
     if status == 2:
         return carry
     be = resolve(bname)[1]

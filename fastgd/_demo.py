@@ -20,7 +20,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -245,8 +246,8 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
         scale = 1.0 if compiled else 0.1
     if not (isinstance(scale, (int, float)) and 0 < scale <= 100):
         raise ValueError(f"--scale must be in (0, 100], got {scale!r}")
-    n_lin = max(2000, int(round(N_LINEAR * scale)))
-    n_cub = max(2000, int(round(N_CUBIC * scale)))
+    n_lin = max(2000, round(N_LINEAR * scale))
+    n_cub = max(2000, round(N_CUBIC * scale))
     from .backends import resolve
     fit_backend, _ = resolve(backend)
     result: dict[str, Any] = {"scale": scale, "backend": fit_backend}
@@ -313,7 +314,7 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
 
     # ------------------------------------------------------------ optimizers
     say.section(f"4. Optimizers on the cubic ({n_cub:,} points, MSE)")
-    specs = [("GD", dict(optimizer="gd"), EPOCHS), ("momentum", dict(optimizer="momentum"), EPOCHS),
+    specs: list[tuple[str, dict[str, Any], int]] = [("GD", dict(optimizer="gd"), EPOCHS), ("momentum", dict(optimizer="momentum"), EPOCHS),
              ("Adam", dict(optimizer="adam", lr=0.1), EPOCHS),
              (f"SGD (batch {SGD_BATCH})", dict(optimizer="sgd", batch_size=SGD_BATCH, lr=0.05),
               SGD_EPOCHS)]
@@ -374,7 +375,7 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
             # Time per epoch from the clock at the end of each epoch (callback): the fixed
             # cost of the call (input checks) and the first epoch are left out.
             fit(A[:k], B[:k], lr=0.01, tol=0, max_iter=epochs, backend=be,
-                callback=lambda *_: stamps.append(time.perf_counter()), **kw)
+                callback=lambda *_, stamps=stamps: stamps.append(time.perf_counter()), **kw)
             per_row[be] = (stamps[-1] - stamps[0]) / (len(stamps) - 1) / k
         base = per_row["numpy"]
         for be in backends:
@@ -472,8 +473,10 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
                     backend=backend, precondition=pc, intercept_init=0.0)
             for pc in ("none", "auto")}
     P = runs["none"].history.params
+    assert P is not None  # record="params"
     span = [(float(P[:, j].min()), float(P[:, j].max())) for j in range(2)]
-    bounds = tuple((lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9)) for lo, hi in span)
+    pad = [(lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9)) for lo, hi in span]
+    bounds = (pad[0], pad[1])
     for pc, name in (("none", "path.png"), ("auto", "path_preconditioned.png")):
         p = os.path.join(out, name)
         plotting.plot_path(runs[pc], objective, path=p, bounds=bounds,

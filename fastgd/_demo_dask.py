@@ -16,7 +16,8 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def run_dask_demo(scale: float | None = None, address: str | None = None,
                      f"memory in all ({'scheduler ' + address if address else 'LocalCluster'})")
             path = os.path.join(tmp, "data.zarr")
             t = time.perf_counter()
-            coef, b = write_dataset(path, n, d, chunk_rows=chunk)
+            coef, _b = write_dataset(path, n, d, chunk_rows=chunk)
             X, y = open_dataset(path)
             print_fn(f"  wrote {path}: X {n:,} x {d} float64 = {X.nbytes / 2**20:.0f} MiB in "
                      f"{X.numblocks[0]} chunks ({time.perf_counter() - t:.1f} s)")

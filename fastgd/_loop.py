@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def grow_history(hist_loss: np.ndarray, hist_params: np.ndarray, record: str, ne
     return loss, params
 
 
-def quiet(bname: str):
+def quiet(bname: str) -> contextlib.AbstractContextManager[Any]:
     """numpy's overflow warnings off for the reference (divergence is reported by fastgd)."""
     if bname == "numpy":
         return np.errstate(over="ignore", invalid="ignore")
@@ -193,12 +194,14 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
                 if getattr(be, "CHUNKED", False):
                     order = be.draw_orders(rng, n_ep)
                 elif n_ep == 1:
+                    assert rng is not None  # stochastic fits always have one
                     _shuffled_range(perm, rng)
                     order = perm[None, :]
                 else:
                     if order_buf.shape[0] < n_ep:
                         order_buf = np.empty((n_ep, prob.n), dtype=perm.dtype)
                     order = order_buf[:n_ep]
+                    assert rng is not None
                     for k in range(n_ep):
                         _shuffled_range(order[k], rng)
             else:

@@ -35,6 +35,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -167,8 +168,8 @@ class Coordinates:
 # ---------------------------------------------------------------- statistics
 
 
-def _linear_stats(be, X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
-                  w: np.ndarray | None = None):
+def _linear_stats(be: Any, X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
+                  w: np.ndarray | None = None) -> tuple[Any, ...]:
     """Moments of the columns of X and of y in float64: one pass, the backend's
     ``moments`` kernel.
 
@@ -197,7 +198,7 @@ def _moments_fn(be):
     return fn if fn is not None else _numpy.moments
 
 
-def _poly_range(x: np.ndarray, be=None) -> tuple[float, float]:
+def _poly_range(x: np.ndarray, be: Any = None) -> tuple[float, float]:
     """``(min(x), max(x))`` (NaN when x holds one): the backend's one-pass kernel."""
     fn = getattr(be, "value_range", None)
     if getattr(be, "CHUNKED", False):  # a dask array: one map over its chunks
@@ -208,7 +209,7 @@ def _poly_range(x: np.ndarray, be=None) -> tuple[float, float]:
     return float(np.min(x)), float(np.max(x))
 
 
-def poly_scale_none(x: np.ndarray, degree: int, dt: type, be=None) -> float:
+def poly_scale_none(x: np.ndarray, degree: int, dt: type, be: Any = None) -> float:
     """``precondition="none"``: the multiplier mapping x into [-1, 1] (no shift)."""
     lo, hi = _poly_range(x, be)
     m = max(hi, -lo)
@@ -259,7 +260,7 @@ def _power_shift_matrix(p: int, shift: float, scale: float) -> np.ndarray:
     sc, sh = np.float64(scale), np.float64(-shift)  # overflow gives inf, not an exception
     for j in range(1, p + 1):
         sj = sc ** j
-        for k in range(0, j + 1):
+        for k in range(j + 1):
             v = sj * math.comb(j, k) * sh ** (j - k)
             M[(k - 1) if k > 0 else p, j - 1] += v
     M[p, p] = 1.0
@@ -507,7 +508,7 @@ def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: i
     n = prob.n
     stochastic = batch is not None and batch < n
     L = 0.0
-    if not stochastic or batch > 1:
+    if not stochastic or (batch is not None and batch > 1):
         Hz = coords.Hz
         if Hz is None:  # precondition="none": T = I
             Hz = _hessian_none(prob, coords)
@@ -515,6 +516,7 @@ def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: i
                 Hz = Hz[:prob.p, :prob.p]
         L = c * _lambda_max(Hz)
     if stochastic:
+        assert batch is not None
         # per-sample penalty curvature: the penalty's Hessian in z is c * (T^T (Q/c) T)
         Qz = _penalty_hessian(prob, coords)
         L_max = c * _max_row_norm2(prob, coords) + Qz

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _registry as reg
-from . import _validation as val
+from . import _registry as reg, _validation as val
 from ._dask import is_dask_array
 from .backends import resolve
 
@@ -32,14 +31,15 @@ class Problem:
     y: np.ndarray
     model: int
     p: int
-    dt: type
+    dt: type[np.floating[Any]]
     loss: reg.LossSpec
     delta: float
     l2: float
     fit_icpt: bool
     degree: int | None
     bname: str
-    be: ModuleType
+    #: A backend module, or fastgd._dask.ChunkedKernels (the same functions, chunk by chunk).
+    be: ModuleType | Any
     #: Sample weights normalised to mean 1 (data dtype), or None: unweighted.
     w: np.ndarray | None = None
     #: The NaN/inf scan was left to the first pass over the data (``scan``).
@@ -99,9 +99,9 @@ def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None
                                 sample_weight)
     Xc, yc, model, dt = val.check_data(X, y, degree, check_finite and not defer_scan,
                                        be.all_finite)
-    p = degree if model == 1 else Xc.shape[1]
+    p = degree if model == 1 and degree is not None else Xc.shape[1]
     w = val.check_sample_weight(sample_weight, Xc.shape[0], dt)
-    notes = tuple(val.conversion_note(a, dt) for a in (X, y))
+    notes = (val.conversion_note(X, dt), val.conversion_note(y, dt))
     return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be, w=w,
                    unscanned=check_finite and defer_scan, notes=notes)
 
@@ -117,8 +117,8 @@ def _chunked_problem(X: Any, y: Any, lspec: reg.LossSpec, delta: float, degree: 
     """
     from . import _dask
     Xd, yd, model, dt, w = _dask.chunked_data(X, y, degree, sample_weight)
-    notes = tuple(val.conversion_note(a, dt) for a in (X, y))
+    notes = (val.conversion_note(X, dt), val.conversion_note(y, dt))
     be = _dask.chunked_kernels(bname, Xd, yd, w, model, notes)
-    p = degree if model == 1 else Xd.shape[1]
+    p = degree if model == 1 and degree is not None else Xd.shape[1]
     return Problem(be.X, be.y, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be,
                    w=be.w, unscanned=check_finite, notes=notes)

@@ -38,8 +38,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -153,11 +154,11 @@ def get_sizes(scale: str | float | None = None) -> Sizes:
     full = SCALES["full"]
     if factor == 1.0:
         return full
-    n = max(1_000, int(round(full.n * factor)))
+    n = max(1_000, round(full.n * factor))
     return replace(full, name=f"x{factor:g}", n=n,
-                   n_poly=max(10_000, int(round(full.n_poly * factor))),
+                   n_poly=max(10_000, round(full.n_poly * factor)),
                    sgd_ref_rows=min(full.sgd_ref_rows, n),
-                   scaling_n=tuple(max(1_000, int(round(k * factor))) for k in full.scaling_n))
+                   scaling_n=tuple(max(1_000, round(k * factor)) for k in full.scaling_n))
 
 
 # ---------------------------------------------------------------- data
@@ -476,7 +477,7 @@ def _auto_lr(data: Data, stochastic: bool) -> float:
 
     def make():
         X, y = data.linear(np.float64)
-        kw = {"batch_size": 1} if stochastic else {}
+        kw: dict[str, Any] = {"batch_size": 1} if stochastic else {}
         return fastgd.fit(X[:1000] if stochastic else X, y[:1000] if stochastic else y,
                           max_iter=1, backend="numpy", record=None, **kw).lr
     # Per-sample curvature on 1000 rows is close to all rows' (Gaussian
@@ -624,7 +625,7 @@ def _precondition_epoch_case(backend: str, precondition: str) -> Case:
         from ._precondition import choose_coordinates
         from ._problem import build_problem
         X, y = data.linear(np.float64)
-        n, p = X.shape
+        p = X.shape[1]
         be = _be(backend)
         prob = build_problem(X, y, loss="mse", delta=1.0, degree=None, l2=0.0, fit_intercept=True,
                              backend=backend, check_finite=False)
@@ -718,7 +719,7 @@ def _sgd_scaling_case(backend: str, k: int) -> Case:
 
 
 #: The jobs of the cold-start benchmark: ``fit`` keywords on small data.
-COLD_JOBS = {
+COLD_JOBS: dict[str, dict[str, Any]] = {
     "gd": {},
     "sgd": {"batch_size": 1},
     "minibatch adam": {"batch_size": 32, "optimizer": "adam"},
@@ -776,7 +777,7 @@ def _adam_case(backend: str) -> Case:
 #: L = 2*lambda_max(G) ~ 2.8 for uniform x: lr=0.3 is just under 1/L, fixed so the
 #: timing measures the fit itself (lr="auto" adds one numpy pass over x for the
 #: exact L, ~35 ms at 1e7 points).
-POLY_FIT = {"degree": 3, "tol": 1e-14, "max_iter": 100_000}
+POLY_FIT: dict[str, Any] = {"degree": 3, "tol": 1e-14, "max_iter": 100_000}
 #: Required agreement with np.polyfit: max|c - c_polyfit| / max|c_polyfit|.
 POLY_RTOL = 1e-8
 
@@ -784,7 +785,7 @@ POLY_RTOL = 1e-8
 def _poly_ref(data: Data) -> np.ndarray:
     """np.polyfit's coefficients, ascending (intercept first)."""
     x, y = data.poly()
-    return data.memo("polyfit", lambda: np.polyfit(x, y, 3)[::-1].copy())
+    return data.memo("polyfit", lambda: np.polyfit(x, y, 3)[::-1].copy())  # noqa: PLW0108 - lazy
 
 
 def _poly_check(data: Data):
@@ -872,7 +873,7 @@ def _polyfit_case() -> Case:
 # ---- tiny fit
 
 #: The 11-point fit: 500 epochs of full-batch gd at lr 0.1, y = x, no intercept.
-TINY_FIT = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0,
+TINY_FIT: dict[str, Any] = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0,
             "precondition": "none"}
 
 
@@ -916,7 +917,7 @@ def _tiny_sklearn_case() -> Case:
 
 #: Start and settings of the Rosenbrock minimization (fixed iteration count).
 ROSEN_X0 = (-1.2, 1.0)
-ROSEN_OPT = {"optimizer": "momentum", "lr": 5e-4, "momentum": 0.9, "tol": 0.0}
+ROSEN_OPT: dict[str, Any] = {"optimizer": "momentum", "lr": 5e-4, "momentum": 0.9, "tol": 0.0}
 
 
 def rosen(x: np.ndarray) -> float:

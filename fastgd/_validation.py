@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _registry as reg
+
+#: The computing dtype: np.float32 or np.float64.
+FloatType = type[np.floating[Any]]
 
 #: Elements per block when scanning for NaN/inf: the one boolean buffer stays
 #: at 256 KiB whatever the shape (no n-sized temporaries).
@@ -211,7 +215,7 @@ def _numeric_array(name: str, a: Any) -> np.ndarray:
     return arr
 
 
-def float_dtype(X: np.ndarray) -> type:
+def float_dtype(X: np.ndarray) -> FloatType:
     """float32 (either byte order) stays float32; every other numeric dtype
     computes in float64."""
     return np.float32 if X.dtype.kind == "f" and X.dtype.itemsize == 4 else np.float64
@@ -248,7 +252,7 @@ def check_finite(name: str, a: np.ndarray, note: str = "", offset: int = 0) -> N
                              f"{note}; inputs must be finite (drop or impute those values)")
 
 
-def _coerce(name: str, a: np.ndarray, dt: type, finite: bool = True,
+def _coerce(name: str, a: np.ndarray, dt: FloatType, finite: bool = True,
             all_finite: Callable[[np.ndarray], bool] | None = None) -> np.ndarray:
     """C-contiguous in ``dt`` (no copy when it already is), checked finite.
 
@@ -265,7 +269,7 @@ def _coerce(name: str, a: np.ndarray, dt: type, finite: bool = True,
     return out
 
 
-def conversion_note(a: Any, dt: type) -> str:
+def conversion_note(a: Any, dt: FloatType) -> str:
     """What a NaN/inf message adds when a float array was narrowed to ``dt``."""
     src = getattr(a, "dtype", None)
     if src is None or src.kind != "f" or np.dtype(dt).itemsize >= src.itemsize:
@@ -275,7 +279,7 @@ def conversion_note(a: Any, dt: type) -> str:
 
 def check_data(X: Any, y: Any, degree: int | None, finite: bool = True,
                all_finite: Callable[[np.ndarray], bool] | None = None
-               ) -> tuple[np.ndarray, np.ndarray, int, type]:
+               ) -> tuple[np.ndarray, np.ndarray, int, FloatType]:
     """Validate and coerce ``X``, ``y``: C-contiguous, one float dtype, finite.
 
     ``finite=False`` skips the NaN/inf scan (the caller's ``check_finite=False``:
@@ -315,7 +319,7 @@ def check_data(X: Any, y: Any, degree: int | None, finite: bool = True,
     return Xc, yc, model, dt
 
 
-def check_vector(name: str, v: Any, size: int, dt: type) -> np.ndarray:
+def check_vector(name: str, v: Any, size: int, dt: FloatType) -> np.ndarray:
     """A finite 1-D vector of the given length, as a fresh array (never the user's)."""
     arr = _numeric_array(name, v)
     if arr.ndim != 1 or arr.shape[0] != size:
@@ -325,7 +329,7 @@ def check_vector(name: str, v: Any, size: int, dt: type) -> np.ndarray:
     return out
 
 
-def check_sample_weight(sample_weight: Any, n: int, dt: type) -> np.ndarray | None:
+def check_sample_weight(sample_weight: Any, n: int, dt: FloatType) -> np.ndarray | None:
     """Validated sample weights, normalised to mean 1, in the data dtype ``dt``.
 
     ``None`` (and weights that are all equal, which change nothing) give None:

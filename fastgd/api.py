@@ -12,26 +12,25 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from . import _registry as reg
-from . import _validation as val
+from . import _registry as reg, _validation as val
 from ._loop import STATUS, Outcome, Rule, final_objective, run_epochs
 from ._precondition import PRECONDITIONS, Coordinates, auto_lr, choose_coordinates
 from ._problem import Problem, build_problem
 from ._result import DivergenceWarning, FitResult, FitState, History, MinimizeResult
 from .backends import resolve
 
-
 #: The polynomial input as given: u = (x - 0) * 1.
 _UNIT_BASIS = np.array([0.0, 1.0])
 
 
-def _rule_options(optimizer: str, schedule: str, hyper: dict[str, Any]):
+def _rule_options(optimizer: str, schedule: str, hyper: dict[str, Any]) -> tuple[Any, ...]:
     """The update rule, its schedule and their hyperparameters, validated."""
     if not isinstance(optimizer, str) or optimizer not in reg.optimizer_names():
         raise ValueError(f"optimizer must be one of {reg.optimizer_names()}, got {optimizer!r}")
@@ -292,7 +291,8 @@ def _check_state(state: Any, precondition: str, coef_init: Any, intercept_init: 
                          "precondition='auto' (its coordinates are preconditioned)")
 
 
-def _resume(state: FitState, sig: tuple, prob: Problem):
+def _resume(state: FitState, sig: tuple, prob: Problem
+            ) -> tuple[Coordinates, np.ndarray, np.ndarray, int, int]:
     """Coordinates, parameters (copies), slots, step and epoch of an earlier fit."""
     if state.signature != sig:
         names = ("optimizer", "loss", "model", "number of parameters", "fit_intercept", "l2")
@@ -339,7 +339,8 @@ def _result(prob: Problem, coords: Coordinates, out: Outcome, theta: np.ndarray,
     objective = partial(final_objective, prob, coords, theta) if out.lazy_f else out.f
     return FitResult(
         coef=coef.astype(prob.dt), intercept=icpt, n_iter=epoch,
-        converged=out.status == 1, status=STATUS[out.status], objective=objective, history=hist,
+        converged=out.status == 1, status=STATUS[out.status], history=hist,
+        objective=objective,  # type: ignore[arg-type]  # a callable is resolved on first read
         backend=prob.bname, elapsed=time.perf_counter() - t_start, lr=float(lr0),
         degree=prob.degree, precondition=coords.precondition,
         info={"basis": coords.basis.tolist(), "optimizer": ospec.name, "loss": prob.loss.name,
@@ -496,7 +497,7 @@ def minimize(fun: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], An
                           elapsed=time.perf_counter() - t_start)
 
 
-def _minimize_backend(backend: str, fun: Any, grad: Any):
+def _minimize_backend(backend: str, fun: Any, grad: Any) -> tuple[str, Any]:
     """``minimize`` runs compiled only where the backend can call the functions."""
     from .backends import available_backends
     if backend == "auto":

@@ -15,12 +15,12 @@ import math
 import os
 import sys
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from . import __version__
-from . import _registry as reg
+from . import __version__, _registry as reg
 
 #: subcommand -> (module, one-line help).  Modules are imported lazily.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -38,7 +38,7 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line instead of the usage block."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -296,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
     ss_tot = float(np.sum((y - np.mean(y, dtype=np.float64)) ** 2))
     r2 = 1.0 - float(np.sum(resid * resid)) / ss_tot if ss_tot > 0 else math.nan
     summary = {
-        "data": args.data, "target": tname, "n_samples": int(len(y)),
+        "data": args.data, "target": tname, "n_samples": len(y),
         "loss": args.loss, "optimizer": res.info.get("optimizer"), "backend": res.backend,
         "degree": degree, "status": res.status, "converged": res.converged,
         "n_iter": res.n_iter, "objective": res.objective, "r2": r2, "lr": res.lr,

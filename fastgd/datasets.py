@@ -13,8 +13,9 @@ as ``out=`` writes data larger than memory to disk.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,11 +31,13 @@ _ROWS_STREAM = 1
 
 def _seed(seed: Any) -> int:
     if seed is None:
-        return int(np.random.SeedSequence().entropy % (2**63))
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)  # drawn fresh: one int
+        return entropy % (2**63)
     return val.as_int("seed", seed, 0)
 
 
-def _dtype(dtype: Any) -> type:
+def _dtype(dtype: Any) -> type[np.floating[Any]]:
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -79,7 +82,7 @@ def _contaminate(rng: np.random.Generator, yb: np.ndarray, signal: np.ndarray, i
     if outliers <= 0:
         return
     mask = rng.random(yb.shape[0]) < outliers
-    k = int(mask.sum())
+    k = int(np.count_nonzero(mask))
     if k:
         yb[mask] = -2.0 * signal[mask] + intercept + 5.0 * np.abs(rng.standard_normal(k))
 

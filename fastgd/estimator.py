@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
@@ -131,7 +131,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     1.0
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "loss": [StrOptions(set(reg.LOSSES))],
         "delta": [Interval(Real, 0, None, closed="neither")],
         "degree": [Interval(Integral, 1, None, closed="left"), None],
@@ -218,7 +218,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         rs = check_random_state(self.random_state)
         return np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
 
-    def _data(self, X: Any, y: Any, sample_weight: Any, reset: bool):
+    def _data(self, X: Any, y: Any, sample_weight: Any, reset: bool) -> tuple[Any, Any, Any]:
         if is_dask_array(X):
             # dask arrays stay on their cluster: fastgd.fit validates them (lazily)
             return self._dask_data(X, y, sample_weight, reset)
@@ -232,7 +232,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         x = X[:, 0] if self.degree is not None else X
         return x, y, sample_weight
 
-    def _dask_data(self, X: Any, y: Any, sample_weight: Any, reset: bool):
+    def _dask_data(self, X: Any, y: Any, sample_weight: Any, reset: bool
+                   ) -> tuple[Any, Any, Any]:
         """``_data`` for a dask ``X``: only its shape is checked here (nothing is computed)."""
         if X.ndim != 2:
             raise ValueError(f"Expected a 2-D array, got a {X.ndim}-D dask array with shape "
@@ -255,7 +256,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.t_ = res.state.step if res.state is not None else res.info.get("steps", 0)
         self.status_ = res.status
         curve = res.history.loss[1:]
-        self.loss_curve_ = np.r_[self.loss_curve_, curve] if append else curve.copy()
+        self.loss_curve_: np.ndarray = np.r_[self.loss_curve_, curve] if append else curve.copy()
 
     # ------------------------------------------------------------ scikit-learn API
 
@@ -337,7 +338,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         opts = self._fit_options()
         if first:
             self._rng = self._seed()
-            start = {}
+            start: dict[str, Any] = {}
         else:
             state = self.result_.state
             if state is None or state.signature != self._signature(self.coef_.shape[0]):

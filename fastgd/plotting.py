@@ -10,7 +10,8 @@ returns the Figure and saves it when given ``path``.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -125,8 +125,9 @@ def test_demo_tiny(tmp_path):
 
 
 def test_demo_numbers_and_no_plots(tmp_path):
-    from fastgd._demo import run_demo
     import io
+
+    from fastgd._demo import run_demo
 
     buf = io.StringIO()
     r = run_demo(scale=0.002, out=tmp_path / "none", plots=False, backend="numpy", stream=buf)

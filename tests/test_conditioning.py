@@ -170,7 +170,7 @@ DESIGNS = {
     "poly4_3_10": lambda loss: (*poly_far(outliers=0.1 if loss == "huber" else 0.0), 4),
     "poly10_0_20": lambda loss: (*poly_far(lo=0.0, hi=20.0, degree=10, seed=4), 10),
 }
-OPTS = [o for o in reg.OPTIMIZERS]
+OPTS = list(reg.OPTIMIZERS)
 GRID = list(itertools.product(DESIGNS, ["mse", "huber"], OPTS, [None, 1, 8, 64]))
 
 

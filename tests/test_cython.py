@@ -567,7 +567,7 @@ def test_eight_threads_give_the_sequential_results():
         try:
             barrier.wait()
             results[k] = _fit("cython", record="params", **jobs[k])
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001 # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(jobs))]

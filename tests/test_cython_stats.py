@@ -140,7 +140,7 @@ def test_moments_match_the_reference(dtype, n, p):
     Gr, cr, Sr = ref.lsq_stats(1, X, y, basis, p)
     np.testing.assert_allclose(G, Gr, rtol=1e-12, atol=0)
     np.testing.assert_allclose(c, cr, rtol=1e-12, atol=0)
-    assert S == pytest.approx(Sr, rel=1e-12, abs=0)
+    assert pytest.approx(Sr, rel=1e-12, abs=0) == S
     np.testing.assert_array_equal(G, G.T)
     assert G[p, p] == n
 
@@ -167,7 +167,7 @@ def test_moments_centred_basis(dtype, n, p, shifted):
     absA = np.abs(A)
     np.testing.assert_array_less(np.abs(G - Gr), 1e-12 * (absA.T @ absA) + 1e-300)
     np.testing.assert_array_less(np.abs(c - cr), 1e-12 * (absA.T @ np.abs(yy)) + 1e-300)
-    assert S == pytest.approx(Sr, rel=1e-12, abs=0)
+    assert pytest.approx(Sr, rel=1e-12, abs=0) == S
 
 
 def _weights(n, dtype, seed=0):
@@ -196,7 +196,7 @@ def test_weighted_moments_match_the_reference(dtype, n, p, shifted):
     wa = w.astype(np.float64)[:, None] * np.abs(A)
     np.testing.assert_array_less(np.abs(G - Gr), 1e-12 * (np.abs(A).T @ wa) + 1e-300)
     np.testing.assert_array_less(np.abs(c - cr), 1e-12 * (wa.T @ np.abs(yy)) + 1e-300)
-    assert S == pytest.approx(Sr, rel=1e-12, abs=1e-300)
+    assert pytest.approx(Sr, rel=1e-12, abs=1e-300) == S
     np.testing.assert_array_equal(G, G.T)
 
 

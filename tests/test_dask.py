@@ -218,7 +218,7 @@ def test_nan_names_the_global_row(client, where, array, batch_size):
 def test_bad_chunking_is_named(client):
     X, y = awkward(n=2000)
     Xd = da.from_array(X, chunks=(500, 4))
-    with pytest.raises(ValueError, match="y's chunks .* do not match X's row chunks"):
+    with pytest.raises(ValueError, match=r"y's chunks .* do not match X's row chunks"):
         fastgd.fit(Xd, da.from_array(y, chunks=400))
     with pytest.raises(ValueError, match="different numbers of samples"):
         fastgd.fit(Xd, da.from_array(y[:-1], chunks=500))

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from fastgd import _registry as reg
-from fastgd.backends import _numpy as ref
-from fastgd.backends import resolve
+from fastgd.backends import _numpy as ref, resolve
 
 from .conftest import COMPILED
 
@@ -154,4 +153,4 @@ def test_lsq_stats(backend, model, dtype):
     yy = y.astype(np.float64)
     np.testing.assert_allclose(G, A.T @ A, rtol=1e-10)
     np.testing.assert_allclose(c, A.T @ yy, rtol=1e-10, atol=1e-9 * np.abs(A.T @ yy).max())
-    assert S == pytest.approx(float(yy @ yy), rel=1e-12)
+    assert pytest.approx(float(yy @ yy), rel=1e-12) == S

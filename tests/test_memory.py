@@ -107,7 +107,7 @@ def test_positive_control_fortran_X_is_copied_and_seen(data, backend):
 
 def _proc_status(key):
     with open("/proc/self/status") as fh:
-        return int(re.search(rf"^{key}:\s+(\d+) kB", fh.read(), re.M).group(1)) * 1024
+        return int(re.search(rf"^{key}:\s+(\d+) kB", fh.read(), re.MULTILINE).group(1)) * 1024
 
 
 def _reset_peak_rss():
@@ -142,7 +142,7 @@ def test_peak_rss_includes_compiled_allocations(backend):
     sgd = dict(batch_size=1 if backend != "numpy" else 256, lr=1e-4, max_iter=2, seed=0)
     for kw in (dict(max_iter=5), sgd):
         fastgd.fit(X[:500], y[:500], backend=backend, **kw)
-        peak = _rss_peak(lambda: fastgd.fit(X, y, backend=backend, **kw))
+        peak = _rss_peak(lambda kw=kw: fastgd.fit(X, y, backend=backend, **kw))
         assert peak <= BUDGET * X.nbytes, f"{kw}: {peak / X.nbytes:.1%} of X"
     # 80 MB: above glibc's largest dynamic mmap threshold (32 MB), so the copy
     # gets fresh pages rather than heap memory freed by an earlier fit

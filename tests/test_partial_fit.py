@@ -85,7 +85,7 @@ def test_state_errors_name_the_conflict():
     res = fastgd.fit(X, y, optimizer="adam", max_iter=2)
     with pytest.raises(ValueError, match="optimizer 'adam' != 'momentum'"):
         fastgd.fit(X, y, optimizer="momentum", state=res.state)
-    with pytest.raises(ValueError, match="l2 0.0 != 0.5"):
+    with pytest.raises(ValueError, match=r"l2 0\.0 != 0\.5"):
         fastgd.fit(X, y, optimizer="adam", l2=0.5, state=res.state)
     with pytest.raises(ValueError, match="number of parameters 3 != 2"):
         fastgd.fit(X[:, :2], y, optimizer="adam", state=res.state)

@@ -9,7 +9,7 @@ import pytest
 import fastgd
 
 pytest.importorskip("matplotlib")
-from fastgd import plotting  # noqa: E402
+from fastgd import plotting
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -93,9 +93,13 @@ def test_plot_path_of_a_fit(tmp_path):
 
 
 def test_plot_path_of_minimize(tmp_path):
-    f = lambda v: float((1 - v[0]) ** 2 + 100 * (v[1] - v[0] ** 2) ** 2)  # noqa: E731
-    g = lambda v: np.array([-2 * (1 - v[0]) - 400 * v[0] * (v[1] - v[0] ** 2),  # noqa: E731
-                            200 * (v[1] - v[0] ** 2)])
+    def f(v):
+        return float((1 - v[0]) ** 2 + 100 * (v[1] - v[0] ** 2) ** 2)
+
+    def g(v):
+        return np.array([-2 * (1 - v[0]) - 400 * v[0] * (v[1] - v[0] ** 2),
+                         200 * (v[1] - v[0] ** 2)])
+
     r = fastgd.minimize(f, g, np.array([-1.2, 1.0]), optimizer="adam", lr=0.02, max_iter=500,
                         record="params")
     out = tmp_path / "rosen.png"

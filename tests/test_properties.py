@@ -19,8 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastgd
@@ -92,7 +91,7 @@ def _check_result(res, degree, n_coef):
     assert np.isfinite(res.coef).all() and math.isfinite(res.intercept)
     assert not math.isnan(res.objective)
     assert np.isfinite(res.history.loss).all()
-    assert 0 <= res.n_iter
+    assert res.n_iter >= 0
 
 
 @SETTINGS

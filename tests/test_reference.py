@@ -9,7 +9,6 @@ from fastgd.backends import _numpy as ref
 
 from .conftest import small_linear, small_poly
 
-
 # ---------------------------------------------------------------- losses
 
 @pytest.mark.parametrize("loss", list(reg.LOSSES))

@@ -113,7 +113,7 @@ class _Spy:
     """Counts the calls of some kernels of a backend module (and passes them on)."""
 
     def __init__(self, monkeypatch, be, names):
-        self.calls = {k: 0 for k in names}
+        self.calls = dict.fromkeys(names, 0)
         for k in names:
             fn = getattr(be, k)
 

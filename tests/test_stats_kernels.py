@@ -55,8 +55,8 @@ def _direct_moments(X, y, x0, y0, full, w):
 
 def _check_moments(got, want, scale, rtol):
     assert len(got) == 5
-    for g, h, sc in zip(got, want, scale):
-        g, h, sc = np.asarray(g), np.asarray(h), np.asarray(sc)
+    for g0, h0, sc0 in zip(got, want, scale):
+        g, h, sc = np.asarray(g0), np.asarray(h0), np.asarray(sc0)
         assert g.shape == h.shape
         assert g.dtype == np.float64
         np.testing.assert_array_less(np.abs(g - h), rtol * sc + 1e-300)

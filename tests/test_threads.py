@@ -9,7 +9,6 @@ every problem is run twice concurrently.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

@@ -332,7 +332,7 @@ def test_datasets_reject(case, func, args, kw, exc, msg):
 def test_every_issue_parameter_is_covered():
     """The error list names the parameter in every case (a regression guard on the tables)."""
     for cases in (FIT_CASES, LG_CASES, MIN_CASES, MIN_LATE_CASES):
-        for case, kw, exc, msg in cases:
+        for case, _kw, exc, msg in cases:
             assert exc in (TypeError, ValueError)
             name = re.split(r"[ \\]", msg)[0]
             assert name in ("X", "y", "loss", "optimizer", "schedule", "backend", "record", "lr",

@@ -116,8 +116,10 @@ _BACKENDS: dict[str, tuple[str, str]] = {
     "numba": ("fastgd.backends._numba", "install numba: pip install 'fastgd[numba]'"),
     "cython": (
         "fastgd.backends._cython",
-        "the Cython extension was not built: reinstall fastgd from source with a C "
-        "compiler (pip install --force-reinstall --no-cache-dir fastgd)",
+        (
+            "the Cython extension was not built: reinstall fastgd from source with a C "
+            "compiler (pip install --force-reinstall --no-cache-dir fastgd)"
+        ),
     ),
 }
 

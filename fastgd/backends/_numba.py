@@ -107,15 +107,15 @@ import math
 import os
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
+from numba.core import cgutils, ir as nir
 from numba.core.caching import NullCache
-from numba.core import ir as nir
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.imputils import impl_ret_borrowed
@@ -124,7 +124,6 @@ from numba.extending import intrinsic, overload
 
 from .. import _config
 from . import LARGE_SGD_BYTES, _numpy
-
 
 
 def _preload_tbb() -> str | None:
@@ -143,7 +142,7 @@ def _preload_tbb() -> str | None:
     import sys as _sys
 
     try:
-        from numba.np.ufunc import tbbpool  # noqa: F401
+        from numba.np.ufunc import tbbpool
         return None
     except ImportError:
         pass
@@ -162,7 +161,7 @@ def _preload_tbb() -> str | None:
             continue
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            from numba.np.ufunc import tbbpool  # noqa: F401,F811
+            from numba.np.ufunc import tbbpool  # noqa: F401
         except (OSError, ImportError):
             continue
         return path
@@ -1450,7 +1449,7 @@ class _Parallel:
         self._prev = (numba.set_parallel_chunksize(SCHEDULE_CHUNK)
                       if self._size >= PARALLEL_MIN else None)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._prev is not None:
             numba.set_parallel_chunksize(self._prev)
         self._lock.__exit__(*exc)
@@ -2782,7 +2781,7 @@ def _compile_jobs(dtypes: Any, wanted: list[str] | None, weighted: bool, generic
                 for opt in range(len(_OPT_NAMES)):
                     for kind in range(len(_KINDS)):
                         def fit(w: Any, kind: int = kind, loss: int = loss, opt: int = opt,
-                                A: Any = A, model: int = model) -> None:
+                                A: Any = A, model: int = model, y: Any = y) -> None:
                             global _stage_override
                             batch = (None, 1, 1, 4, 4)[kind]
                             _stage_override = 1 if kind in (2, 4) else None
@@ -2798,20 +2797,20 @@ def _compile_jobs(dtypes: Any, wanted: list[str] | None, weighted: bool, generic
                 for large in (0, 1):
                     jobs.append((("objective_grad", model, loss, large), large,
                                  lambda w, model=model, loss=loss, A2=A2, theta=theta,
-                                 l2w=l2w: objective_grad(model, loss, A2, y, theta, basis, 1.0,
+                                 l2w=l2w, y=y, basis=basis: objective_grad(model, loss, A2, y, theta, basis, 1.0,
                                                          l2w, 1, np.empty_like(theta), w=w)))
                     jobs.append((("objective", model, loss, large), large,
                                  lambda w, model=model, loss=loss, A2=A2, theta=theta,
-                                 l2w=l2w: objective(model, loss, A2, y, theta, basis, 1.0, l2w,
+                                 l2w=l2w, y=y, basis=basis: objective(model, loss, A2, y, theta, basis, 1.0, l2w,
                                                     w=w)))
                 jobs.append((("batch_grad", model, loss), 0,
                              lambda w, model=model, loss=loss, A2=A2, theta=theta,
-                             l2w=l2w: batch_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1,
+                             l2w=l2w, y=y, basis=basis: batch_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1,
                                                  np.arange(A2.shape[0], dtype=np.int32), 0, 8,
                                                  np.empty_like(theta), w=w)))
             for large in (0, 1):
                 jobs.append((("lsq_stats", model, large), large,
-                             lambda w, model=model, A2=A2, theta=theta: lsq_stats(
+                             lambda w, model=model, A2=A2, theta=theta, y=y, basis=basis: lsq_stats(
                                  model, A2, y, basis, theta.shape[0] - 1, w=w)))
         for key, large, job in jobs:
             name = f"{_family_name(key[:1] if generic else key)} {dt.name}"

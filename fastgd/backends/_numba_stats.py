@@ -72,7 +72,7 @@ def _diag_rows(X, y, x0, y0, lo, hi, buf, w):
             sy += f
             syy += f * br[r]
         i += 8
-    for i in range(i, hi):
+    for i in range(i, hi):  # noqa: B020 - the tail starts where the unrolled loop stopped
         wi = 1.0 if w is None else np.float64(w[i])
         b = np.float64(y[i]) - y0
         bw = wi * b
