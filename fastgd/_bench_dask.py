@@ -24,7 +24,8 @@ import shutil
 import statistics
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def _glm_iteration(X: Any, y: Any, repeats: int) -> float:
     return statistics.median(per)
 
 
-def _data(n: int, chunk: int, seed: int = 0):
+def _data(n: int, chunk: int, seed: int = 0) -> tuple[Any, Any]:
     import dask.array as da
     g = da.random.default_rng(seed)
     X = g.standard_normal((n, D), chunks=(chunk, D))
@@ -112,7 +113,7 @@ def run_dask_bench(repeats: int = 5, glm: bool = True, sweep: bool = True,
                      f"(fastgd {out['speedup_vs_glm']:.1f}x faster)")
         del Xm, ym
         if sweep:
-            rows = []
+            rows: list[dict[str, Any]] = []
             for per_worker in (1, 2, 4):
                 Xc, yc = client.persist([X.rechunk({0: N // (2 * per_worker)}),
                                          y.rechunk(N // (2 * per_worker))])
@@ -123,7 +124,7 @@ def run_dask_bench(repeats: int = 5, glm: bool = True, sweep: bool = True,
                 del Xc, yc
             out["chunks"] = rows
             del X, y
-            rows = []
+            rows = []  # (the same list type, now for the size sweep)
             tmp = tempfile.mkdtemp(prefix="fastgd-bench-")
             try:
                 for mult in (1, 4, 16):
@@ -157,11 +158,11 @@ def write_results(out: dict[str, Any], json_path: str | None, txt_path: str | No
         with open(json_path, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=2)
     if txt_path:
-        lines = [f"fastgd bench --dask: {out['problem']}, {out['workers']}, "
-                 f"median of {out['repeats']}",
+        lines = [(f"fastgd bench --dask: {out['problem']}, {out['workers']}, "
+                  f"median of {out['repeats']}"),
                  f"full-batch epoch, fastgd on the cluster : {out['dask_epoch_s'] * 1e3:7.1f} ms",
-                 f"full-batch epoch, fastgd in memory     : {out['memory_epoch_s'] * 1e3:7.1f} ms"
-                 f"  (cluster / memory {out['dask_vs_memory']:.2f}x)"]
+                 (f"full-batch epoch, fastgd in memory     : {out['memory_epoch_s'] * 1e3:7.1f} ms"
+                  f"  (cluster / memory {out['dask_vs_memory']:.2f}x)")]
         if "glm_iteration_s" in out:
             lines.append(f"dask-glm gradient_descent, per iteration: "
                          f"{out['glm_iteration_s'] * 1e3:7.1f} ms  (fastgd "

@@ -60,7 +60,7 @@ def is_dask_array(a: Any) -> bool:
     return mod is not None and isinstance(a, mod.Array)
 
 
-def _import_dask():
+def _import_dask() -> tuple[Any, Any]:
     try:
         import dask
         import dask.array as da
@@ -85,7 +85,8 @@ def _known_chunks(name: str, a: Any) -> None:
                          "first (e.g. after boolean indexing)")
 
 
-def chunked_data(X: Any, y: Any, degree: int | None, sample_weight: Any):
+def chunked_data(X: Any, y: Any, degree: int | None, sample_weight: Any
+                 ) -> tuple[Any, Any, int, type, Any]:
     """Validate dask ``X``, ``y`` (and weights) from their metadata and coerce them lazily.
 
     Returns ``(X2d, y, model, dtype, w)`` as dask arrays: ``X2d`` (n, d) with
@@ -132,7 +133,7 @@ def chunked_data(X: Any, y: Any, degree: int | None, sample_weight: Any):
     return X, y, model, dt, w
 
 
-def _vector(name: str, a: Any, n: int, rows: tuple, da) -> Any:
+def _vector(name: str, a: Any, n: int, rows: tuple, da: Any) -> Any:
     """A 1-D dask vector of ``n`` values chunked like X's rows (a numpy one is wrapped)."""
     if not is_dask_array(a):
         a = np.asarray(a)
@@ -153,7 +154,7 @@ def _vector(name: str, a: Any, n: int, rows: tuple, da) -> Any:
     return a
 
 
-def _weights(w: Any, dt: type, dask) -> Any:
+def _weights(w: Any, dt: type, dask: Any) -> Any:
     """Weights normalised to mean 1 (lazily), after one pass over them; None if all equal."""
     wf = w.astype(np.float64)
     total, lo, hi, bad = dask.compute(wf.sum(), wf.min(), wf.max(), (~np.isfinite(wf)).sum())
@@ -171,9 +172,10 @@ def _weights(w: Any, dt: type, dask) -> Any:
 # ---------------------------------------------------------------- per-chunk tasks (on workers)
 
 
-def _first_bad(model: int, xb: np.ndarray, yb: np.ndarray, lo: int, notes: tuple[str, str]):
-    """The chunk's first NaN/inf in X and in y, as ``(position, ValueError)`` or None each."""
-    found = []
+def _first_bad(model: int, xb: np.ndarray, yb: np.ndarray, lo: int, notes: tuple[str, str]
+               ) -> tuple[ValueError | None, ...]:
+    """The chunk's first NaN/inf in X and in y: a ``ValueError`` naming it, or None, each."""
+    found: list[ValueError | None] = []
     for name, a, note in (("X", xb[:, 0] if model == 1 else xb, notes[0]), ("y", yb, notes[1])):
         try:
             val.check_finite(name, a, note, offset=lo)
@@ -190,7 +192,7 @@ def _finite(out: Any) -> bool:
 
 
 def _chunk_task(bname: str, fn: Callable, model: int, notes: tuple[str, str], lo: int,
-                xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None):
+                xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> tuple[Any, Any]:
     """``fn(be, xb, yb, wb)`` on one chunk; a non-finite result scans the chunk."""
     be = resolve(bname)[1]
     xb, yb = np.ascontiguousarray(xb), np.ascontiguousarray(yb)
@@ -244,8 +246,9 @@ def _range(be, xb, yb, wb):
 
 
 def _sgd_chunk(bname: str, model: int, loss: int, notes: tuple[str, str], lo: int, seed: int,
-               basis, delta, l2w, fit_icpt, opt, hp, lr, batch_size, pre, carry,
-               xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None):
+               basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int, opt: int,
+               hp: np.ndarray, lr: float, batch_size: int, pre: np.ndarray, carry: tuple,
+               xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> tuple:
     """The compiled stochastic epoch over one chunk, its rows in a seeded random order.
 
     ``carry`` is ``(theta, slots, t, status, bad)`` from the previous chunk; a
@@ -377,8 +380,9 @@ class ChunkedKernels:
             raise xerr if xerr is not None else yerr
 
     # -- the kernel interface
-    def objective_grad(self, model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
-                       w=None) -> float:
+    def objective_grad(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray,
+                       basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
+                       grad: np.ndarray, w: Any = None) -> float:
         parts = self._map(partial(_og, model, loss, theta, basis, delta, int(fit_icpt)))
         f = 0.0
         acc = np.zeros(theta.shape[0])
@@ -390,7 +394,8 @@ class ChunkedKernels:
         ref._finish(acc, n, theta, l2w, fit_icpt, grad)
         return f / n + ref._penalty(theta, l2w)
 
-    def objective(self, model, loss, X, y, theta, basis, delta, l2w, w=None) -> float:
+    def objective(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray,
+                  basis: np.ndarray, delta: float, l2w: np.ndarray, w: Any = None) -> float:
         parts = self._map(partial(_obj, model, loss, theta, basis, delta))
         return sum(parts) / int(self._offsets[-1]) + ref._penalty(theta, l2w)
 
@@ -402,15 +407,18 @@ class ChunkedKernels:
         parts = self._map(partial(_lsq, model, basis, p))
         return tuple(_sum_in_order([q[i] for q in parts]) for i in range(3))
 
-    def max_row_norm2(self, model, X, basis, pre, fit_icpt, w=None) -> float:
+    def max_row_norm2(self, model: int, X: Any, basis: np.ndarray, pre: np.ndarray,
+                      fit_icpt: int, w: Any = None) -> float:
         return float(np.max(self._map(partial(_rownorm, model, basis, pre, bool(fit_icpt)))))
 
-    def value_range(self, x=None) -> tuple[float, float]:
+    def value_range(self, x: Any = None) -> tuple[float, float]:
         r = np.array(self._map(_range))
         return float(np.min(r[:, 0])), float(np.max(r[:, 1]))
 
-    def run(self, model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, *rest,
-            stats: Any = None, **kwargs: Any):
+    def run(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray, basis: np.ndarray,
+            delta: float, l2w: np.ndarray, fit_icpt: int, opt: int, hp: np.ndarray,
+            state: np.ndarray, *rest: Any, stats: Any = None, **kwargs: Any
+            ) -> tuple[int, int, int, float]:
         """The reference's epoch loop over these chunked passes (``stats`` unused).
 
         Ctrl-C during a pass leaves ``theta`` and the optimizer slots as they
@@ -419,7 +427,7 @@ class ChunkedKernels:
         theta0, state0 = theta.copy(), state.copy()
         try:
             return ref.run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state,
-                           *rest, kernels=self, **kwargs)
+                           *rest, kernels=self, **kwargs)  # type: ignore[misc]  # (rest: 14 positionals)
         except KeyboardInterrupt:
             theta[:] = theta0
             state[:] = state0
@@ -435,8 +443,11 @@ class ChunkedKernels:
             out[e, k:] = rng.integers(0, 2**62, size=k)
         return out
 
-    def stochastic_epoch(self, model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp,
-                         state, t, lr, idx, batch_size, grad, pre, w=None) -> int:
+    def stochastic_epoch(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray,
+                         basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
+                         opt: int, hp: np.ndarray, state: np.ndarray, t: int, lr: float,
+                         idx: np.ndarray, batch_size: int, grad: np.ndarray, pre: np.ndarray,
+                         w: Any = None) -> int:
         """One epoch chunk to chunk (``idx``: a row of :meth:`draw_orders`).
 
         A diverged epoch leaves NaN in ``theta`` (the loop restores the
@@ -470,7 +481,7 @@ def _scan_only(be, xb, yb, wb):
 
 def _sum_in_order(parts: list) -> Any:
     out = parts[0]
-    out = np.array(out, dtype=np.float64, copy=True) if not np.isscalar(out) else float(out)
+    out = float(out) if isinstance(out, float) else np.array(out, dtype=np.float64, copy=True)
     for q in parts[1:]:
         out = out + q
     return out
