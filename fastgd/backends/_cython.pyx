@@ -1779,7 +1779,9 @@ cdef void _batch_grad(int model, int loss, const floating* X, const floating* y,
     Weighted, row idx[k]'s psi is multiplied by w[idx[k]]; the sum is still
     divided by stop - start.  ``lsum[0]`` += the rows' (weighted) losses
     ``w_i rho(r_i)``, float64, from the same residuals (the progressive loss
-    of ``_run``).
+    of ``_run``), one add per row in visiting order: the running sum is
+    carried through, so however an epoch is split (``_staged_epoch``'s
+    stretches depend on the threads' timing) the sum has the same bits.
     """
     cdef floating sh = <floating>shift, xs = <floating>xscale, d = <floating>delta
     memset(acc, 0, (p + 1) * sizeof(double))
@@ -1801,7 +1803,7 @@ cdef inline void _batch_rows(int model, int loss, const floating* X, const float
     """acc += the row sums of the gradient over idx[start:stop], lsum[0] += their
     losses (see ``_batch_grad``)."""
     cdef floating r
-    cdef double ls = 0.0
+    cdef double ls = lsum[0]
     cdef Py_ssize_t k, i
     cdef const floating* x
     for k in range(start, stop):
@@ -1814,7 +1816,7 @@ cdef inline void _batch_rows(int model, int loss, const floating* X, const float
         r = predict_row(model, x, p, theta, sh, xs, shifted) - y[i]
         ls += <double>_wt(rho(loss, r, d), w, i, wtd)
         accumulate_row64(model, x, p, _wt(psi(loss, r, d), w, i, wtd), sh, xs, shifted, acc)
-    lsum[0] += ls
+    lsum[0] = ls
 
 
 cdef inline void _moments_chunk(const floating* X, const floating* y, const floating* w,
@@ -2716,7 +2718,7 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, const f
     residuals (float64; one add per sample, off the steps' dependency chain).
     """
     cdef floating d = <floating>delta, lrf = <floating>lr, r, s, g, dotv
-    cdef double ls = 0.0
+    cdef double ls = lsum[0]
     cdef Py_ssize_t k, i
     cdef const floating* x
     cdef const floating* xn
@@ -2745,7 +2747,7 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, const f
         if k + 1 < stop:
             i = <Py_ssize_t>idx[k + 1]
             x = xn
-    lsum[0] += ls
+    lsum[0] = ls
 
 
 cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
@@ -2773,7 +2775,7 @@ cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
     too.
     """
     cdef floating d = <floating>delta, lrf = <floating>lr, zero = 0, r, s, gp, dp, dotv
-    cdef double s2 = 0.0, ls = 0.0
+    cdef double s2 = 0.0, ls = lsum[0]
     cdef const double* a = pre
     cdef const double* b = pre + p + 1
     cdef Py_ssize_t k, i
@@ -2806,7 +2808,7 @@ cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
         if k + 1 < stop:
             i = <Py_ssize_t>idx[k + 1]
             x = xn
-    lsum[0] += ls
+    lsum[0] = ls
 
 
 # Progress marks of a staged epoch (``_staged_epoch``), int64, each group on
