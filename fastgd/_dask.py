@@ -251,10 +251,11 @@ def _sgd_chunk(bname: str, model: int, loss: int, notes: tuple[str, str], lo: in
                xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> tuple:
     """The compiled stochastic epoch over one chunk, its rows in a seeded random order.
 
-    ``carry`` is ``(theta, slots, t, status, bad)`` from the previous chunk; a
+    ``carry`` is ``(theta, slots, t, status, bad, lsum)`` from the previous
+    chunk (``lsum``: the sum of the rows' losses so far in the epoch); a
     diverged carry (status 2) passes through untouched.
     """
-    theta, slots, t, status, _bad = carry
+    theta, slots, t, status, _bad, lsum = carry
     if status == 2:
         return carry
     be = resolve(bname)[1]
@@ -266,14 +267,15 @@ def _sgd_chunk(bname: str, model: int, loss: int, notes: tuple[str, str], lo: in
     theta, slots = theta.copy(), slots.copy()
     grad = np.zeros_like(theta)
     m = theta.shape[0]
-    with np.errstate(all="ignore"):
-        _, code, t, _ = be.run(model, loss, xb, yb, theta, basis, delta, l2w, fit_icpt, opt, hp,
+    with np.errstate(all="ignore"):  # need_obj 0: f is the chunk's progressive (mean) loss
+        _, code, t, f = be.run(model, loss, xb, yb, theta, basis, delta, l2w, fit_icpt, opt, hp,
                                slots, t, 0, lr, np.zeros(3), 0, 1, batch_size, order[None, :],
                                0.0, 0, grad, math.nan, np.empty(0), np.empty((0, m), theta.dtype),
                                pre, w=wb)
-    if code == 2:  # the chunk's epoch diverged: NaN/inf in it, or a step too large
-        return theta, slots, t, 2, _first_bad(model, xb, yb, lo, notes)
-    return theta, slots, t, 0, None
+    lsum += float(f) * k
+    if code == 2 or not math.isfinite(lsum):  # diverged, or NaN/inf in the chunk
+        return theta, slots, t, 2, _first_bad(model, xb, yb, lo, notes), lsum
+    return theta, slots, t, 0, None, lsum
 
 
 # ---------------------------------------------------------------- the chunked kernels (client)
@@ -447,8 +449,11 @@ class ChunkedKernels:
                          basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
                          opt: int, hp: np.ndarray, state: np.ndarray, t: int, lr: float,
                          idx: np.ndarray, batch_size: int, grad: np.ndarray, pre: np.ndarray,
-                         w: Any = None) -> int:
+                         w: Any = None) -> tuple[int, float]:
         """One epoch chunk to chunk (``idx``: a row of :meth:`draw_orders`).
+
+        Returns the step count and the sum of the rows' losses, each at the
+        parameters its step started from (the chunks' progressive losses).
 
         A diverged epoch leaves NaN in ``theta`` (the loop restores the
         epoch's start and reports it).
@@ -456,22 +461,22 @@ class ChunkedKernels:
         dask, _ = _import_dask()
         k = self.nchunks
         task = dask.delayed(_sgd_chunk, pure=False)
-        carry: Any = (theta.copy(), state.copy(), int(t), 0, None)
+        carry: Any = (theta.copy(), state.copy(), int(t), 0, None, 0.0)
         for j in idx[:k]:
             lo = int(self._offsets[j])
             xb, yb, wb = self._blocks[j]
             carry = task(self.bname, model, loss, self.notes, lo, int(idx[k + j]), basis, delta,
                          l2w, int(fit_icpt), opt, hp, float(lr), int(batch_size), pre, carry,
                          xb, yb, wb)
-        theta_new, slots, t_new, status, bad = dask.compute(carry)[0]
+        theta_new, slots, t_new, status, bad, lsum = dask.compute(carry)[0]
         if status == 2:
             if bad is not None:
                 self._note_bad([bad])
             theta[:] = np.nan
-            return int(t_new)
+            return int(t_new), math.nan
         theta[:] = theta_new
         state[:] = slots
-        return int(t_new)
+        return int(t_new), float(lsum)
 
 
 def _scan_only(be, xb, yb, wb):

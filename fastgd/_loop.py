@@ -4,7 +4,8 @@
 how many epochs one ``run`` call takes (so Ctrl-C and progress stay
 responsive), the per-epoch sample orders drawn from the seed, growing the
 history buffers, the callback (given the user's parameters) and the final
-objective when the kernels did not compute it.
+objective when the kernels did not compute it and no epoch proved the data
+finite.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     ``epoch0``) continue from a previous fit; epochs and history count from 0.
     The objective at the returned ``theta`` is in ``Outcome.f``, or
     ``Outcome.lazy_f`` says that nothing needed it yet.  Data not yet proven
-    finite (``prob.unscanned``) are proven by the loop's own passes; NaN/inf in
+    finite (``prob.unscanned``) are proven by the loop's own passes (an
+    objective, or a completed stochastic epoch's progressive loss); NaN/inf in
     them -- or in data a diverged fit ran on with ``check_finite=False`` --
     raise the named ``ValueError`` before any result is returned.
     """
@@ -187,6 +189,14 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     sched_hp = np.r_[rule.sched_hp[:2], float(epoch0)]
     bar = Progress(progress, max_iter)
     epoch, status, t, f = 0, 0, t0, math.nan
+    # Stochastic epochs without a history compute no objective: ``run``
+    # returns instead the last epoch's progressive loss (the mean loss of the
+    # residuals the steps took), never passed back as ``f0`` nor reported as
+    # the objective.  An epoch visits every row, so a finite one (with finite
+    # parameters) proves the data finite; ``swept``: one did, in a call that
+    # neither diverged nor was interrupted.  ``prog`` NaN: none completed.
+    have_f = not (stochastic and not need_obj)
+    swept, prog = False, math.nan
     try:
         while epoch < max_iter:
             n_ep = min(chunk, max_iter - epoch)
@@ -210,12 +220,17 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
                 hist_loss, hist_params = grow_history(hist_loss, hist_params, record,
                                                       epoch + n_ep + 1, max_iter + 1)
             with quiet(prob.bname):  # divergence is reported by the caller
-                done, code, t, f = be.run(
+                done, code, t, fr = be.run(
                     prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis, prob.delta,
                     coords.l2w, int(prob.fit_icpt), rule.spec.code, rule.hp, state, t,
                     rule.sched.code, rule.lr, sched_hp, epoch, n_ep, bsz, order, tol,
                     int(need_obj), grad, f, hist_loss, hist_params, coords.pre, w=prob.w,
                     **extra)
+            if have_f:
+                f = fr
+            elif done > 0 and code != 2:
+                prog = fr
+                swept = swept or math.isfinite(prog)
             epoch += done
             bar.update(done, f)
             if code != 0:
@@ -233,18 +248,24 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
 
     # Full batches computed the objective at theta; stochastic epochs without a
     # history did not.  The objective is computed here on divergence, and when
-    # no pass so far proved the data finite (this pass then does: finite
-    # parameters give a finite objective only on finite data, and with
-    # check_finite=False it is what names a NaN/inf); otherwise it is left to
-    # the first read of ``FitResult.objective``.
-    have_f = not (stochastic and not need_obj)
-    proven = check_finite and not prob.unscanned  # by a scan or a pass of the fit
-    if status == 2 or (have_f and not math.isfinite(f)) or (not have_f and not proven):
+    # no pass so far proved the data finite (this pass
+    # then does: finite parameters give a finite objective only on finite data,
+    # and with check_finite=False it is what names a NaN/inf); otherwise it is
+    # left to the first read of ``FitResult.objective``.  A completed
+    # stochastic epoch is such a pass (not one cut short by Ctrl-C, after
+    # which theta may be mid-epoch): a finite progressive loss proves the data
+    # finite, a non-finite one has the data scanned (the named error, or
+    # finite data whose losses overflow).
+    proven = (check_finite and not prob.unscanned) or (swept and status in (0, 1))
+    bad_sweep = not have_f and status in (0, 1) and not swept and not math.isnan(prog)
+    if (status == 2 or (have_f and not math.isfinite(f))
+            or (not have_f and not proven and not bad_sweep)):
         f = final_objective(prob, coords, theta)
         have_f = True
-    if (prob.unscanned or not check_finite) and (status == 2 or not math.isfinite(f)):
+    if (prob.unscanned or not check_finite) and (
+            status == 2 or bad_sweep or (have_f and not math.isfinite(f))):
         # NaN/inf in the data: the error names it.  (Huber's clipped slope keeps
-        # the parameters finite on an infinite y, so the objective is checked too.)
+        # the parameters finite on an infinite y, so the loss is checked too.)
         prob.scan()
     prob.unscanned = False
     return Outcome(epoch, status, t, float(f) if have_f else math.nan, hist_loss, hist_params,

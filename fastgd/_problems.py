@@ -547,8 +547,8 @@ def _sgd_epoch(backend: str, X: np.ndarray, y: np.ndarray, order: np.ndarray, lr
 
 def _sgd_kernel_case(backend: str) -> Case:
     """The compiled SGD epoch alone: ``run`` on validated arrays with the order
-    already drawn (what ``fit`` adds on top: the NaN/inf scan of X and y, the
-    shuffle, the final objective pass)."""
+    already drawn (what ``fit`` adds on top: validation and the shuffle; the
+    epoch's progressive loss is its NaN/inf check)."""
     def prepare(data: Data) -> Prepared:
         import fastgd
         X, y = data.linear(np.float64)

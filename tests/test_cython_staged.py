@@ -79,7 +79,7 @@ def _pre(kind, X, m, rng):
     return np.vstack([T, np.linalg.inv(T)])
 
 
-def _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=0):
+def _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=0, need_obj=1):
     dt = X.dtype
     theta = (0.05 * np.arange(1, m + 1) / m).astype(dt)
     state = np.zeros((2, m), dt)
@@ -87,8 +87,9 @@ def _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=
     hist_loss = np.full(n_epochs + 1, np.nan)
     hist_params = np.zeros((n_epochs + 1, m), dt)
     out = cy.run(0 if X.shape[1] != 1 or m == 2 else 1, loss, X, y, theta, basis, DELTA, l2w,
-                 1, opt, HP, state, 3, 1, lr, SHP, epoch0, n_epochs, 1, orders, 0.0, 1, grad,
-                 float("nan"), hist_loss, hist_params, pre, None, w)
+                 1, opt, HP, state, 3, 1, lr, SHP, epoch0, n_epochs, 1, orders, 0.0, need_obj,
+                 grad, float("nan"), hist_loss if need_obj else np.empty(0),
+                 hist_params, pre, None, w)
     return out, theta, state, grad, hist_loss, hist_params
 
 
@@ -109,7 +110,9 @@ CASES = [(opt, loss, model, kind, weighted, dtype)
 @pytest.mark.parametrize("opt,loss,model,kind,weighted,dtype", CASES)
 def test_staged_epochs_are_the_plain_epochs(staging, opt, loss, model, kind, weighted, dtype):
     """Every optimizer, both losses, linear and poly, each preconditioner, with and
-    without weights, float64 and float32: the same bits staged and plain."""
+    without weights, float64 and float32: the same bits staged and plain --
+    without a history too, where ``f`` is the progressive loss (its sum runs
+    in visiting order however the staged epoch splits)."""
     X, y, m, basis, rng = _problem(model, dtype)
     pre = _pre(kind, X, m, rng)
     w = None
@@ -124,15 +127,21 @@ def test_staged_epochs_are_the_plain_epochs(staging, opt, loss, model, kind, wei
     assert 1 < cy._stage_rows(N, row_bytes, 1) < N // 8  # many chunks
     assert cy._stage_rows(N, row_bytes, 2) == 0
     staged = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr)
+    staged0 = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, need_obj=0)
     old = cy._set_stage_min_bytes(1 << 62)
     try:
         assert cy._stage_rows(N, row_bytes, 1) == 0
         plain = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr)
+        plain0 = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, need_obj=0)
     finally:
         cy._set_stage_min_bytes(old)
     assert plain[0][0] == 2  # two epochs, no divergence
     assert np.all(np.isfinite(plain[4]))
     _same(staged, plain)
+    assert np.isfinite(plain0[0][3]) and plain0[0][3] != plain[0][3]  # progressive, not f
+    _same(staged0, plain0)
+    for u, v in zip(plain0[1:4], plain[1:4]):  # the same steps with or without a history
+        assert np.array_equal(u, v)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -97,6 +97,22 @@ Functions:
     compiled backends (which then skip their own pass); the reference ignores
     it.  ``status`` is 0 (all epochs ran),
     1 (converged) or 2 (diverged; ``theta`` holds the last finite parameters).
+    ``f`` is the objective at the returned ``theta``, except for stochastic
+    batches without ``need_obj`` (no objective pass), which ignore ``f0`` and
+    return the *progressive loss* of the last completed epoch:
+    ``sum_i w_i rho(r_i) / n`` over the epoch's rows, each residual ``r_i``
+    the one computed for the step that uses row i (before that step; a
+    mini-batch's rows at the batch's parameters), summed in float64 in
+    visiting order, no penalty; NaN when no epoch completed.  Every
+    stochastic code path sums it (single samples, fused or staged, and
+    mini-batches): one add per row, on residuals the steps compute anyway,
+    and the parameters are the same bits as without it.  It never decides
+    divergence.  Since an epoch visits every row once, a finite progressive
+    loss with finite parameters proves that every value of ``X``, ``y`` (and
+    ``w``) is finite -- rho(inf) is inf, so it covers an infinite ``y``
+    under Huber's clipped slope, which keeps the parameters finite -- and
+    ``fastgd._loop.run_epochs`` then skips the objective pass that would
+    prove it (the objective itself is computed on first read).
 ``minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, tol,
                hist_f, hist_x) -> (n_done, status, fval)``
     Optional.  The ``minimize`` loop for user functions.

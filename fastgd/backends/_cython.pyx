@@ -1773,20 +1773,24 @@ cdef void _batch_grad(int model, int loss, const floating* X, const floating* y,
                       const floating* theta, double shift, double xscale, double delta,
                       const floating* l2w, int l2d, int fit_icpt, const index_t* idx,
                       Py_ssize_t n_idx, Py_ssize_t start, Py_ssize_t stop, floating* grad,
-                      double* acc) noexcept nogil:
+                      double* acc, double* lsum) noexcept nogil:
     """Gradient over the rows idx[start:stop], prefetching rows PREFETCH samples ahead.
 
     Weighted, row idx[k]'s psi is multiplied by w[idx[k]]; the sum is still
-    divided by stop - start.
+    divided by stop - start.  ``lsum[0]`` += the rows' (weighted) losses
+    ``w_i rho(r_i)``, float64, from the same residuals (the progressive loss
+    of ``_run``), one add per row in visiting order: the running sum is
+    carried through, so however an epoch is split (``_staged_epoch``'s
+    stretches depend on the threads' timing) the sum has the same bits.
     """
     cdef floating sh = <floating>shift, xs = <floating>xscale, d = <floating>delta
     memset(acc, 0, (p + 1) * sizeof(double))
     if sh == 0:
         _batch_rows(model, loss, X, y, w, wtd, ncol, p, theta, sh, xs, <noshift_t>0, d, idx,
-                    n_idx, start, stop, acc)
+                    n_idx, start, stop, acc, lsum)
     else:
         _batch_rows(model, loss, X, y, w, wtd, ncol, p, theta, sh, xs, <shifted_t>1, d, idx,
-                    n_idx, start, stop, acc)
+                    n_idx, start, stop, acc, lsum)
     _finish(acc, stop - start, theta, l2w, l2d, fit_icpt, grad, p)
 
 
@@ -1794,9 +1798,12 @@ cdef inline void _batch_rows(int model, int loss, const floating* X, const float
                              const floating* w, weight_t wtd, Py_ssize_t ncol, Py_ssize_t p,
                              const floating* theta, floating sh, floating xs, basis_t shifted,
                              floating d, const index_t* idx, Py_ssize_t n_idx,
-                             Py_ssize_t start, Py_ssize_t stop, double* acc) noexcept nogil:
-    """acc += the row sums of the gradient over idx[start:stop] (see ``_batch_grad``)."""
+                             Py_ssize_t start, Py_ssize_t stop, double* acc,
+                             double* lsum) noexcept nogil:
+    """acc += the row sums of the gradient over idx[start:stop], lsum[0] += their
+    losses (see ``_batch_grad``)."""
     cdef floating r
+    cdef double ls = lsum[0]
     cdef Py_ssize_t k, i
     cdef const floating* x
     for k in range(start, stop):
@@ -1807,7 +1814,9 @@ cdef inline void _batch_rows(int model, int loss, const floating* X, const float
         i = <Py_ssize_t>idx[k]
         x = X + i * ncol
         r = predict_row(model, x, p, theta, sh, xs, shifted) - y[i]
+        ls += <double>_wt(rho(loss, r, d), w, i, wtd)
         accumulate_row64(model, x, p, _wt(psi(loss, r, d), w, i, wtd), sh, xs, shifted, acc)
+    lsum[0] = ls
 
 
 cdef inline void _moments_chunk(const floating* X, const floating* y, const floating* w,
@@ -2425,15 +2434,16 @@ def batch_grad(int model, int loss, const floating[:, ::1] X, const floating[::1
         wp = &wv[0]
     _basis(basis, bs)
     cdef double* acc = _alloc_doubles(p + 1)
+    cdef double lsum = 0.0  # (the rows' losses: not needed here)
     with nogil:
         if wp == NULL:
             _batch_grad(model, loss, &X[0, 0], &y[0], wp, <unweighted_t>0, X.shape[1], p,
                         &theta[0], bs[0], bs[1], delta, &l2w[0], l2d, fit_icpt, &idx[0],
-                        idx.shape[0], start, stop, &grad[0], acc)
+                        idx.shape[0], start, stop, &grad[0], acc, &lsum)
         else:
             _batch_grad(model, loss, &X[0, 0], &y[0], wp, <weighted_t>1, X.shape[1], p,
                         &theta[0], bs[0], bs[1], delta, &l2w[0], l2d, fit_icpt, &idx[0],
-                        idx.shape[0], start, stop, &grad[0], acc)
+                        idx.shape[0], start, stop, &grad[0], acc, &lsum)
     _free_doubles(acc)
 
 # ---------------------------------------------------------------- update rules
@@ -2695,7 +2705,7 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, const f
                          weight_t wtd, Py_ssize_t ncol, floating* theta, Py_ssize_t p,
                          double delta, const floating* l2w, int fit_icpt, const index_t* idx,
                          Py_ssize_t n_idx, Py_ssize_t start, Py_ssize_t stop,
-                         double lr) noexcept nogil:
+                         double lr, double* lsum) noexcept nogil:
     """Samples idx[start:stop], one gd step each, linear model (batch_size 1).
 
     The same arithmetic as ``_batch_grad`` over one row followed by
@@ -2704,8 +2714,11 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, const f
     with s = psi(r) (weighted: psi(r) w_i, in the data dtype -- the only
     change, one product per sample).  float64 fuses each step with the next
     sample's dot product (same partial sums as ``_dot``, so the same bits).
+    ``lsum[0]`` += the samples' (weighted) losses rho(r) w_i at their
+    residuals (float64; one add per sample, off the steps' dependency chain).
     """
     cdef floating d = <floating>delta, lrf = <floating>lr, r, s, g, dotv
+    cdef double ls = lsum[0]
     cdef Py_ssize_t k, i
     cdef const floating* x
     cdef const floating* xn
@@ -2720,6 +2733,7 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, const f
         if k + PREFETCH_L1 < n_idx:
             _prefetch_row_l1(X, ncol, <Py_ssize_t>idx[k + PREFETCH_L1])
         r = (dotv + theta[p]) - y[i]
+        ls += <double>_wt(rho(loss, r, d), w, i, wtd)
         s = _wt(psi(loss, r, d), w, i, wtd)
         xn = X + <Py_ssize_t>idx[k + 1] * ncol if k + 1 < stop else x
         if floating is double:
@@ -2733,13 +2747,15 @@ cdef void _sgd_gd_linear(int loss, const floating* X, const floating* y, const f
         if k + 1 < stop:
             i = <Py_ssize_t>idx[k + 1]
             x = xn
+    lsum[0] = ls
 
 
 cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
                              const floating* w, weight_t wtd, Py_ssize_t ncol, floating* theta,
                              Py_ssize_t p, double delta, const floating* l2w, const double* pre,
                              int fit_icpt, const index_t* idx, Py_ssize_t n_idx,
-                             Py_ssize_t start, Py_ssize_t stop, double lr) noexcept nogil:
+                             Py_ssize_t start, Py_ssize_t stop, double lr,
+                             double* lsum) noexcept nogil:
     """``_sgd_gd_linear`` with the centre-and-scale preconditioner (kind 1, rows a, b).
 
     The same arithmetic as ``_batch_grad`` over one row, then ``_step``
@@ -2755,10 +2771,11 @@ cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
     The ordered sum s2 is a chain of p dependent float64 adds per sample, on
     the way to the next prediction: it bounds the epoch (1e6 x 100 float64:
     ~70 ms against ~40 ms without ``pre`` and ~200 ms on the general path).
-    Weighted: s = psi(r) w_i (data dtype), as in ``_sgd_gd_linear``.
+    Weighted: s = psi(r) w_i (data dtype), as in ``_sgd_gd_linear``; ``lsum``
+    too.
     """
     cdef floating d = <floating>delta, lrf = <floating>lr, zero = 0, r, s, gp, dp, dotv
-    cdef double s2 = 0.0
+    cdef double s2 = 0.0, ls = lsum[0]
     cdef const double* a = pre
     cdef const double* b = pre + p + 1
     cdef Py_ssize_t k, i
@@ -2775,6 +2792,7 @@ cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
         if k + PREFETCH_L1 < n_idx:
             _prefetch_row_l1(X, ncol, <Py_ssize_t>idx[k + PREFETCH_L1])
         r = (dotv + theta[p]) - y[i]
+        ls += <double>_wt(rho(loss, r, d), w, i, wtd)
         s = _wt(psi(loss, r, d), w, i, wtd)
         xn = X + <Py_ssize_t>idx[k + 1] * ncol if k + 1 < stop else x
         if fit_icpt:
@@ -2790,6 +2808,7 @@ cdef void _sgd_gd_linear_pre(int loss, const floating* X, const floating* y,
         if k + 1 < stop:
             i = <Py_ssize_t>idx[k + 1]
             x = xn
+    lsum[0] = ls
 
 
 # Progress marks of a staged epoch (``_staged_epoch``), int64, each group on
@@ -2847,9 +2866,9 @@ cdef long long _steps(int model, int loss, const floating* X, const floating* y,
                       const double* hp, floating* s0, floating* s1, long long t, double lr,
                       const index_t* idx, Py_ssize_t n_idx, Py_ssize_t start, Py_ssize_t stop,
                       bint last, floating* grad, double* acc, const double* pre, int kind,
-                      double* pre_work, floating* pre_delta) noexcept nogil:
+                      double* pre_work, floating* pre_delta, double* lsum) noexcept nogil:
     """The single-sample steps of the plain epoch (``_run``) over positions
-    start..stop-1 of ``idx``; returns t.
+    start..stop-1 of ``idx``; returns t.  ``lsum[0]`` += the samples' losses.
 
     ``last``: this stretch ends the epoch, whose last sample takes the batch
     gradient and ``_step`` (all others the fused gd paths where they apply).
@@ -2862,19 +2881,19 @@ cdef long long _steps(int model, int loss, const floating* X, const floating* y,
     fstop = stop - 1 if last else stop
     if opt == 0 and model == 0 and n > 1 and kind == 0 and not l2d:
         _sgd_gd_linear(loss, X, y, w, wtd, ncol, theta, p, delta, l2w, fit_icpt, idx,
-                       n_idx, start, fstop, lr)
+                       n_idx, start, fstop, lr, lsum)
         if fstop > start:
             t += fstop - start
             start = fstop
     elif opt == 0 and model == 0 and n > 1 and kind == 1 and not l2d:
         _sgd_gd_linear_pre(loss, X, y, w, wtd, ncol, theta, p, delta, l2w, pre, fit_icpt,
-                           idx, n_idx, start, fstop, lr)
+                           idx, n_idx, start, fstop, lr, lsum)
         if fstop > start:
             t += fstop - start
             start = fstop
     while start < stop:
         _batch_grad(model, loss, X, y, w, wtd, ncol, p, theta, shift, xscale, delta, l2w,
-                    l2d, fit_icpt, idx, n_idx, start, start + 1, grad, acc)
+                    l2d, fit_icpt, idx, n_idx, start, start + 1, grad, acc, lsum)
         t += 1
         _step(opt, theta, grad, s0, s1, m, lr, hp, t, pre, kind, pre_work, pre_delta)
         start += 1
@@ -2890,8 +2909,11 @@ cdef long long _staged_epoch(int model, int loss, const floating* X, const float
                              const double* pre, int kind, double* pre_work,
                              floating* pre_delta, Py_ssize_t rows, floating* Xs,
                              Py_ssize_t xstride, floating* ys, floating* ws,
-                             const index_t* ident, long long* marks) noexcept nogil:
+                             const index_t* ident, long long* marks,
+                             double* lsum) noexcept nogil:
     """One single-sample epoch over ``idx``, the rows staged by a second thread; returns t.
+
+    ``lsum[0]`` += the samples' losses (the stepping thread's ``_steps``).
 
     The epoch goes in chunks of ``rows`` positions of ``idx``; chunk c is
     staged in buffer k = c % STAGE_SLOTS (``Xs + k * xstride``, ``ys + k *
@@ -2944,20 +2966,20 @@ cdef long long _staged_epoch(int model, int loss, const floating* X, const float
                                            theta, p, shift, xscale, delta, l2w, l2d, fit_icpt,
                                            opt, hp, s0, s1, tt[0], lr, ident, d - lo, pos - lo,
                                            d - lo, d == n, grad, acc, pre, kind, pre_work,
-                                           pre_delta)
+                                           pre_delta, lsum)
                             pos = d
                         else:  # caught up with the copy: the staging thread stops here
                             fgd_store_seq(&sl[16], pos)
                             tt[0] = _steps(model, loss, X, y, w, wtd, n, ncol, theta, p, shift,
                                            xscale, delta, l2w, l2d, fit_icpt, opt, hp, s0, s1,
                                            tt[0], lr, idx, n, pos, hi, hi == n, grad, acc, pre,
-                                           kind, pre_work, pre_delta)
+                                           kind, pre_work, pre_delta, lsum)
                             pos = hi
                 else:  # not staged: the plain epoch's steps
                     tt[0] = _steps(model, loss, X, y, w, wtd, n, ncol, theta, p, shift, xscale,
                                    delta, l2w, l2d, fit_icpt, opt, hp, s0, s1, tt[0], lr, idx,
                                    n, lo, hi, hi == n, grad, acc, pre, kind, pre_work,
-                                   pre_delta)
+                                   pre_delta, lsum)
             fgd_store_seq(&marks[0], n_chunks)
         else:  # the staging
             c = 0
@@ -3011,8 +3033,13 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
     in chunks of that many rows, through the buffers ``Xs`` (STAGE_SLOTS of
     ``xstride`` values), ``ys``, ``ws`` (STAGE_SLOTS of ``stage_rows``; NULL
     without weights), the identity order ``ident`` and the progress ``marks``.
+    Stochastic epochs without ``need_obj`` return in ``out_f`` the last
+    completed epoch's progressive loss (see ``_numpy.run``): every path sums
+    its samples' losses into ``lsum``.
     """
     cdef bint full = batch_size == 0
+    cdef bint progressive = not full and not need_obj
+    cdef double lsum = 0.0, prog = NAN
     cdef bint use_lsq = lsq != NULL
     # the shortcut's stricter fallback (see _objective_grad_lsq) for the new
     # cases only: without preconditioner and with diagonal weights it is
@@ -3035,7 +3062,7 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
         _lsq_stats(model, X, y, w, wtd, n, p, <floating>shift, <floating>xscale, lsq, lsq_work)
     if guard != NULL:
         _lsq_guard(model, X, y, w, n, p, shift, xscale, guard, work)
-    if not isnan(f0):
+    if not isnan(f0) and not progressive:
         f = f0
     elif use_lsq:
         f = _objective_grad_lsq(lsq, n, p, theta, l2w, l2d, fit_icpt, grad, acc, strict, guard)
@@ -3077,11 +3104,12 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
         else:
             idx = order + k * n
             start = 0
+            lsum = 0.0
             if stage_rows > 0:  # the same steps, the rows staged by a second thread
                 t = _staged_epoch(model, loss, X, y, w, wtd, n, ncol, theta, p, shift, xscale,
                                   delta, l2w, l2d, fit_icpt, opt, hp, s0, s1, t, lr, idx, grad,
                                   acc, pre, kind, pre_work, pre_delta, stage_rows, Xs, xstride,
-                                  ys, ws, ident, marks)
+                                  ys, ws, ident, marks, &lsum)
                 start = n
             elif (batch_size == 1 and opt == 0 and model == 0 and n > 1 and kind == 0
                     and not l2d):
@@ -3089,14 +3117,14 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
                 # preconditioner); the last one below leaves ``grad`` as the
                 # reference does
                 _sgd_gd_linear(loss, X, y, w, wtd, ncol, theta, p, delta, l2w, fit_icpt, idx,
-                               n, 0, n - 1, lr)
+                               n, 0, n - 1, lr, &lsum)
                 t += n - 1
                 start = n - 1
             elif (batch_size == 1 and opt == 0 and model == 0 and n > 1 and kind == 1
                     and not l2d):
                 # the same with the centre-and-scale preconditioner
                 _sgd_gd_linear_pre(loss, X, y, w, wtd, ncol, theta, p, delta, l2w, pre,
-                                   fit_icpt, idx, n, 0, n - 1, lr)
+                                   fit_icpt, idx, n, 0, n - 1, lr, &lsum)
                 t += n - 1
                 start = n - 1
             while start < n:
@@ -3104,7 +3132,7 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
                 if stop > n:
                     stop = n
                 _batch_grad(model, loss, X, y, w, wtd, ncol, p, theta, shift, xscale, delta,
-                            l2w, l2d, fit_icpt, idx, n, start, stop, grad, acc)
+                            l2w, l2d, fit_icpt, idx, n, start, stop, grad, acc, &lsum)
                 t += 1
                 _step(opt, theta, grad, s0, s1, m, lr, hp, t, pre, kind, pre_work, pre_delta)
                 start = stop
@@ -3116,6 +3144,8 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
             status = 2
             break
         n_done += 1
+        if progressive:
+            prog = lsum / <double>n
         if rec_loss:
             hist_loss[e + 1] = f
         if rec_params:
@@ -3126,7 +3156,7 @@ cdef void _run(int model, int loss, const floating* X, const floating* y, const 
     out_done[0] = n_done
     out_status[0] = status
     out_t[0] = t
-    out_f[0] = f
+    out_f[0] = prog if progressive else f
 
 
 def run(int model, int loss, const floating[:, ::1] X, const floating[::1] y,

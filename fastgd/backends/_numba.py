@@ -952,7 +952,10 @@ def _readonly(typingctx, arr):
 @njit(**_jit_inline)
 def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w):
     """acc = sum over rows idx[start:stop] of w psi dpred (``w`` None: no weights);
-    optionally prefetches rows ahead."""
+    optionally prefetches rows ahead.  Returns the rows' summed losses
+    ``w rho`` (float64), from the same residuals (the progressive loss of
+    ``_run``)."""
+    ls = 0.0
     for j in range(acc.shape[0]):
         acc[j] = 0.0
     if prefetch:
@@ -967,12 +970,15 @@ def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, pr
                 _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
                                  idx[min(q + PREFETCH_NEAR, last)])
             r = predict_row(model, X, i, theta, basis) - y[i]
+            ls += rho(loss, r, delta) * np.float64(w[i])
             _accumulate_row(model, X, i, psi(loss, r, delta) * np.float64(w[i]), basis, acc)
-        return
+        return ls
     for q in range(start, stop):
         i = idx[q]
         r = predict_row(model, X, i, theta, basis) - y[i]
+        ls += rho(loss, r, delta)
         _accumulate_row(model, X, i, psi(loss, r, delta), basis, acc)
+    return ls
 
 
 @njit(**_jit_inline)
@@ -1659,7 +1665,8 @@ def _prefetch_ahead(X, y, idx, q, prefetch):
 
 @njit(**_jit_inline)
 def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, w):
-    """Single-sample plain gd on the linear model, rows idx[0..m-1]; returns (t, d).
+    """Single-sample plain gd on the linear model, rows idx[0..m-1]; returns
+    (t, d, the samples' summed losses w rho at their residuals, float64).
 
     The step of sample q and the dot product of sample q+1 share one sweep
     over the coordinates (the next prediction needs exactly the updated
@@ -1675,8 +1682,9 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
     n = idx.shape[0]
     p = theta.shape[0] - 1
     dt = X.dtype.type
+    ls = 0.0
     if m == 0:
-        return t, d
+        return t, d, ls
     i = idx[0]
     if math.isnan(d):
         d = dt(0.0)
@@ -1692,6 +1700,9 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
                 _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)],
                                  idx[min(q + PREFETCH_NEAR, n - 1)])
             s = s * np.float64(w[i])
+            ls += rho(loss, r, delta) * np.float64(w[i])
+        else:
+            ls += rho(loss, r, delta)
         t += 1
         i_next = idx[q + 1] if q + 1 < n else i
         d = dt(0.0)
@@ -1702,7 +1713,7 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
         if fit_icpt:
             theta[p] -= lr * (s + l2w[p] * theta[p])
         i = i_next
-    return t, d
+    return t, d, ls
 
 
 # Single-sample gd with the centre-and-scale preconditioner (pre kind 1,
@@ -1759,18 +1770,22 @@ def _sample_grad_linear(loss, X, y, i, theta, delta, l2w, fit_icpt, grad, w):
     dtype (``_dot_ordered``), s = psi(r) (times w_i when ``w`` is not None),
     grad_j = s x_ij + the penalty gradient (float64 sum, stored in the data
     dtype), grad_p = s + its penalty term or 0.  Diagonal or dense ``l2w``.
+    Returns the row's loss rho(r) (times w_i), float64.
     """
     p = theta.shape[0] - 1
     r = (_dot_ordered(X, i, theta, p) + theta[p]) - y[i]
     s = psi(loss, r, delta)
+    f = rho(loss, r, delta)
     if w is not None:
         s = s * np.float64(w[i])
+        f = f * np.float64(w[i])
     for j in range(p):
         grad[j] = s * X[i, j] + _penalty_grad(l2w, theta, j)
     if fit_icpt:
         grad[p] = s + _penalty_grad(l2w, theta, p)
     else:
         grad[p] = 0
+    return f
 
 
 @njit(**_jit_ordered, inline="always")
@@ -1793,7 +1808,8 @@ def _pre_move(x, th, lw, a, b, s, gp, lr):
 @njit(**_jit_ordered)
 def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch,
                        pre, w):
-    """``_sgd_gd_linear`` with the centre-and-scale preconditioner; returns (t, d).
+    """``_sgd_gd_linear`` with the centre-and-scale preconditioner; returns (t, d,
+    the samples' summed losses).
 
     Per sample, the general path's steps -- ``_sample_grad_linear``, then
     ``step`` (opt 0: ``pre_grad``, ``update`` of a zero vector,
@@ -1818,8 +1834,9 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
     n = idx.shape[0]
     p = theta.shape[0] - 1
     dt = X.dtype.type
+    ls = 0.0
     if m == 0:
-        return t, d
+        return t, d, ls
     i = idx[0]
     if math.isnan(d):
         d = _dot_ordered(X, i, theta, p)
@@ -1837,6 +1854,9 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
                 _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)],
                                  idx[min(q + PREFETCH_NEAR, n - 1)])
             s = s * np.float64(w[i])
+            ls += rho(loss, r, delta) * np.float64(w[i])
+        else:
+            ls += rho(loss, r, delta)
         t += 1
         gp = dt(s + np.float64(l2w[p] * theta[p])) if fit_icpt else dt(0.0)
         gp64 = np.float64(gp)
@@ -1868,13 +1888,13 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
         dp = dt(0.0 - lr * gp64)
         theta[p] = dt(np.float64(theta[p]) + (np.float64(dp) - s2))
         i = i_next
-    return t, d
+    return t, d, ls
 
 
 @njit(**_jit)
 def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_icpt, hp,
                 state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse, w, single):
-    """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d).
+    """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d, ls).
 
     ``m`` is a multiple of ``batch_size`` or the end of the epoch.  ``d``
     carries the fused dot product of single-sample gd across calls (see
@@ -1889,7 +1909,9 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     ``step`` (``gz``, ``dz``: its scratch).  ``w``: the weights of the rows
     of ``X`` (indexed as ``X`` is) or None; every path takes them.  ``single``
     (a compile-time constant): 1 when ``batch_size`` is 1, 0 when it is larger;
-    each compiles only its own paths.
+    each compiles only its own paths.  ``ls``: the rows' summed losses
+    ``w rho(r)`` (float64), each residual the one its step took (every path
+    sums them: the progressive loss of ``_run``).
     """
     diag = l2w.shape[0] == theta.shape[0]
     simple = diag and pre.shape[0] == 0
@@ -1899,6 +1921,7 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
                                   prefetch, w)
     wa, wsz = _weight_address(w)
     last = idx.shape[0] - 1
+    ls = 0.0
     if single == 1:
         if batch_size == 1 and simple:
             for q in range(m):
@@ -1912,19 +1935,22 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
                         _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
                                          idx[min(q + PREFETCH_NEAR, last)])
                     s = s * np.float64(w[i])
+                    ls += rho(loss, r, delta) * np.float64(w[i])
+                else:
+                    ls += rho(loss, r, delta)
                 _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr,
                              hp, t)
-            return t, d
+            return t, d, ls
     if single == 0:
         if simple:  # diagonal penalty, the update rule itself: the loop as it always was
             for start in range(0, m, batch_size):
                 stop = min(start + batch_size, m)
-                _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc,
-                           prefetch, w)
+                ls += _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc,
+                                 prefetch, w)
                 _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
                 t += 1
                 update(opt, theta, grad, state, lr, hp, t)
-            return t, d
+            return t, d, ls
     if single == 1:
         if batch_size == 1 and model == 0:
             if fuse and opt == 0 and diag and pre_kind(pre) == 1:
@@ -1935,19 +1961,20 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
                 if w is not None and prefetch:
                     _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
                                      idx[min(q + PREFETCH_NEAR, last)])
-                _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
+                ls += _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad,
+                                          w)
                 t += 1
                 step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
-            return t, d
+            return t, d, ls
     if model == 1 or single == 0:  # (single samples on the linear model returned above)
         for start in range(0, m, batch_size):
             stop = min(start + batch_size, m)
-            _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch,
-                       w)
+            ls += _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc,
+                             prefetch, w)
             _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
-    return t, d
+    return t, d, ls
 
 
 def _int64_slot(context, builder, arrty, arr, i):
@@ -2067,7 +2094,8 @@ def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
 def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis, delta,
                   l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch, pre, gz,
                   dz, fuse, w, ws, single):
-    """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns t.
+    """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns
+    (t, the rows' summed losses: ``_epoch_rows``'s ``ls`` of every chunk).
 
     The epoch goes in chunks of ``rows`` positions of ``idx`` (a multiple of
     ``batch_size``).  While one thread steps through chunk c, read from
@@ -2088,6 +2116,7 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
     db = np.empty(1, X.dtype)
     tb[0] = t
     db[0] = math.nan
+    lb = np.zeros((n + rows - 1) // rows)  # each chunk's losses
     marks = np.zeros(16, np.int64)
     marks[8] = n
     _stage(X, y, w, idx, 0, min(rows + 1, n), Xs[0], ys[0], ws, 0, marks, False)
@@ -2101,14 +2130,17 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
             b = (c + 1) % 2
             if task == 0:
                 k = min(hi + 1, n) - lo
-                tb[0], db[0] = _epoch_rows(model, loss, opt, _readonly(Xs[c % 2]),
+                tb[0], db[0], lb[c] = _epoch_rows(model, loss, opt, _readonly(Xs[c % 2]),
                                            _readonly(ys[c % 2]), ident[:k], hi - lo, theta,
                                            basis, delta, l2w, fit_icpt, hp, state, lr,
                                            batch_size, grad, acc, tb[0], db[0], prefetch,
                                            pre, gz, dz, fuse, _weight_chunk(ws, c % 2),
                                            single)
             _stage(X, y, w, idx, hi, nxt, Xs[b], ys[b], ws, b, marks, task == 0)
-    return tb[0]
+    ls = 0.0
+    for c in range(lb.shape[0]):
+        ls += lb[c]
+    return tb[0], ls
 
 
 # ---------------------------------------------------------------- preconditioned step
@@ -2329,7 +2361,12 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
     if strict and tol > 0.0:
         strict = -1
 
-    if not math.isnan(f0):
+    # stochastic epochs without ``need_obj`` return their progressive loss
+    # (see ``_numpy.run``) and ignore ``f0``
+    progressive = kind != 0 and not need_obj
+    prog = math.nan
+    ls = 0.0
+    if not math.isnan(f0) and not progressive:
         f = f0
     elif kind == 0:
         f = math.nan
@@ -2373,19 +2410,19 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
         else:
             idx = order[k]
             if kind == 1:
-                t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
+                t, _, ls = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
                                    fit_icpt, hp, state, lr, batch_size, grad, acc, t,
                                    X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 1)
             elif kind == 3:
-                t, _ = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
+                t, _, ls = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
                                    fit_icpt, hp, state, lr, batch_size, grad, acc, t,
                                    X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 0)
             elif kind == 2:
-                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
+                t, ls = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
                                   bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
                                   acc, t, prefetch, pre, gz, dz, fuse, w, ws, 1)
             else:
-                t = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
+                t, ls = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
                                   bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
                                   acc, t, prefetch, pre, gz, dz, fuse, w, ws, 0)
             if need_obj:
@@ -2396,6 +2433,8 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
             status = 2
             break
         n_done += 1
+        if progressive:
+            prog = ls / n
         if rec_loss:
             hist_loss[e + 1] = f
         if rec_params:
@@ -2403,6 +2442,8 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
         if _converged(theta, theta_prev, tol, pre, z, zp):
             status = 1
             break
+    if progressive:
+        return n_done, status, t, prog
     return n_done, status, t, f
 
 

@@ -207,15 +207,28 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
                idx: np.ndarray, start: int, stop: int, grad: np.ndarray,
                w: np.ndarray | None = None) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty)."""
+    _batch_grad_loss(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
+                     grad, w)
+
+
+def _batch_grad_loss(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
+                     basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
+                     idx: np.ndarray, start: int, stop: int, grad: np.ndarray,
+                     w: np.ndarray | None = None) -> float:
+    """``batch_grad``, and the float64 sum of the rows' (weighted) losses
+    ``w_i rho(r_i)`` at this ``theta``, from the same residuals."""
     rows = idx[start:stop]
     Xb, yb = X[rows], y[rows]
     r = predict_rows(model, Xb, theta, basis) - yb
     s = psi(loss, r, delta)
+    f = rho(loss, r, delta)
     if w is not None:
         s = s * w[rows]
+        f = f * w[rows]
     acc = np.zeros(theta.shape[0], dtype=np.float64)
     _accumulate_grad(model, Xb, s, basis, acc)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
+    return float(np.sum(f, dtype=np.float64))
 
 
 def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
@@ -526,16 +539,21 @@ def stochastic_epoch(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta:
                      basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
                      opt: int, hp: np.ndarray, state: np.ndarray, t: int, lr: float,
                      idx: np.ndarray, batch_size: int, grad: np.ndarray, pre: np.ndarray,
-                     w: np.ndarray | None = None) -> int:
-    """One epoch of batches of ``batch_size`` rows in the order ``idx``; returns the step count."""
+                     w: np.ndarray | None = None) -> tuple[int, float]:
+    """One epoch of batches of ``batch_size`` rows in the order ``idx``.
+
+    Returns the step count and the float64 sum of the rows' (weighted) losses,
+    each at the parameters its batch stepped from (see ``run``'s progressive loss).
+    """
     n = X.shape[0]
+    lsum = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
-                   idx, start, stop, grad, w)
+        lsum += _batch_grad_loss(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
+                                 idx, start, stop, grad, w)
         t += 1
         step(opt, theta, grad, state, lr, hp, t, pre)
-    return t
+    return t, lsum
 
 
 def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
@@ -552,8 +570,16 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     ``f0`` is NaN on the first call; a later chunk passes the ``f`` the
     previous one returned, and full batch then reuses ``grad`` (the gradient
     at ``theta`` it left behind) instead of a second pass over the rows.
-    ``f`` is the objective at the returned ``theta`` (0 for stochastic
-    batches without ``need_obj``).
+    ``f`` is the objective at the returned ``theta`` -- except for stochastic
+    batches without ``need_obj``, which compute no objective (and ignore
+    ``f0``): their ``f`` is the last completed epoch's *progressive loss*,
+    the mean over the rows of ``w_i rho(r_i)`` with each residual taken just
+    before the step that uses it (the residuals the steps compute anyway;
+    float64 sum in visiting order, divided by n; no penalty; NaN when no
+    epoch completed).  It is not the objective at ``theta``, and it never
+    decides divergence; the epoch visits every row once, so a finite value
+    with finite parameters proves every value of ``X``, ``y`` (and ``w``)
+    finite -- what lets the caller skip a pass that would prove it.
 
     The objective at the entry point is written to ``hist_loss[epoch0]`` and
     after each completed epoch ``e`` to ``hist_loss[e+1]`` (``hist_loss`` is
@@ -575,13 +601,16 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     k_ = sys.modules[__name__] if kernels is None else kernels
     if pre is None:
         pre = np.empty((0, theta.shape[0]))
+    n = X.shape[0]
     full = batch_size == 0
     rec_loss = hist_loss.shape[0] > 0
     rec_params = hist_params.shape[0] > 0
     theta_prev = np.empty_like(theta)
     t = t0
+    progressive = not full and not need_obj
+    prog = math.nan
 
-    if not math.isnan(f0):
+    if not math.isnan(f0) and not progressive:
         f = f0
     elif full:
         f = k_.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
@@ -606,8 +635,9 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
             step(opt, theta, grad, state, lr, hp, t, pre)
             f = k_.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
         else:
-            t = k_.stochastic_epoch(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt,
-                                    hp, state, t, lr, order[k], batch_size, grad, pre, w)
+            t, lsum = k_.stochastic_epoch(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
+                                          opt, hp, state, t, lr, order[k], batch_size, grad, pre,
+                                          w)
             if need_obj:
                 f = k_.objective(model, loss, X, y, theta, basis, delta, l2w, w)
         if not (_all_finite(theta) and math.isfinite(f)):
@@ -615,6 +645,8 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
             status = 2
             break
         n_done += 1
+        if progressive:
+            prog = lsum / n
         if rec_loss:
             hist_loss[e + 1] = f
         if rec_params:
@@ -622,7 +654,7 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         if _converged(theta, theta_prev, tol, pre):
             status = 1
             break
-    return n_done, status, t, f
+    return n_done, status, t, (prog if progressive else f)
 
 
 # ---------------------------------------------------------------- minimize loop
