@@ -24,7 +24,9 @@ def _compiler_accepts(compiler, flags, link_flags):
             fh.write(src)
         try:
             objs = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
-            compiler.link_executable(objs, os.path.join(tmp, "check_openmp"), extra_postargs=link_flags)
+            compiler.link_executable(
+                objs, os.path.join(tmp, "check_openmp"), extra_postargs=link_flags
+            )
         except Exception:  # noqa: BLE001 - any failure to build means no OpenMP
             return False
     return True
@@ -50,7 +52,9 @@ class BuildExt(build_ext):
     def build_extensions(self):
         from Cython.Build import cythonize
 
-        generated = {e.name: e for e in cythonize(self.extensions, compiler_directives=CYTHON_DIRECTIVES)}
+        generated = {
+            e.name: e for e in cythonize(self.extensions, compiler_directives=CYTHON_DIRECTIVES)
+        }
         for ext in self.extensions:
             ext.sources = list(generated[ext.name].sources)
         ctype = self.compiler.compiler_type
@@ -63,7 +67,9 @@ class BuildExt(build_ext):
             if os.environ.get("FASTGD_NATIVE") == "1":
                 compile_args.append("-march=native")
             omp_c, omp_l = ["-fopenmp"], ["-fopenmp"]
-        use_omp = os.environ.get("FASTGD_NO_OPENMP") != "1" and _compiler_accepts(self.compiler, omp_c, omp_l)
+        use_omp = os.environ.get("FASTGD_NO_OPENMP") != "1" and _compiler_accepts(
+            self.compiler, omp_c, omp_l
+        )
         if use_omp:
             compile_args += omp_c
             link_args += omp_l

@@ -42,9 +42,11 @@ _results: list[_bench.Result] = []
 
 
 def pytest_report_header(config):
-    return (f"fastgd benchmarks: scale {SIZES.name} (P = {SIZES.n:,} x {SIZES.p}, polynomial "
-            f"{SIZES.n_poly:,} points; set {P.SCALE_ENV}=full|small|tiny|<factor>); "
-            f"backends available: {fastgd.available_backends()}")
+    return (
+        f"fastgd benchmarks: scale {SIZES.name} (P = {SIZES.n:,} x {SIZES.p}, polynomial "
+        f"{SIZES.n_poly:,} points; set {P.SCALE_ENV}=full|small|tiny|<factor>); "
+        f"backends available: {fastgd.available_backends()}"
+    )
 
 
 def _id(text: str) -> str:
@@ -53,8 +55,12 @@ def _id(text: str) -> str:
 
 def cases_of(family: str) -> list:
     """``pytest.param(problem, case)`` for every case of the problems in ``family``."""
-    return [pytest.param(prob, case, id=f"{prob.name}-{_id(case.label)}")
-            for prob in PROBLEMS if prob.family == family for case in prob.cases]
+    return [
+        pytest.param(prob, case, id=f"{prob.name}-{_id(case.label)}")
+        for prob in PROBLEMS
+        if prob.family == family
+        for case in prob.cases
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -73,10 +79,16 @@ def run_case(benchmark, data: P.Data, prob: P.Problem, case: P.Case) -> None:
     except P.Unavailable as exc:
         pytest.skip(str(exc))
     benchmark.group = prob.name
-    benchmark.extra_info.update(problem=prob.name, case=case.label, kind=case.kind,
-                                reference=prob.reference, scale=SIZES.name,
-                                time_factor=prep.factor, time_offset=prep.offset,
-                                note=prep.note)
+    benchmark.extra_info.update(
+        problem=prob.name,
+        case=case.label,
+        kind=case.kind,
+        reference=prob.reference,
+        scale=SIZES.name,
+        time_factor=prep.factor,
+        time_offset=prep.offset,
+        note=prep.note,
+    )
     if prob.nbytes is not None:
         benchmark.extra_info["bytes"] = prob.nbytes(data)
     if benchmark.disabled:
@@ -102,9 +114,16 @@ def run_case(benchmark, data: P.Data, prob: P.Problem, case: P.Case) -> None:
         _notes.append(f"{prob.name} / {case.label}: {prep.note}")
     if prep.factor != 1.0 or prep.offset != 0.0:
         _extrapolated.append(prob.name)
-    res = _bench.Result(prob.name, case.label, case.kind, case.backend, factor=prep.factor,
-                        note=prep.note, median=prep.report(benchmark.stats.stats.median),
-                        extra=dict(benchmark.extra_info))
+    res = _bench.Result(
+        prob.name,
+        case.label,
+        case.kind,
+        case.backend,
+        factor=prep.factor,
+        note=prep.note,
+        median=prep.report(benchmark.stats.stats.median),
+        extra=dict(benchmark.extra_info),
+    )
     if prob.nbytes is not None:
         res.nbytes = benchmark.extra_info["bytes"]
         res.gbps = res.nbytes / res.median / 1e9
@@ -121,7 +140,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(line)
         terminalreporter.write_line(
             "% read bandwidth: against the faster read probe of the same group; "
-            "'fastgd bench' prints the full table")
+            "'fastgd bench' prints the full table"
+        )
     if _notes:
         terminalreporter.section("fastgd: notes on the cases")
         for line in _notes:
@@ -130,4 +150,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             f"extrapolated references ({', '.join(_extrapolated)}): the table shows the measured "
             "time of the reduced work; the time it stands for is time_offset + time_factor * "
-            "median (extra_info), as bench/plot_results.py computes it")
+            "median (extra_info), as bench/plot_results.py computes it"
+        )

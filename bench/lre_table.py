@@ -34,11 +34,15 @@ def designs():
         yield f"degree {k}, x in [{lo:g}, {hi:g}]", x, np.polynomial.polynomial.polyval(x, c), k, c
     rng = np.random.default_rng(0)
     z = rng.normal(size=(600, 5))
-    X = np.c_[1e-3 * z[:, 0], 1e5 * z[:, 1], 1e3 + 10 * z[:, 2], -50 + z[:, 3],
-              -50 + z[:, 3] + 0.045 * z[:, 4]]
+    X = np.c_[
+        1e-3 * z[:, 0],
+        1e5 * z[:, 1],
+        1e3 + 10 * z[:, 2],
+        -50 + z[:, 3],
+        -50 + z[:, 3] + 0.045 * z[:, 4],
+    ]
     w = np.array([1e3, 1e-5, 0.01, 1.0, -2.0])
-    yield ("linear: scales 1e-3..1e5, offsets, corr 0.999", X, X @ w + 7.0, None,
-           np.r_[7.0, w])
+    yield ("linear: scales 1e-3..1e5, offsets, corr 0.999", X, X @ w + 7.0, None, np.r_[7.0, w])
 
 
 def main() -> None:
@@ -49,12 +53,21 @@ def main() -> None:
     for name, X, y, k, truth in designs():
         fastgd.fit(X, y, degree=k, backend=args.backend, max_iter=2)  # compile / warm up
         t0 = time.perf_counter()
-        res = fastgd.fit(X, y, degree=k, tol=1e-15, max_iter=1_000_000, backend=args.backend,
-                         record=None)
+        res = fastgd.fit(
+            X, y, degree=k, tol=1e-15, max_iter=1_000_000, backend=args.backend, record=None
+        )
         el = time.perf_counter() - t0
         got = np.r_[res.intercept, res.coef]
-        none = fastgd.fit(X, y, degree=k, tol=1e-15, max_iter=100_000, backend=args.backend,
-                          record=None, precondition="none")
+        none = fastgd.fit(
+            X,
+            y,
+            degree=k,
+            tol=1e-15,
+            max_iter=100_000,
+            backend=args.backend,
+            record=None,
+            precondition="none",
+        )
         if k:
             pf = lre(np.polynomial.Polynomial.fit(X, y, k).convert().coef, truth)
             A = np.vander(X, k + 1, increasing=True)
@@ -62,10 +75,21 @@ def main() -> None:
             pf = float("nan")
             A = np.c_[np.ones(len(y)), X]
         ls = lre(np.linalg.lstsq(A, y, rcond=None)[0], truth)
-        rows.append((name, lre(got, truth), res.n_iter, el, pf, ls,
-                     lre(np.r_[none.intercept, none.coef], truth)))
+        rows.append(
+            (
+                name,
+                lre(got, truth),
+                res.n_iter,
+                el,
+                pf,
+                ls,
+                lre(np.r_[none.intercept, none.coef], truth),
+            )
+        )
     print(f"backend: {res.backend}")
-    print("| design | fastgd (defaults) | epochs | time | Polynomial.fit | lstsq | fastgd, precondition='none', 1e5 epochs |")
+    print(
+        "| design | fastgd (defaults) | epochs | time | Polynomial.fit | lstsq | fastgd, precondition='none', 1e5 epochs |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, a, it, el, pf, ls, nn in rows:
         pfs = "-" if np.isnan(pf) else f"{pf:.1f}"

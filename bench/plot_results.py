@@ -64,24 +64,44 @@ def load(path: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 continue
             med = b["stats"]["median"]
             med = ex.get("time_offset", 0.0) + ex.get("time_factor", 1.0) * med
-            rows.append({"problem": ex["problem"], "case": ex["case"], "kind": ex.get("kind", ""),
-                         "median": med, "reference": ex.get("reference", "numpy")})
+            rows.append(
+                {
+                    "problem": ex["problem"],
+                    "case": ex["case"],
+                    "kind": ex.get("kind", ""),
+                    "median": med,
+                    "reference": ex.get("reference", "numpy"),
+                }
+            )
         mi = doc.get("machine_info", {})
         cpu = mi.get("cpu", {})
-        info = {"cpu": cpu.get("brand_raw") if isinstance(cpu, dict) else None,
-                "date": doc.get("datetime"), "scale": rows and doc["benchmarks"][0]
-                .get("extra_info", {}).get("scale")}
+        info = {
+            "cpu": cpu.get("brand_raw") if isinstance(cpu, dict) else None,
+            "date": doc.get("datetime"),
+            "scale": rows and doc["benchmarks"][0].get("extra_info", {}).get("scale"),
+        }
     elif "results" in doc:  # fastgd bench
         refs: dict[str, str] = {}
         for r in doc["results"]:
             refs.setdefault(r["problem"], r["case"])  # the first case is the reference
         for r in doc["results"]:
             if r.get("status") == "ok":
-                rows.append({"problem": r["problem"], "case": r["case"], "kind": r["kind"],
-                             "median": r["median"], "reference": refs[r["problem"]]})
+                rows.append(
+                    {
+                        "problem": r["problem"],
+                        "case": r["case"],
+                        "kind": r["kind"],
+                        "median": r["median"],
+                        "reference": refs[r["problem"]],
+                    }
+                )
         m = doc.get("machine", {})
-        info = {"cpu": m.get("cpu"), "date": m.get("date"), "cores": m.get("cores"),
-                "scale": doc.get("scale", {}).get("name")}
+        info = {
+            "cpu": m.get("cpu"),
+            "date": m.get("date"),
+            "cores": m.get("cores"),
+            "scale": doc.get("scale", {}).get("name"),
+        }
     else:
         raise ValueError(f"{path}: neither pytest-benchmark nor 'fastgd bench' JSON")
     return rows, info
@@ -103,6 +123,7 @@ def speedups(rows: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
 def plot(data: list[tuple[str, str, float]], info: dict[str, Any], out: str) -> None:
     """Write the grouped bar chart to ``out`` (any format matplotlib knows)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -140,12 +161,22 @@ def plot(data: list[tuple[str, str, float]], info: dict[str, Any], out: str) -> 
     right = max(values) if values else 10.0
     ax.set_xlim(min(min(values, default=1.0), 1.0) / 2.0, right * 30.0)
     title = "fastgd: speedup per problem and backend"
-    sub = ", ".join(str(v) for v in (info.get("cpu"), info.get("cores") and f"{info['cores']} cores",
-                                     info.get("scale") and f"scale {info['scale']}",
-                                     (info.get("date") or "")[:10]) if v)
+    sub = ", ".join(
+        str(v)
+        for v in (
+            info.get("cpu"),
+            info.get("cores") and f"{info['cores']} cores",
+            info.get("scale") and f"scale {info['scale']}",
+            (info.get("date") or "")[:10],
+        )
+        if v
+    )
     ax.set_title(f"{title}\n{sub}" if sub else title, fontsize=10)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in _COLOURS.items()
-               if any(_family(lab) == k for lab in labels)]
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=c)
+        for k, c in _COLOURS.items()
+        if any(_family(lab) == k for lab in labels)
+    ]
     names = [k for k in _COLOURS if any(_family(lab) == k for lab in labels)]
     if handles:
         ax.legend(handles, names, loc="lower right", fontsize=8)
@@ -157,7 +188,9 @@ def plot(data: list[tuple[str, str, float]], info: dict[str, Any], out: str) -> 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``plot_results.py JSON [-o PNG]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("json", help="fastgd bench --json output, or pytest --benchmark-json output")
+    parser.add_argument(
+        "json", help="fastgd bench --json output, or pytest --benchmark-json output"
+    )
     parser.add_argument("-o", "--output", default="bench/speedup.png", help="image to write")
     args = parser.parse_args(argv)
     rows, info = load(args.json)

@@ -25,6 +25,7 @@ N = 1_000_000
 @pytest.fixture(scope="module")
 def cluster_data():
     from fastgd._demo_dask import cluster
+
     with cluster(n_workers=2) as client:
         X, y = _data(N, N // 8)
         X, y = client.persist([X, y])

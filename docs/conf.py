@@ -23,8 +23,10 @@ import fastgd  # noqa: E402
 # The plots run small fits with backend="auto": Cython when it is built.  Without
 # it they would wait for numba's JIT (minutes), so the build insists on it.
 if "cython" not in fastgd.available_backends():
-    raise RuntimeError("the docs build needs fastgd's Cython extension: "
-                       "pip install -e '.[docs]' or python setup.py build_ext --inplace")
+    raise RuntimeError(
+        "the docs build needs fastgd's Cython extension: "
+        "pip install -e '.[docs]' or python setup.py build_ext --inplace"
+    )
 
 project = "fastgd"
 author = "the fastgd authors"
@@ -48,7 +50,7 @@ templates_path = ["_templates"]
 # -- API reference ------------------------------------------------------------
 autosummary_generate = True
 autosummary_imported_members = True
-autodoc_typehints = "none"          # the numpydoc sections say the types
+autodoc_typehints = "none"  # the numpydoc sections say the types
 autodoc_member_order = "bysource"
 numpydoc_show_class_members = False  # members are listed by the class template
 numpydoc_class_members_toctree = False
@@ -81,6 +83,7 @@ html_static_path: list[str] = []
 
 # -- The registries as tables, read from fastgd itself ----------------------------
 
+
 def _registry_rows(name: str) -> tuple[list[str], list[list[str]]]:
     from fastgd._registry import HYPER_DEFAULTS, hyper_values
 
@@ -90,23 +93,40 @@ def _registry_rows(name: str) -> tuple[list[str], list[list[str]]]:
         return f"``{s}``" if str(s) else ""
 
     if name == "LOSSES":
-        return (["name", "rho(r)", "psi(r) = rho'(r)", "curvature bound"],
-                [[lit(s.name), lit(s.formula), lit(s.psi_formula), f"{s.curvature:g}"]
-                 for s in reg.values()])
+        return (
+            ["name", "rho(r)", "psi(r) = rho'(r)", "curvature bound"],
+            [
+                [lit(s.name), lit(s.formula), lit(s.psi_formula), f"{s.curvature:g}"]
+                for s in reg.values()
+            ],
+        )
     if name == "MODELS":
         return (["name", "prediction"], [[lit(s.name), lit(s.formula)] for s in reg.values()])
     if name == "OPTIMIZERS":
-        return (["name", "hyperparameters (defaults)", "update", 'lr="auto"'],
-                [[lit(s.name) + "".join(f" (alias {lit(a)})" for a in s.aliases),
-                  ", ".join(f"{lit(h)} ({hyper_values(s, {})[h]:g})" for h in s.hyper) or "—",
-                  lit(s.formula),
-                  "1/L (Lipschitz step)" if s.auto_lr is None else f"{s.auto_lr:g} × a distance"]
-                 for s in reg.values()])
+        return (
+            ["name", "hyperparameters (defaults)", "update", 'lr="auto"'],
+            [
+                [
+                    lit(s.name) + "".join(f" (alias {lit(a)})" for a in s.aliases),
+                    ", ".join(f"{lit(h)} ({hyper_values(s, {})[h]:g})" for h in s.hyper) or "—",
+                    lit(s.formula),
+                    "1/L (Lipschitz step)" if s.auto_lr is None else f"{s.auto_lr:g} × a distance",
+                ]
+                for s in reg.values()
+            ],
+        )
     if name == "SCHEDULES":
-        return (["name", "hyperparameters (defaults)", "step size of epoch ``epoch``"],
-                [[lit(s.name), ", ".join(f"{lit(h)} ({HYPER_DEFAULTS[h]:g})" for h in s.hyper)
-                  or "—", lit(s.formula)]
-                 for s in reg.values()])
+        return (
+            ["name", "hyperparameters (defaults)", "step size of epoch ``epoch``"],
+            [
+                [
+                    lit(s.name),
+                    ", ".join(f"{lit(h)} ({HYPER_DEFAULTS[h]:g})" for h in s.hyper) or "—",
+                    lit(s.formula),
+                ]
+                for s in reg.values()
+            ],
+        )
     raise ValueError(f"unknown registry {name!r}")
 
 
@@ -127,8 +147,9 @@ def setup(app):
                 lines.append(f"   * - {row[0]}")
                 lines.extend(f"     - {cell}" for cell in row[1:])
             node = nodes.container()
-            self.state.nested_parse(StringList(lines, source="fastgd-registry"),
-                                    self.content_offset, node)
+            self.state.nested_parse(
+                StringList(lines, source="fastgd-registry"), self.content_offset, node
+            )
             return node.children
 
     app.add_directive("fastgd-registry", RegistryTable)

@@ -29,13 +29,29 @@ def __getattr__(name: str) -> Any:
         try:
             from .estimator import GDRegressor
         except ImportError as exc:
-            raise ImportError("fastgd.GDRegressor needs scikit-learn: "
-                              "pip install 'fastgd[sklearn]'") from exc
+            raise ImportError(
+                "fastgd.GDRegressor needs scikit-learn: pip install 'fastgd[sklearn]'"
+            ) from exc
         return GDRegressor
     raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
 
+
 __all__ = [
-    "fit", "loss_and_grad", "minimize", "available_backends", "compile_kernels", "datasets",
-    "FitResult", "FitState", "MinimizeResult", "GDRegressor", "History", "DivergenceWarning",
-    "LOSSES", "MODELS", "OPTIMIZERS", "SCHEDULES", "__version__",
+    "fit",
+    "loss_and_grad",
+    "minimize",
+    "available_backends",
+    "compile_kernels",
+    "datasets",
+    "FitResult",
+    "FitState",
+    "MinimizeResult",
+    "GDRegressor",
+    "History",
+    "DivergenceWarning",
+    "LOSSES",
+    "MODELS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "__version__",
 ]

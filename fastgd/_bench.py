@@ -67,33 +67,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     5
     """
     parser.add_argument(
-        "--scale", default=None,
+        "--scale",
+        default=None,
         help=f"problem size: full (P = 1,000,000 x 100 float64, polynomial on 1e7 points), small, "
-             f"tiny, or a factor in (0, 1] of the full row counts (default: ${P.SCALE_ENV} or full)")
+        f"tiny, or a factor in (0, 1] of the full row counts (default: ${P.SCALE_ENV} or full)",
+    )
     parser.add_argument(
-        "--backends", default=None,
+        "--backends",
+        default=None,
         help="comma-separated cases to run: fastgd backends (numpy, numba, cython) and anchors "
-             "(sklearn, polyfit); default: all available.  Without numpy there is no speedup column")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timed runs per case; the table shows their median (default 5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for the parallel kernels, BLAS and the read probe "
-                             "(default: all cores)")
+        "(sklearn, polyfit); default: all available.  Without numpy there is no speedup column",
+    )
     parser.add_argument(
-        "--problems", default=None,
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed runs per case; the table shows their median (default 5)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for the parallel kernels, BLAS and the read probe (default: all cores)",
+    )
+    parser.add_argument(
+        "--problems",
+        default=None,
         help="comma-separated problem names or shell patterns (e.g. 'loss_and_grad-*,tiny_fit'); "
-             f"default: all of {P.problem_names()}")
-    parser.add_argument("--json", metavar="PATH", default=None,
-                        help="also write the results and machine info to PATH as JSON")
-    parser.add_argument("--scaling", action="store_true",
-                        help="instead: time loss_and_grad (mse, float64) at growing n and print "
-                             "the time per sample")
+        f"default: all of {P.problem_names()}",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        default=None,
+        help="also write the results and machine info to PATH as JSON",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="instead: time loss_and_grad (mse, float64) at growing n and print "
+        "the time per sample",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--dask", action="store_true",
-                        help="instead: a full-batch epoch on a 2-worker dask LocalCluster against "
-                             "the in-memory epoch and dask-glm, with chunk and size scaling "
-                             "(needs the dask extra and dask-glm); --json PATH writes the "
-                             "results there and the table beside it (.txt)")
+    parser.add_argument(
+        "--dask",
+        action="store_true",
+        help="instead: a full-batch epoch on a 2-worker dask LocalCluster against "
+        "the in-memory epoch and dask-glm, with chunk and size scaling "
+        "(needs the dask extra and dask-glm); --json PATH writes the "
+        "results there and the table beside it (.txt)",
+    )
     parser.add_argument("--no-glm", action="store_true", help="with --dask: skip dask-glm")
 
 
@@ -133,7 +156,9 @@ def _version(module: str) -> str | None:
 def _compiler() -> str | None:
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     try:
-        out = subprocess.run([cc, "--version"], check=False, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            [cc, "--version"], check=False, capture_output=True, text=True, timeout=10
+        )
         first = out.stdout.splitlines()[0] if out.stdout else ""
         return f"{cc}: {first}".strip()
     except (OSError, subprocess.SubprocessError, IndexError):
@@ -155,6 +180,7 @@ def machine_info() -> dict[str, Any]:
     True
     """
     import fastgd
+
     info: dict[str, Any] = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": _cpu_model(),
@@ -177,6 +203,7 @@ def machine_info() -> dict[str, Any]:
     }
     try:
         import numba
+
         info["numba_threads"] = numba.get_num_threads()
         try:
             info["numba_threading_layer"] = numba.threading_layer()
@@ -186,9 +213,11 @@ def machine_info() -> dict[str, Any]:
         pass
     try:
         from threadpoolctl import threadpool_info
-        info["threadpools"] = [{k: d.get(k) for k in ("user_api", "internal_api", "version",
-                                                       "num_threads")}
-                               for d in threadpool_info()]
+
+        info["threadpools"] = [
+            {k: d.get(k) for k in ("user_api", "internal_api", "version", "num_threads")}
+            for d in threadpool_info()
+        ]
     except ImportError:
         pass
     return info
@@ -208,11 +237,13 @@ class _Threads:
             return self
         os.environ.setdefault("OMP_NUM_THREADS", str(self.n))
         import fastgd
+
         fastgd.available_backends()  # load the extensions so their OpenMP runtime is seen
         try:
             import numba
 
             from . import _config
+
             _config.configure_numba()
             self._numba_prev = numba.get_num_threads()
             self._fastgd_prev = _config.num_threads()
@@ -223,6 +254,7 @@ class _Threads:
             pass
         try:
             from threadpoolctl import threadpool_limits
+
             self._ctx = threadpool_limits(limits=self.n)
             self._ctx.__enter__()
         except ImportError:
@@ -236,6 +268,7 @@ class _Threads:
             import numba
 
             from . import _config
+
             numba.set_num_threads(self._numba_prev)
             _config.set_num_threads(self._fastgd_prev)
 
@@ -251,15 +284,15 @@ class Result:
     case: str
     kind: str
     backend: str | None
-    status: str = "ok"             # "ok", "skipped" or "error"
+    status: str = "ok"  # "ok", "skipped" or "error"
     reason: str = ""
-    times: list[float] = field(default_factory=list)   # seconds per call, factor applied
+    times: list[float] = field(default_factory=list)  # seconds per call, factor applied
     median: float | None = None
-    inner: int = 1                 # calls per timed run
+    inner: int = 1  # calls per timed run
     first_call: float | None = None
     factor: float = 1.0
     note: str = ""
-    speedup: float | None = None   # reference median / this median
+    speedup: float | None = None  # reference median / this median
     nbytes: int | None = None
     gbps: float | None = None
     bw_fraction: float | None = None
@@ -309,8 +342,9 @@ def _timed_run(fn: Callable[[], Any], inner: int) -> float:
     return (time.perf_counter() - t0) / inner
 
 
-def time_call(fn: Callable[[], Any], repeats: int, once: float | None = None
-              ) -> tuple[list[float], int]:
+def time_call(
+    fn: Callable[[], Any], repeats: int, once: float | None = None
+) -> tuple[list[float], int]:
     """``repeats`` timed runs of ``fn`` (after warm-up); seconds per call, and calls per run.
 
     A call shorter than ``_MIN_RUN_S`` is repeated within each run so that
@@ -352,8 +386,13 @@ def _start_case(case: P.Case, res: Result, data: P.Data) -> P.Prepared | None:
     return prep
 
 
-def run_cases(prob: P.Problem, cases: list[P.Case], data: P.Data, repeats: int,
-              tick: Callable[[str], None] | None = None) -> list[Result]:
+def run_cases(
+    prob: P.Problem,
+    cases: list[P.Case],
+    data: P.Data,
+    repeats: int,
+    tick: Callable[[str], None] | None = None,
+) -> list[Result]:
     """Warm up, check and time the cases of one problem, side by side.
 
     Every case is prepared and called once first; then each of the
@@ -418,7 +457,7 @@ class Target:
     name: str
     backend: str
     measured: str
-    met: bool | None   # None: could not be measured here
+    met: bool | None  # None: could not be measured here
     detail: str = ""
 
 
@@ -464,8 +503,14 @@ def evaluate_targets(results: list[Result]) -> list[Target]:
                 if r is not None and r.bw_fraction is not None:
                     parts.append(f"{loss} {100 * r.bw_fraction:.0f}%")
                     mets.append(r.bw_fraction >= 0.90)
-            out.append(Target(f"loss_and_grad f64 >= 90% read bandwidth ({label})", be,
-                              ", ".join(parts) or "-", all(mets) if mets else None))
+            out.append(
+                Target(
+                    f"loss_and_grad f64 >= 90% read bandwidth ({label})",
+                    be,
+                    ", ".join(parts) or "-",
+                    all(mets) if mets else None,
+                )
+            )
         for variant, label in ((be, "fastgd.loss_and_grad"), (f"{be} (kernel)", "kernel only")):
             parts, mets = [], []
             for loss in ("mse", "huber"):
@@ -475,88 +520,172 @@ def evaluate_targets(results: list[Result]) -> list[Target]:
                     ratio = r64.median / r32.median
                     parts.append(f"{loss} {ratio:.2f}x")
                     mets.append(ratio >= 1.8)
-            out.append(Target(f"float32 >= 1.8x float64 throughput ({label})", be,
-                              ", ".join(parts) or "-", all(mets) if mets else None))
+            out.append(
+                Target(
+                    f"float32 >= 1.8x float64 throughput ({label})",
+                    be,
+                    ", ".join(parts) or "-",
+                    all(mets) if mets else None,
+                )
+            )
         r64 = _get(results, "loss_and_grad-dtypes", f"{be} float64")
         r32 = _get(results, "loss_and_grad-dtypes", f"{be} float32")
         ratio = r64.median / r32.median if r64 is not None and r32 is not None else None
-        out.append(Target("float32 >= 1.8x float64 (fastgd.loss_and_grad, side by side)", be,
-                          f"{ratio:.2f}x" if ratio else "-", None if ratio is None else ratio >= 1.8))
+        out.append(
+            Target(
+                "float32 >= 1.8x float64 (fastgd.loss_and_grad, side by side)",
+                be,
+                f"{ratio:.2f}x" if ratio else "-",
+                None if ratio is None else ratio >= 1.8,
+            )
+        )
         sk = _get(results, "sgd_epoch", "sklearn SGDRegressor")
-        for variant, label, goal in ((be, "fastgd.fit, fixed lr, record=None", 6.0),
-                                     (f"{be} (epoch kernel)", "epoch kernel only", 6.0)):
+        for variant, label, goal in (
+            (be, "fastgd.fit, fixed lr, record=None", 6.0),
+            (f"{be} (epoch kernel)", "epoch kernel only", 6.0),
+        ):
             r = _get(results, "sgd_epoch", variant)
             ratio = sk.median / r.median if r is not None and sk is not None else None
-            out.append(Target(f"SGD epoch >= {goal:g}x sklearn SGDRegressor ({label})", be,
-                              f"{ratio:.2f}x" if ratio else "-",
-                              None if ratio is None else ratio >= goal))
-        r, sk2 = _get(results, "sgd_fit", f"{be} fit, defaults"), _get(results, "sgd_fit",
-                                                                         "sklearn SGDRegressor")
+            out.append(
+                Target(
+                    f"SGD epoch >= {goal:g}x sklearn SGDRegressor ({label})",
+                    be,
+                    f"{ratio:.2f}x" if ratio else "-",
+                    None if ratio is None else ratio >= goal,
+                )
+            )
+        r, sk2 = (
+            _get(results, "sgd_fit", f"{be} fit, defaults"),
+            _get(results, "sgd_fit", "sklearn SGDRegressor"),
+        )
         ratio = sk2.median / r.median if r is not None and sk2 is not None else None
-        out.append(Target("SGD fit, every default >= 6x sklearn SGDRegressor", be,
-                          f"{ratio:.2f}x" if ratio else "-", None if ratio is None else ratio >= 6))
+        out.append(
+            Target(
+                "SGD fit, every default >= 6x sklearn SGDRegressor",
+                be,
+                f"{ratio:.2f}x" if ratio else "-",
+                None if ratio is None else ratio >= 6,
+            )
+        )
         parts, mets = [], []
         for dt in ("float64", "float32"):
             for loss in ("mse", "huber"):
-                r, ref = (_get(results, f"loss_and_grad-{loss}-{dt}", be),
-                          _get(results, f"loss_and_grad-{loss}-{dt}", "numpy"))
+                r, ref = (
+                    _get(results, f"loss_and_grad-{loss}-{dt}", be),
+                    _get(results, f"loss_and_grad-{loss}-{dt}", "numpy"),
+                )
                 if r is not None and ref is not None:
                     parts.append(f"{loss} {dt[5:]} {ref.median / r.median:.1f}x")
                     mets.append(ref.median / r.median >= 3.0)
-        out.append(Target("fastgd.loss_and_grad >= 3x numpy reference", be,
-                          ", ".join(parts) or "-", all(mets) if mets else None))
-        r0, r1 = _get(results, "gd_lr_auto", f"{be} lr=fixed"), _get(results, "gd_lr_auto",
-                                                                     f"{be} lr=auto")
+        out.append(
+            Target(
+                "fastgd.loss_and_grad >= 3x numpy reference",
+                be,
+                ", ".join(parts) or "-",
+                all(mets) if mets else None,
+            )
+        )
+        r0, r1 = (
+            _get(results, "gd_lr_auto", f"{be} lr=fixed"),
+            _get(results, "gd_lr_auto", f"{be} lr=auto"),
+        )
         ratio = r1.median / r0.median if r0 is not None and r1 is not None else None
-        out.append(Target("fit with lr='auto' <= 1.3x the same fit with that lr given", be,
-                          f"{ratio:.2f}x" if ratio else "-", None if ratio is None else ratio <= 1.3))
+        out.append(
+            Target(
+                "fit with lr='auto' <= 1.3x the same fit with that lr given",
+                be,
+                f"{ratio:.2f}x" if ratio else "-",
+                None if ratio is None else ratio <= 1.3,
+            )
+        )
         per_row = {}
         for k in range(3):
             r = _get(results, "sgd_scaling", f"{be} n = scaling_n[{k}]")
             if r is not None and r.extra.get("n"):
                 per_row[k] = r.median / r.extra["n"] * 1e9
         if 1 in per_row and 2 in per_row:
-            out.append(Target("SGD epoch per row, largest n <= 1.3x middle n", be,
-                              " / ".join(f"{v:.1f}" for v in per_row.values()) + " ns/row",
-                              per_row[2] <= 1.3 * per_row[1]))
+            out.append(
+                Target(
+                    "SGD epoch per row, largest n <= 1.3x middle n",
+                    be,
+                    " / ".join(f"{v:.1f}" for v in per_row.values()) + " ns/row",
+                    per_row[2] <= 1.3 * per_row[1],
+                )
+            )
         else:
             out.append(Target("SGD epoch per row, largest n <= 1.3x middle n", be, "-", None))
         r, ref = _get(results, "tiny_fit", be), _get(results, "tiny_fit", "numpy")
-        out.append(Target("tiny fit <= 100 us per call", be,
-                          _fmt_time(r.median) if r else "-",
-                          None if r is None else r.median <= 100e-6))
+        out.append(
+            Target(
+                "tiny fit <= 100 us per call",
+                be,
+                _fmt_time(r.median) if r else "-",
+                None if r is None else r.median <= 100e-6,
+            )
+        )
         sp = ref.median / r.median if r is not None and ref is not None else None
-        out.append(Target("tiny fit >= 40x numpy reference", be, f"{sp:.0f}x" if sp else "-",
-                          None if sp is None else sp >= 40.0))
+        out.append(
+            Target(
+                "tiny fit >= 40x numpy reference",
+                be,
+                f"{sp:.0f}x" if sp else "-",
+                None if sp is None else sp >= 40.0,
+            )
+        )
         r, pf = _get(results, "poly3_fit", be), _get(results, "poly3_fit", "np.polyfit")
         if r is not None and pf is not None:
             ratio = pf.median / r.median
             err = r.extra.get("rel_err_vs_polyfit", math.inf)
-            out.append(Target("poly3 on 1e7 points >= 100x np.polyfit, coef to 1e-8", be,
-                              f"{ratio:.1f}x, rel err {err:.1e}",
-                              ratio >= 100.0 and err <= P.POLY_RTOL))
+            out.append(
+                Target(
+                    "poly3 on 1e7 points >= 100x np.polyfit, coef to 1e-8",
+                    be,
+                    f"{ratio:.1f}x, rel err {err:.1e}",
+                    ratio >= 100.0 and err <= P.POLY_RTOL,
+                )
+            )
         else:
-            out.append(Target("poly3 on 1e7 points >= 100x np.polyfit, coef to 1e-8", be, "-", None))
+            out.append(
+                Target("poly3 on 1e7 points >= 100x np.polyfit, coef to 1e-8", be, "-", None)
+            )
         r0 = _get(results, "gd_precondition", f"{be} precondition=none")
         r1 = _get(results, "gd_precondition", f"{be} precondition=auto")
         ratio = r1.median / r0.median if r0 is not None and r1 is not None else None
-        out.append(Target("preconditioned full-batch epoch <= 1.05x unpreconditioned", be,
-                          f"{ratio:.3f}x" if ratio else "-", None if ratio is None else ratio <= 1.05))
+        out.append(
+            Target(
+                "preconditioned full-batch epoch <= 1.05x unpreconditioned",
+                be,
+                f"{ratio:.3f}x" if ratio else "-",
+                None if ratio is None else ratio <= 1.05,
+            )
+        )
     a_num, a_cy = _get(results, "adam_fit", "numba"), _get(results, "adam_fit", "cython")
-    out.append(Target("mini-batch Adam: cython within 10% of numba", "cython",
-                      f"{a_cy.median / a_num.median:.2f}x" if a_num and a_cy else "-",
-                      None if not (a_num and a_cy) else a_cy.median <= 1.1 * a_num.median))
+    out.append(
+        Target(
+            "mini-batch Adam: cython within 10% of numba",
+            "cython",
+            f"{a_cy.median / a_num.median:.2f}x" if a_num and a_cy else "-",
+            None if not (a_num and a_cy) else a_cy.median <= 1.1 * a_num.median,
+        )
+    )
     out += _auto_targets(results)
     for job in P.COLD_JOBS:
         r = _get(results, "numba_cold", f"numba cold {job}")
-        out.append(Target(f"cold numba start, first fit of '{job}' <= 10 s", "numba",
-                          f"{r.median:.1f} s" if r else "-", None if r is None else r.median <= 10))
+        out.append(
+            Target(
+                f"cold numba start, first fit of '{job}' <= 10 s",
+                "numba",
+                f"{r.median:.1f} s" if r else "-",
+                None if r is None else r.median <= 10,
+            )
+        )
     return out
 
 
 def _auto_targets(results: list[Result]) -> list[Target]:
     """``backend="auto"`` within 10 % of the fastest backend on every problem it serves."""
     from .backends import AUTO_ORDER, available_backends
+
     avail = available_backends()
     worst, where, measured = 1.0, "", 0
     for prob in sorted({r.problem for r in results}):
@@ -571,9 +700,14 @@ def _auto_targets(results: list[Result]) -> list[Target]:
             worst, where = ratio, prob
     if not measured:
         return [Target("backend='auto' within 10% of the fastest backend", "auto", "-", None)]
-    return [Target("backend='auto' within 10% of the fastest backend", "auto",
-                   f"worst {worst:.2f}x ({where or 'none'}) over {measured} problems",
-                   worst <= 1.10)]
+    return [
+        Target(
+            "backend='auto' within 10% of the fastest backend",
+            "auto",
+            f"worst {worst:.2f}x ({where or 'none'}) over {measured} problems",
+            worst <= 1.10,
+        )
+    ]
 
 
 # ---------------------------------------------------------------- output
@@ -593,13 +727,17 @@ def _table(rows: list[list[str]], header: list[str], right: set[int]) -> list[st
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
 
     def fmt(r: list[str]) -> str:
-        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        return "  ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths))
+        ).rstrip()
+
     return [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
 
 
-def format_results(problems: list[P.Problem], results: list[Result], summaries: dict[str, Any],
-                   repeats: int) -> str:
+def format_results(
+    problems: list[P.Problem], results: list[Result], summaries: dict[str, Any], repeats: int
+) -> str:
     """The terminal table: one block of rows per problem."""
     header = ["problem / case", "median", "speedup", "GB/s", "% read bw", "1st call", ""]
     rows: list[list[str]] = []
@@ -622,23 +760,32 @@ def format_results(problems: list[P.Problem], results: list[Result], summaries: 
                 if r.note not in notes:
                     notes.append(r.note)
                 mark = f"[{notes.index(r.note) + 1}]"
-            rows.append([
-                label, _fmt_time(r.median),
-                f"{r.speedup:.2f}x" if r.speedup is not None else "",
-                f"{r.gbps:.1f}" if r.gbps is not None else "",
-                f"{100 * r.bw_fraction:.0f}%" if r.bw_fraction is not None else "",
-                _fmt_time(r.first_call), mark])
+            rows.append(
+                [
+                    label,
+                    _fmt_time(r.median),
+                    f"{r.speedup:.2f}x" if r.speedup is not None else "",
+                    f"{r.gbps:.1f}" if r.gbps is not None else "",
+                    f"{100 * r.bw_fraction:.0f}%" if r.bw_fraction is not None else "",
+                    _fmt_time(r.first_call),
+                    mark,
+                ]
+            )
     lines = _table(rows, header, right={1, 2, 3, 4, 5})
     lines.append("")
-    lines.append(f"median of {repeats} timed runs, the cases of a problem taking turns (one run "
-                 f"each per round, started once the previous run's threads are idle), after one "
-                 f"untimed first call ('1st call': "
-                 f"includes JIT compilation or loading numba's cache); speedup = reference "
-                 f"median / median.")
+    lines.append(
+        f"median of {repeats} timed runs, the cases of a problem taking turns (one run "
+        f"each per round, started once the previous run's threads are idle), after one "
+        f"untimed first call ('1st call': "
+        f"includes JIT compilation or loading numba's cache); speedup = reference "
+        f"median / median."
+    )
     probes = {k: v for k, v in summaries.items() if v}
     if probes:
-        lines.append("% read bw: GB/s over the bytes of X and y, relative to the faster read probe "
-                     "of the same problem in this run (a parallel numba sum, a numpy sum).")
+        lines.append(
+            "% read bw: GB/s over the bytes of X and y, relative to the faster read probe "
+            "of the same problem in this run (a parallel numba sum, a numpy sum)."
+        )
     lines += [f"[{i + 1}] {note}" for i, note in enumerate(notes)]
     lines += _compile_summary(results)
     return "\n".join(lines)
@@ -667,16 +814,23 @@ def _compile_summary(results: list[Result]) -> list[str]:
 
 def format_targets(targets: list[Target], sizes: P.Sizes) -> str:
     """The target checks that could be measured in this run, met or not."""
-    rows = [[t.name, t.backend, t.measured, "met" if t.met else "NOT met"]
-            for t in targets if t.met is not None]
+    rows = [
+        [t.name, t.backend, t.measured, "met" if t.met else "NOT met"]
+        for t in targets
+        if t.met is not None
+    ]
     lines = _table(rows, ["target", "backend", "measured", ""], right=set()) if rows else []
     skipped = sum(t.met is None for t in targets)
     if skipped:
-        lines.append(f"{skipped} target checks not measured in this run (problem not selected or "
-                     f"backend not available)")
+        lines.append(
+            f"{skipped} target checks not measured in this run (problem not selected or "
+            f"backend not available)"
+        )
     if sizes.name != "full":
-        lines.append(f"(scale {sizes.name}: the targets are defined at full size; these checks "
-                     f"are indicative only)")
+        lines.append(
+            f"(scale {sizes.name}: the targets are defined at full size; these checks "
+            f"are indicative only)"
+        )
     return "\n".join(lines)
 
 
@@ -709,6 +863,7 @@ def _progress(total: int, enabled: bool):
     if enabled:
         try:
             from tqdm.auto import tqdm
+
             return tqdm(total=total, unit="case", file=sys.stderr, leave=False)
         except ImportError:
             pass
@@ -718,12 +873,18 @@ def _progress(total: int, enabled: bool):
 # ---------------------------------------------------------------- modes
 
 
-def run_problems(sizes: P.Sizes, problems: list[P.Problem], wanted: set[str] | None,
-                 repeats: int, progress: bool = True
-                 ) -> tuple[list[Result], dict[str, Any]]:
+def run_problems(
+    sizes: P.Sizes,
+    problems: list[P.Problem],
+    wanted: set[str] | None,
+    repeats: int,
+    progress: bool = True,
+) -> tuple[list[Result], dict[str, Any]]:
     """Time every selected case of ``problems``; returns the results and per-problem summaries."""
     data = P.Data(sizes)
-    tasks = [(prob, case) for prob in problems for case in prob.cases if _case_selected(case, wanted)]
+    tasks = [
+        (prob, case) for prob in problems for case in prob.cases if _case_selected(case, wanted)
+    ]
     bar = _progress(len(tasks), progress)
     results: list[Result] = []
     summaries: dict[str, Any] = {}
@@ -735,6 +896,7 @@ def run_problems(sizes: P.Sizes, problems: list[P.Problem], wanted: set[str] | N
                 if bar is not None:
                     bar.set_description(f"{name}: {label}"[:60])
                     bar.update(1)
+
             got = run_cases(prob, mine, data, repeats, tick)
             summaries[prob.name] = _finish_problem(prob, got)
             results += got
@@ -744,10 +906,12 @@ def run_problems(sizes: P.Sizes, problems: list[P.Problem], wanted: set[str] | N
     return results, summaries
 
 
-def run_scaling(sizes: P.Sizes, wanted: set[str] | None, repeats: int, progress: bool = True
-                ) -> list[dict[str, Any]]:
+def run_scaling(
+    sizes: P.Sizes, wanted: set[str] | None, repeats: int, progress: bool = True
+) -> list[dict[str, Any]]:
     """Time ``loss_and_grad`` (mse, float64) at ``sizes.scaling_n`` rows for every backend."""
     import fastgd
+
     backends = [b for b in fastgd.available_backends() if wanted is None or b in wanted]
     data = P.Data(sizes)
     out = []
@@ -758,21 +922,29 @@ def run_scaling(sizes: P.Sizes, wanted: set[str] | None, repeats: int, progress:
             coef = np.linspace(-1.0, 1.0, X.shape[1])
             nbytes = X.nbytes + y.nbytes
             fns: list[tuple[str, Callable[[], Any]]] = [
-                (b, partial(fastgd.loss_and_grad, X, y, coef, 0.5, backend=b)) for b in backends]
+                (b, partial(fastgd.loss_and_grad, X, y, coef, 0.5, backend=b)) for b in backends
+            ]
             if importlib.util.find_spec("numba") is not None:
                 probe = P.read_probe()
                 flat = X.reshape(-1)
                 # called in this iteration only
-                fns.append(("read bandwidth (numba parallel sum)",
-                            lambda: probe(flat) + probe(y)))  # noqa: B023
+                fns.append(("read bandwidth (numba parallel sum)", lambda: probe(flat) + probe(y)))  # noqa: B023
             for name, fn in fns:
                 if bar is not None:
                     bar.set_description(f"n={n:,}: {name}"[:60])
                 fn()
                 times, _ = time_call(fn, repeats)
                 med = float(np.median(times))
-                out.append({"n": n, "p": X.shape[1], "case": name, "median": med,
-                            "ns_per_sample": med / n * 1e9, "gbps": nbytes / med / 1e9})
+                out.append(
+                    {
+                        "n": n,
+                        "p": X.shape[1],
+                        "case": name,
+                        "median": med,
+                        "ns_per_sample": med / n * 1e9,
+                        "gbps": nbytes / med / 1e9,
+                    }
+                )
                 if bar is not None:
                     bar.update(1)
             data.drop("scaling")
@@ -784,13 +956,27 @@ def run_scaling(sizes: P.Sizes, wanted: set[str] | None, repeats: int, progress:
 
 def format_scaling(rows: list[dict[str, Any]], sizes: P.Sizes) -> str:
     p = rows[0]["p"] if rows else sizes.scaling_p
-    table = [[f"{r['n']:,}", r["case"], _fmt_time(r["median"]), f"{r['ns_per_sample']:.2f}",
-              f"{r['gbps']:.1f}"] for r in rows]
-    lines = [(f"loss_and_grad (mse, float64) on make_linear(n, {p}): time per sample should stay "
-              f"flat (it rises once the data no longer fit in the caches)")]
+    table = [
+        [
+            f"{r['n']:,}",
+            r["case"],
+            _fmt_time(r["median"]),
+            f"{r['ns_per_sample']:.2f}",
+            f"{r['gbps']:.1f}",
+        ]
+        for r in rows
+    ]
+    lines = [
+        (
+            f"loss_and_grad (mse, float64) on make_linear(n, {p}): time per sample should stay "
+            f"flat (it rises once the data no longer fit in the caches)"
+        )
+    ]
     lines += _table(table, ["n", "case", "median", "ns/sample", "GB/s"], right={0, 2, 3, 4})
-    lines.append(f"{p} features so that n = 1e7 is {10_000_000 * (p + 1) * 8 / 1e9:.1f} GB of X and "
-                 f"y (100 features would be 8 GB).")
+    lines.append(
+        f"{p} features so that n = 1e7 is {10_000_000 * (p + 1) * 8 / 1e9:.1f} GB of X and "
+        f"y (100 features would be 8 GB)."
+    )
     return "\n".join(lines)
 
 
@@ -818,8 +1004,10 @@ def run(args: argparse.Namespace) -> int:
     """
     if getattr(args, "dask", False):
         from ._bench_dask import run_dask_bench, write_results
-        out_d = run_dask_bench(int(getattr(args, "repeats", 5)),
-                               glm=not getattr(args, "no_glm", False))
+
+        out_d = run_dask_bench(
+            int(getattr(args, "repeats", 5)), glm=not getattr(args, "no_glm", False)
+        )
         jpath = getattr(args, "json", None)
         write_results(out_d, jpath, None if not jpath else os.path.splitext(jpath)[0] + ".txt")
         return 0
@@ -844,9 +1032,11 @@ def run(args: argparse.Namespace) -> int:
 
     with _Threads(threads):
         machine = machine_info()
-        print(f"fastgd bench: scale {sizes.name} (P = {sizes.n:,} x {sizes.p} float64, polynomial "
-              f"on {sizes.n_poly:,} points), {machine['cpu']}, {machine['cores']} cores, "
-              f"threads {threads}, backends {machine['backends']}")
+        print(
+            f"fastgd bench: scale {sizes.name} (P = {sizes.n:,} x {sizes.p} float64, polynomial "
+            f"on {sizes.n_poly:,} points), {machine['cpu']}, {machine['cores']} cores, "
+            f"threads {threads}, backends {machine['backends']}"
+        )
         status = 0
         if scaling:
             rows = run_scaling(sizes, wanted, repeats, progress)
@@ -858,10 +1048,13 @@ def run(args: argparse.Namespace) -> int:
             targets = evaluate_targets(results)
             print()
             print(format_targets(targets, sizes))
-            out.update(results=[asdict(r) for r in results], read_bandwidth=summaries,
-                       compile_s=compile_times(results),
-                       targets=[asdict(t) for t in targets],
-                       problems={p.name: p.title for p in problems})
+            out.update(
+                results=[asdict(r) for r in results],
+                read_bandwidth=summaries,
+                compile_s=compile_times(results),
+                targets=[asdict(t) for t in targets],
+                problems={p.name: p.title for p in problems},
+            )
             if any(r.status == "error" for r in results):
                 status = 2
         machine = machine_info()  # now with the threading layer that ran

@@ -39,13 +39,21 @@ PAUSE = 0.5
 def _epoch_times(fit: Callable[..., Any], X: Any, y: Any, epochs: int) -> list[float]:
     """Seconds of each epoch after the first of one fit (callback to callback)."""
     stamps: list[float] = []
-    fit(X, y, max_iter=epochs + 1, tol=0, lr=0.05, precondition="none",
-        callback=lambda *a: stamps.append(time.perf_counter()))
+    fit(
+        X,
+        y,
+        max_iter=epochs + 1,
+        tol=0,
+        lr=0.05,
+        precondition="none",
+        callback=lambda *a: stamps.append(time.perf_counter()),
+    )
     return list(np.diff(stamps))
 
 
 def _median_epoch(X: Any, y: Any, repeats: int, epochs: int = 5) -> float:
     import fastgd
+
     times: list[float] = []
     for _ in range(repeats):
         times += _epoch_times(fastgd.fit, X, y, epochs)
@@ -57,6 +65,7 @@ def _glm_iteration(X: Any, y: Any, repeats: int) -> float:
     """dask-glm ``gradient_descent`` (Normal family): seconds per iteration."""
     from dask_glm.algorithms import gradient_descent
     from dask_glm.families import Normal
+
     per: list[float] = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -72,14 +81,16 @@ def _glm_iteration(X: Any, y: Any, repeats: int) -> float:
 
 def _data(n: int, chunk: int, seed: int = 0) -> tuple[Any, Any]:
     import dask.array as da
+
     g = da.random.default_rng(seed)
     X = g.standard_normal((n, D), chunks=(chunk, D))
     y = X @ np.linspace(1.0, 2.0, D) + 1.0 + 0.1 * g.standard_normal(n, chunks=chunk)
     return X, y
 
 
-def run_dask_bench(repeats: int = 5, glm: bool = True, sweep: bool = True,
-                   print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+def run_dask_bench(
+    repeats: int = 5, glm: bool = True, sweep: bool = True, print_fn: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Run the dask benchmark; returns the measured seconds and ratios.
 
     Examples
@@ -91,8 +102,11 @@ def run_dask_bench(repeats: int = 5, glm: bool = True, sweep: bool = True,
 
     from ._demo_dask import cluster, open_dataset, write_dataset
 
-    out: dict[str, Any] = {"problem": f"X {N:,} x {D} float64, {CHUNK:,}-row chunks",
-                           "workers": "2 x 1 thread (LocalCluster)", "repeats": repeats}
+    out: dict[str, Any] = {
+        "problem": f"X {N:,} x {D} float64, {CHUNK:,}-row chunks",
+        "workers": "2 x 1 thread (LocalCluster)",
+        "repeats": repeats,
+    }
     with cluster(n_workers=2) as client:
         X, y = _data(N, CHUNK)
         X, y = client.persist([X, y])
@@ -104,19 +118,24 @@ def run_dask_bench(repeats: int = 5, glm: bool = True, sweep: bool = True,
         out["dask_vs_memory"] = dask_epoch / mem_epoch
         print_fn(f"full-batch epoch on {out['problem']}:")
         print_fn(f"  fastgd on the cluster   {dask_epoch * 1e3:8.1f} ms")
-        print_fn(f"  fastgd in memory        {mem_epoch * 1e3:8.1f} ms   "
-                 f"(cluster / memory = {out['dask_vs_memory']:.2f}x)")
+        print_fn(
+            f"  fastgd in memory        {mem_epoch * 1e3:8.1f} ms   "
+            f"(cluster / memory = {out['dask_vs_memory']:.2f}x)"
+        )
         if glm:
             it = _glm_iteration(X, y, max(1, min(repeats, 3)))
             out["glm_iteration_s"], out["speedup_vs_glm"] = it, it / dask_epoch
-            print_fn(f"  dask-glm per iteration  {it * 1e3:8.1f} ms   "
-                     f"(fastgd {out['speedup_vs_glm']:.1f}x faster)")
+            print_fn(
+                f"  dask-glm per iteration  {it * 1e3:8.1f} ms   "
+                f"(fastgd {out['speedup_vs_glm']:.1f}x faster)"
+            )
         del Xm, ym
         if sweep:
             rows: list[dict[str, Any]] = []
             for per_worker in (1, 2, 4):
-                Xc, yc = client.persist([X.rechunk({0: N // (2 * per_worker)}),
-                                         y.rechunk(N // (2 * per_worker))])
+                Xc, yc = client.persist(
+                    [X.rechunk({0: N // (2 * per_worker)}), y.rechunk(N // (2 * per_worker))]
+                )
                 distributed.wait([Xc, yc])
                 t = _median_epoch(Xc, yc, repeats)
                 rows.append({"chunks_per_worker": per_worker, "epoch_s": t})
@@ -139,12 +158,26 @@ def run_dask_bench(repeats: int = 5, glm: bool = True, sweep: bool = True,
                         write_dataset(path, n, D, chunk_rows=CHUNK, seed=mult)
                         Xs, ys = open_dataset(path)
                         where = "disk"
-                    t = _median_epoch(Xs, ys, max(1, repeats // 2) if mult == 16 else repeats,
-                                      epochs=3 if mult == 16 else 5)
-                    rows.append({"size": f"{mult}x", "n": n, "bytes": int(Xs.nbytes),
-                                 "from": where, "epoch_s": t, "ns_per_row": t / n * 1e9})
-                    print_fn(f"  data {mult:>2}x ({Xs.nbytes / 1e6:6.0f} MB, {where:6}) "
-                             f"{t * 1e3:8.1f} ms   {t / n * 1e9:5.1f} ns/row")
+                    t = _median_epoch(
+                        Xs,
+                        ys,
+                        max(1, repeats // 2) if mult == 16 else repeats,
+                        epochs=3 if mult == 16 else 5,
+                    )
+                    rows.append(
+                        {
+                            "size": f"{mult}x",
+                            "n": n,
+                            "bytes": int(Xs.nbytes),
+                            "from": where,
+                            "epoch_s": t,
+                            "ns_per_row": t / n * 1e9,
+                        }
+                    )
+                    print_fn(
+                        f"  data {mult:>2}x ({Xs.nbytes / 1e6:6.0f} MB, {where:6}) "
+                        f"{t * 1e3:8.1f} ms   {t / n * 1e9:5.1f} ns/row"
+                    )
                     del Xs, ys
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -158,20 +191,32 @@ def write_results(out: dict[str, Any], json_path: str | None, txt_path: str | No
         with open(json_path, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=2)
     if txt_path:
-        lines = [(f"fastgd bench --dask: {out['problem']}, {out['workers']}, "
-                  f"median of {out['repeats']}"),
-                 f"full-batch epoch, fastgd on the cluster : {out['dask_epoch_s'] * 1e3:7.1f} ms",
-                 (f"full-batch epoch, fastgd in memory     : {out['memory_epoch_s'] * 1e3:7.1f} ms"
-                  f"  (cluster / memory {out['dask_vs_memory']:.2f}x)")]
+        lines = [
+            (
+                f"fastgd bench --dask: {out['problem']}, {out['workers']}, "
+                f"median of {out['repeats']}"
+            ),
+            f"full-batch epoch, fastgd on the cluster : {out['dask_epoch_s'] * 1e3:7.1f} ms",
+            (
+                f"full-batch epoch, fastgd in memory     : {out['memory_epoch_s'] * 1e3:7.1f} ms"
+                f"  (cluster / memory {out['dask_vs_memory']:.2f}x)"
+            ),
+        ]
         if "glm_iteration_s" in out:
-            lines.append(f"dask-glm gradient_descent, per iteration: "
-                         f"{out['glm_iteration_s'] * 1e3:7.1f} ms  (fastgd "
-                         f"{out['speedup_vs_glm']:.1f}x faster)")
+            lines.append(
+                f"dask-glm gradient_descent, per iteration: "
+                f"{out['glm_iteration_s'] * 1e3:7.1f} ms  (fastgd "
+                f"{out['speedup_vs_glm']:.1f}x faster)"
+            )
         for r in out.get("chunks", []):
-            lines.append(f"{r['chunks_per_worker']} chunk(s) per worker: "
-                         f"{r['epoch_s'] * 1e3:7.1f} ms per epoch")
+            lines.append(
+                f"{r['chunks_per_worker']} chunk(s) per worker: "
+                f"{r['epoch_s'] * 1e3:7.1f} ms per epoch"
+            )
         for r in out.get("sizes", []):
-            lines.append(f"data {r['size']:>3} ({r['bytes'] / 1e6:.0f} MB, from {r['from']}): "
-                         f"{r['epoch_s'] * 1e3:7.1f} ms per epoch, {r['ns_per_row']:.1f} ns/row")
+            lines.append(
+                f"data {r['size']:>3} ({r['bytes'] / 1e6:.0f} MB, from {r['from']}): "
+                f"{r['epoch_s'] * 1e3:7.1f} ms per epoch, {r['ns_per_row']:.1f} ns/row"
+            )
         with open(txt_path, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")

@@ -83,8 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--dtype", "float32"]).dtype
     ['float32']
     """
-    parser.add_argument("--dtype", action="append", choices=DTYPES, default=None,
-                        help="compile for this dtype (repeatable; default both)")
+    parser.add_argument(
+        "--dtype",
+        action="append",
+        choices=DTYPES,
+        default=None,
+        help="compile for this dtype (repeatable; default both)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,11 +98,16 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     seconds = compile_kernels(dtypes)
     if not seconds:
-        print("fastgd compile: numba is not installed; nothing to compile "
-              "(the Cython and numpy backends need no JIT)")
+        print(
+            "fastgd compile: numba is not installed; nothing to compile "
+            "(the Cython and numpy backends need no JIT)"
+        )
         return 0
     for key, s in seconds.items():
         print(f"  {key:<32}{s:8.2f} s")
-    print(f"compiled {len(seconds)} kernel families in {time.perf_counter() - t0:.1f} s "
-          f"(cached for later processes)", file=sys.stdout)
+    print(
+        f"compiled {len(seconds)} kernel families in {time.perf_counter() - t0:.1f} s "
+        f"(cached for later processes)",
+        file=sys.stdout,
+    )
     return 0

@@ -81,12 +81,15 @@ def _dtype_of(name: str, a: Any) -> np.dtype:
 
 def _known_chunks(name: str, a: Any) -> None:
     if any(math.isnan(c) for c in a.chunks[0]) or any(math.isnan(s) for s in a.shape):
-        raise ValueError(f"{name} has chunks of unknown size: call {name}.compute_chunk_sizes() "
-                         "first (e.g. after boolean indexing)")
+        raise ValueError(
+            f"{name} has chunks of unknown size: call {name}.compute_chunk_sizes() "
+            "first (e.g. after boolean indexing)"
+        )
 
 
-def chunked_data(X: Any, y: Any, degree: int | None, sample_weight: Any
-                 ) -> tuple[Any, Any, int, type, Any]:
+def chunked_data(
+    X: Any, y: Any, degree: int | None, sample_weight: Any
+) -> tuple[Any, Any, int, type, Any]:
     """Validate dask ``X``, ``y`` (and weights) from their metadata and coerce them lazily.
 
     Returns ``(X2d, y, model, dtype, w)`` as dask arrays: ``X2d`` (n, d) with
@@ -97,19 +100,25 @@ def chunked_data(X: Any, y: Any, degree: int | None, sample_weight: Any
     """
     dask, da = _import_dask()
     from . import _registry as reg
+
     if not is_dask_array(X):
-        raise TypeError(f"X must be a dask array when y or sample_weight is one, "
-                        f"got {type(X).__name__}")
+        raise TypeError(
+            f"X must be a dask array when y or sample_weight is one, got {type(X).__name__}"
+        )
     _dtype_of("X", X)
     if degree is None:
         if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got {X.ndim}-D with shape "
-                             f"{X.shape}; pass degree= for a polynomial in 1-D x")
+            raise ValueError(
+                f"X must be 2-D (n_samples, n_features), got {X.ndim}-D with shape "
+                f"{X.shape}; pass degree= for a polynomial in 1-D x"
+            )
         model = reg.MODELS["linear"].code
     else:
         if X.ndim != 1:
-            raise ValueError(f"X must be 1-D when degree is given (polynomial in one variable), "
-                             f"got {X.ndim}-D with shape {X.shape}")
+            raise ValueError(
+                f"X must be 1-D when degree is given (polynomial in one variable), "
+                f"got {X.ndim}-D with shape {X.shape}"
+            )
         model = reg.MODELS["poly"].code
         X = X[:, None]
     _known_chunks("X", X)
@@ -148,9 +157,11 @@ def _vector(name: str, a: Any, n: int, rows: tuple, da: Any) -> Any:
     if a.shape[0] != n:
         raise ValueError(f"X and {name} have different numbers of samples: {n} and {a.shape[0]}")
     if tuple(a.chunks[0]) != tuple(rows):
-        raise ValueError(f"{name}'s chunks {tuple(a.chunks[0])} do not match X's row chunks "
-                         f"{tuple(rows)}: rechunk one of them, e.g. "
-                         f"{name}.rechunk({{0: X.chunks[0]}})")
+        raise ValueError(
+            f"{name}'s chunks {tuple(a.chunks[0])} do not match X's row chunks "
+            f"{tuple(rows)}: rechunk one of them, e.g. "
+            f"{name}.rechunk({{0: X.chunks[0]}})"
+        )
     return a
 
 
@@ -172,8 +183,9 @@ def _weights(w: Any, dt: type, dask: Any) -> Any:
 # ---------------------------------------------------------------- per-chunk tasks (on workers)
 
 
-def _first_bad(model: int, xb: np.ndarray, yb: np.ndarray, lo: int, notes: tuple[str, str]
-               ) -> tuple[ValueError | None, ...]:
+def _first_bad(
+    model: int, xb: np.ndarray, yb: np.ndarray, lo: int, notes: tuple[str, str]
+) -> tuple[ValueError | None, ...]:
     """The chunk's first NaN/inf in X and in y: a ``ValueError`` naming it, or None, each."""
     found: list[ValueError | None] = []
     for name, a, note in (("X", xb[:, 0] if model == 1 else xb, notes[0]), ("y", yb, notes[1])):
@@ -191,8 +203,16 @@ def _finite(out: Any) -> bool:
     return bool(np.isfinite(out).all())
 
 
-def _chunk_task(bname: str, fn: Callable, model: int, notes: tuple[str, str], lo: int,
-                xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> tuple[Any, Any]:
+def _chunk_task(
+    bname: str,
+    fn: Callable,
+    model: int,
+    notes: tuple[str, str],
+    lo: int,
+    xb: np.ndarray,
+    yb: np.ndarray,
+    wb: np.ndarray | None,
+) -> tuple[Any, Any]:
     """``fn(be, xb, yb, wb)`` on one chunk; a non-finite result scans the chunk."""
     be = resolve(bname)[1]
     xb, yb = np.ascontiguousarray(xb), np.ascontiguousarray(yb)
@@ -203,27 +223,47 @@ def _chunk_task(bname: str, fn: Callable, model: int, notes: tuple[str, str], lo
     return out, bad
 
 
-def _chunks_task(bname: str, fn: Callable, model: int, notes: tuple[str, str], los: list,
-                 xbs: list, ybs: list, wbs: list) -> list:
+def _chunks_task(
+    bname: str,
+    fn: Callable,
+    model: int,
+    notes: tuple[str, str],
+    los: list,
+    xbs: list,
+    ybs: list,
+    wbs: list,
+) -> list:
     """:func:`_chunk_task` on several chunks of one worker, results in the order given."""
-    return [_chunk_task(bname, fn, model, notes, lo, xb, yb, wb)
-            for lo, xb, yb, wb in zip(los, xbs, ybs, wbs)]
+    return [
+        _chunk_task(bname, fn, model, notes, lo, xb, yb, wb)
+        for lo, xb, yb, wb in zip(los, xbs, ybs, wbs)
+    ]
 
 
 def _og(model, loss, theta, basis, delta, fit_icpt, be, xb, yb, wb):
     """The chunk's objective and gradient sums (float64), without the penalty."""
     m = theta.shape[0]
     grad = np.empty(m, dtype=theta.dtype)
-    f = be.objective_grad(model, loss, xb, yb, theta, basis, delta,
-                          np.zeros(m, dtype=theta.dtype), fit_icpt, grad, w=wb)
+    f = be.objective_grad(
+        model,
+        loss,
+        xb,
+        yb,
+        theta,
+        basis,
+        delta,
+        np.zeros(m, dtype=theta.dtype),
+        fit_icpt,
+        grad,
+        w=wb,
+    )
     k = xb.shape[0]
     return float(f) * k, grad.astype(np.float64) * k
 
 
 def _obj(model, loss, theta, basis, delta, be, xb, yb, wb):
     m = theta.shape[0]
-    f = be.objective(model, loss, xb, yb, theta, basis, delta, np.zeros(m, dtype=theta.dtype),
-                     w=wb)
+    f = be.objective(model, loss, xb, yb, theta, basis, delta, np.zeros(m, dtype=theta.dtype), w=wb)
     return float(f) * xb.shape[0]
 
 
@@ -245,10 +285,27 @@ def _range(be, xb, yb, wb):
     return np.array([lo, hi], dtype=np.float64)
 
 
-def _sgd_chunk(bname: str, model: int, loss: int, notes: tuple[str, str], lo: int, seed: int,
-               basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int, opt: int,
-               hp: np.ndarray, lr: float, batch_size: int, pre: np.ndarray, carry: tuple,
-               xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None) -> tuple:
+def _sgd_chunk(
+    bname: str,
+    model: int,
+    loss: int,
+    notes: tuple[str, str],
+    lo: int,
+    seed: int,
+    basis: np.ndarray,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    opt: int,
+    hp: np.ndarray,
+    lr: float,
+    batch_size: int,
+    pre: np.ndarray,
+    carry: tuple,
+    xb: np.ndarray,
+    yb: np.ndarray,
+    wb: np.ndarray | None,
+) -> tuple:
     """The compiled stochastic epoch over one chunk, its rows in a seeded random order.
 
     ``carry`` is ``(theta, slots, t, status, bad, lsum)`` from the previous
@@ -268,10 +325,36 @@ def _sgd_chunk(bname: str, model: int, loss: int, notes: tuple[str, str], lo: in
     grad = np.zeros_like(theta)
     m = theta.shape[0]
     with np.errstate(all="ignore"):  # need_obj 0: f is the chunk's progressive (mean) loss
-        _, code, t, f = be.run(model, loss, xb, yb, theta, basis, delta, l2w, fit_icpt, opt, hp,
-                               slots, t, 0, lr, np.zeros(3), 0, 1, batch_size, order[None, :],
-                               0.0, 0, grad, math.nan, np.empty(0), np.empty((0, m), theta.dtype),
-                               pre, w=wb)
+        _, code, t, f = be.run(
+            model,
+            loss,
+            xb,
+            yb,
+            theta,
+            basis,
+            delta,
+            l2w,
+            fit_icpt,
+            opt,
+            hp,
+            slots,
+            t,
+            0,
+            lr,
+            np.zeros(3),
+            0,
+            1,
+            batch_size,
+            order[None, :],
+            0.0,
+            0,
+            grad,
+            math.nan,
+            np.empty(0),
+            np.empty((0, m), theta.dtype),
+            pre,
+            w=wb,
+        )
     lsum += float(f) * k
     if code == 2 or not math.isfinite(lsum):  # diverged, or NaN/inf in the chunk
         return theta, slots, t, 2, _first_bad(model, xb, yb, lo, notes), lsum
@@ -328,9 +411,12 @@ class ChunkedKernels:
         else:
             dask, _ = _import_dask()
             task = dask.delayed(_chunk_task, pure=False)
-            outs = dask.compute(*[task(self.bname, fn, self.model, self.notes, int(lo), xb, yb,
-                                       wb)
-                                  for lo, (xb, yb, wb) in zip(self._offsets, self._blocks)])
+            outs = dask.compute(
+                *[
+                    task(self.bname, fn, self.model, self.notes, int(lo), xb, yb, wb)
+                    for lo, (xb, yb, wb) in zip(self._offsets, self._blocks)
+                ]
+            )
         self._note_bad([bad for _, bad in outs])
         return [out for out, _ in outs]
 
@@ -353,10 +439,21 @@ class ChunkedKernels:
         for addr, idx in groups.items():
             blocks = [self._futures[i] for i in idx]
             where = {} if addr is None else {"workers": [addr], "allow_other_workers": True}
-            tasks.append(client.submit(
-                _chunks_task, self.bname, fn, self.model, self.notes,
-                [int(self._offsets[i]) for i in idx], [b[0] for b in blocks],
-                [b[1] for b in blocks], [b[2] for b in blocks], pure=False, **where))
+            tasks.append(
+                client.submit(
+                    _chunks_task,
+                    self.bname,
+                    fn,
+                    self.model,
+                    self.notes,
+                    [int(self._offsets[i]) for i in idx],
+                    [b[0] for b in blocks],
+                    [b[1] for b in blocks],
+                    [b[2] for b in blocks],
+                    pure=False,
+                    **where,
+                )
+            )
         outs: list = [None] * self.nchunks
         for idx, res in zip(groups.values(), client.gather(tasks)):
             for i, r in zip(idx, res):
@@ -382,9 +479,20 @@ class ChunkedKernels:
             raise xerr if xerr is not None else yerr
 
     # -- the kernel interface
-    def objective_grad(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray,
-                       basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-                       grad: np.ndarray, w: Any = None) -> float:
+    def objective_grad(
+        self,
+        model: int,
+        loss: int,
+        X: Any,
+        y: Any,
+        theta: np.ndarray,
+        basis: np.ndarray,
+        delta: float,
+        l2w: np.ndarray,
+        fit_icpt: int,
+        grad: np.ndarray,
+        w: Any = None,
+    ) -> float:
         parts = self._map(partial(_og, model, loss, theta, basis, delta, int(fit_icpt)))
         f = 0.0
         acc = np.zeros(theta.shape[0])
@@ -396,8 +504,18 @@ class ChunkedKernels:
         ref._finish(acc, n, theta, l2w, fit_icpt, grad)
         return f / n + ref._penalty(theta, l2w)
 
-    def objective(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray,
-                  basis: np.ndarray, delta: float, l2w: np.ndarray, w: Any = None) -> float:
+    def objective(
+        self,
+        model: int,
+        loss: int,
+        X: Any,
+        y: Any,
+        theta: np.ndarray,
+        basis: np.ndarray,
+        delta: float,
+        l2w: np.ndarray,
+        w: Any = None,
+    ) -> float:
         parts = self._map(partial(_obj, model, loss, theta, basis, delta))
         return sum(parts) / int(self._offsets[-1]) + ref._penalty(theta, l2w)
 
@@ -409,18 +527,33 @@ class ChunkedKernels:
         parts = self._map(partial(_lsq, model, basis, p))
         return tuple(_sum_in_order([q[i] for q in parts]) for i in range(3))
 
-    def max_row_norm2(self, model: int, X: Any, basis: np.ndarray, pre: np.ndarray,
-                      fit_icpt: int, w: Any = None) -> float:
+    def max_row_norm2(
+        self, model: int, X: Any, basis: np.ndarray, pre: np.ndarray, fit_icpt: int, w: Any = None
+    ) -> float:
         return float(np.max(self._map(partial(_rownorm, model, basis, pre, bool(fit_icpt)))))
 
     def value_range(self, x: Any = None) -> tuple[float, float]:
         r = np.array(self._map(_range))
         return float(np.min(r[:, 0])), float(np.max(r[:, 1]))
 
-    def run(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray, basis: np.ndarray,
-            delta: float, l2w: np.ndarray, fit_icpt: int, opt: int, hp: np.ndarray,
-            state: np.ndarray, *rest: Any, stats: Any = None, **kwargs: Any
-            ) -> tuple[int, int, int, float]:
+    def run(
+        self,
+        model: int,
+        loss: int,
+        X: Any,
+        y: Any,
+        theta: np.ndarray,
+        basis: np.ndarray,
+        delta: float,
+        l2w: np.ndarray,
+        fit_icpt: int,
+        opt: int,
+        hp: np.ndarray,
+        state: np.ndarray,
+        *rest: Any,
+        stats: Any = None,
+        **kwargs: Any,
+    ) -> tuple[int, int, int, float]:
         """The reference's epoch loop over these chunked passes (``stats`` unused).
 
         Ctrl-C during a pass leaves ``theta`` and the optimizer slots as they
@@ -428,8 +561,23 @@ class ChunkedKernels:
         """
         theta0, state0 = theta.copy(), state.copy()
         try:
-            return ref.run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state,
-                           *rest, kernels=self, **kwargs)  # type: ignore[misc]  # (rest: 14 positionals)
+            return ref.run(
+                model,
+                loss,
+                X,
+                y,
+                theta,
+                basis,
+                delta,
+                l2w,
+                fit_icpt,
+                opt,
+                hp,
+                state,
+                *rest,
+                kernels=self,
+                **kwargs,
+            )  # type: ignore[misc]  # (rest: 14 positionals)
         except KeyboardInterrupt:
             theta[:] = theta0
             state[:] = state0
@@ -445,11 +593,28 @@ class ChunkedKernels:
             out[e, k:] = rng.integers(0, 2**62, size=k)
         return out
 
-    def stochastic_epoch(self, model: int, loss: int, X: Any, y: Any, theta: np.ndarray,
-                         basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-                         opt: int, hp: np.ndarray, state: np.ndarray, t: int, lr: float,
-                         idx: np.ndarray, batch_size: int, grad: np.ndarray, pre: np.ndarray,
-                         w: Any = None) -> tuple[int, float]:
+    def stochastic_epoch(
+        self,
+        model: int,
+        loss: int,
+        X: Any,
+        y: Any,
+        theta: np.ndarray,
+        basis: np.ndarray,
+        delta: float,
+        l2w: np.ndarray,
+        fit_icpt: int,
+        opt: int,
+        hp: np.ndarray,
+        state: np.ndarray,
+        t: int,
+        lr: float,
+        idx: np.ndarray,
+        batch_size: int,
+        grad: np.ndarray,
+        pre: np.ndarray,
+        w: Any = None,
+    ) -> tuple[int, float]:
         """One epoch chunk to chunk (``idx``: a row of :meth:`draw_orders`).
 
         Returns the step count and the sum of the rows' losses, each at the
@@ -465,9 +630,27 @@ class ChunkedKernels:
         for j in idx[:k]:
             lo = int(self._offsets[j])
             xb, yb, wb = self._blocks[j]
-            carry = task(self.bname, model, loss, self.notes, lo, int(idx[k + j]), basis, delta,
-                         l2w, int(fit_icpt), opt, hp, float(lr), int(batch_size), pre, carry,
-                         xb, yb, wb)
+            carry = task(
+                self.bname,
+                model,
+                loss,
+                self.notes,
+                lo,
+                int(idx[k + j]),
+                basis,
+                delta,
+                l2w,
+                int(fit_icpt),
+                opt,
+                hp,
+                float(lr),
+                int(batch_size),
+                pre,
+                carry,
+                xb,
+                yb,
+                wb,
+            )
         theta_new, slots, t_new, status, bad, lsum = dask.compute(carry)[0]
         if status == 2:
             if bad is not None:
@@ -499,8 +682,11 @@ def _memory_budget() -> float:
     """Bytes that data may take and still be persisted for a fit."""
     client = _active_client()
     if client is not None:
-        info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else \
-            client.scheduler_info()
+        info = (
+            client.scheduler_info(n_workers=-1)
+            if _takes_n_workers(client)
+            else client.scheduler_info()
+        )
         limits = [wk.get("memory_limit") or 0 for wk in info.get("workers", {}).values()]
         total = sum(limits) if limits and all(limits) else _machine_memory()
         return PERSIST_FRACTION * total
@@ -509,6 +695,7 @@ def _memory_budget() -> float:
 
 def _takes_n_workers(client: Any) -> bool:
     import inspect
+
     try:
         return "n_workers" in inspect.signature(client.scheduler_info).parameters
     except (TypeError, ValueError):  # pragma: no cover
@@ -528,6 +715,7 @@ def _active_client() -> Any:
         return None
     try:
         from distributed import get_client
+
         return get_client()
     except (ImportError, ValueError):
         return None
@@ -547,8 +735,9 @@ def _chunk_futures(X: Any, y: Any, w: Any) -> list:
     return list(zip(xs, ys, ws))
 
 
-def chunked_kernels(bname: str, X: Any, y: Any, w: Any, model: int,
-                    notes: tuple[str, str]) -> ChunkedKernels:
+def chunked_kernels(
+    bname: str, X: Any, y: Any, w: Any, model: int, notes: tuple[str, str]
+) -> ChunkedKernels:
     """The chunked kernels of a fit: the data persisted when they fit in memory."""
     dask, _ = _import_dask()
     nbytes = X.nbytes + y.nbytes + (0 if w is None else w.nbytes)

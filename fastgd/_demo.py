@@ -56,20 +56,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--scale", "0.1"]).scale
     0.1
     """
-    parser.add_argument("--scale", type=float, default=None,
-                        help="multiply the data sizes (default 1: 3e6 linear rows, 1e7 cubic "
-                             "points; 0.1 without a compiled backend)")
-    parser.add_argument("--out", default="fastgd-demo", metavar="DIR",
-                        help="directory for the PNG plots (default ./fastgd-demo)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="multiply the data sizes (default 1: 3e6 linear rows, 1e7 cubic "
+        "points; 0.1 without a compiled backend)",
+    )
+    parser.add_argument(
+        "--out",
+        default="fastgd-demo",
+        metavar="DIR",
+        help="directory for the PNG plots (default ./fastgd-demo)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="do not write plots")
-    parser.add_argument("--backend", default="auto",
-                        help="backend of the fits (default auto: the fastest available); the "
-                             "timing table always covers every available backend")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        help="backend of the fits (default auto: the fastest available); the "
+        "timing table always covers every available backend",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
-    parser.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
-                        help="fit a dataset on disk larger than the workers' memory on a dask "
-                             "cluster: a LocalCluster started here (default), or the scheduler "
-                             "at ADDRESS (needs the dask extra)")
+    parser.add_argument(
+        "--dask",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="fit a dataset on disk larger than the workers' memory on a dask "
+        "cluster: a LocalCluster started here (default), or the scheduler "
+        "at ADDRESS (needs the dask extra)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,10 +114,16 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.dask is not None:
         from ._demo_dask import run_dask_demo
+
         run_dask_demo(scale=args.scale, address=None if args.dask == "local" else args.dask)
         return 0
-    run_demo(scale=args.scale, out=args.out, plots=not args.no_plots, backend=args.backend,
-             seed=args.seed)
+    run_demo(
+        scale=args.scale,
+        out=args.out,
+        plots=not args.no_plots,
+        backend=args.backend,
+        seed=args.seed,
+    )
     return 0
 
 
@@ -159,8 +182,9 @@ def _start_background_warm_up(backends: list[str]) -> dict[str, Any]:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         code = "from fastgd._demo import _warm_up; _warm_up('numba')"
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         started["numba"] = (proc, time.perf_counter())
     return started
 
@@ -181,8 +205,8 @@ def _lstsq_poly(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
     k = degree
     mom, rhs = np.zeros(2 * k + 1), np.zeros(k + 1)
     for lo in range(0, x.shape[0], 1 << 16):
-        xb = x[lo:lo + (1 << 16)].astype(np.float64)
-        yb = y[lo:lo + (1 << 16)].astype(np.float64)
+        xb = x[lo : lo + (1 << 16)].astype(np.float64)
+        yb = y[lo : lo + (1 << 16)].astype(np.float64)
         pw = np.ones_like(xb)
         for j in range(2 * k + 1):
             mom[j] += pw.sum()
@@ -202,9 +226,14 @@ def _poly_objective(x: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float) ->
     return _mse(np.polynomial.polynomial.polyval(x, np.r_[b, coef]) - y)
 
 
-def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "fastgd-demo",
-             plots: bool = True, backend: str = "auto", seed: int = 0,
-             stream: TextIO | None = None) -> dict[str, Any]:
+def run_demo(
+    scale: float | None = None,
+    out: str | os.PathLike[str] | None = "fastgd-demo",
+    plots: bool = True,
+    backend: str = "auto",
+    seed: int = 0,
+    stream: TextIO | None = None,
+) -> dict[str, Any]:
     """The ``fastgd demo`` run, callable from Python.
 
     Parameters
@@ -249,14 +278,19 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
     n_lin = max(2000, round(N_LINEAR * scale))
     n_cub = max(2000, round(N_CUBIC * scale))
     from .backends import resolve
+
     fit_backend, _ = resolve(backend)
     result: dict[str, Any] = {"scale": scale, "backend": fit_backend}
 
-    say(f"fastgd demo  (scale {scale:g}; backends available: {', '.join(backends)}; "
-        f"fits use {fit_backend!r})")
+    say(
+        f"fastgd demo  (scale {scale:g}; backends available: {', '.join(backends)}; "
+        f"fits use {fit_backend!r})"
+    )
     if not compiled:
-        say("  note: no compiled backend (numba / cython) is available: the numpy reference runs "
-            "everything, at a reduced scale")
+        say(
+            "  note: no compiled backend (numba / cython) is available: the numpy reference runs "
+            "everything, at a reduced scale"
+        )
 
     # ------------------------------------------------------------ compilation
     # The kernels the fits use are compiled first; the others (timed in section 5)
@@ -270,13 +304,17 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
 
     # ------------------------------------------------------------ data
     say.section("1. Data")
-    (X, y, coef, b), t_lin = _timed(lambda: datasets.make_linear(
-        n_lin, N_FEATURES, noise=0.5, outliers=OUTLIERS, seed=seed))
-    (x, yc, ccoef, cb), t_cub = _timed(lambda: datasets.make_polynomial(
-        n_cub, 3, noise=0.1, seed=seed + 1))
+    (X, y, coef, b), t_lin = _timed(
+        lambda: datasets.make_linear(n_lin, N_FEATURES, noise=0.5, outliers=OUTLIERS, seed=seed)
+    )
+    (x, yc, ccoef, cb), t_cub = _timed(
+        lambda: datasets.make_polynomial(n_cub, 3, noise=0.1, seed=seed + 1)
+    )
     mb = (X.nbytes + y.nbytes + x.nbytes + yc.nbytes) / 1e6
-    say(f"  linear: {n_lin:,} rows x {N_FEATURES} features, noise 0.5, "
-        f"{OUTLIERS:.0%} gross outliers")
+    say(
+        f"  linear: {n_lin:,} rows x {N_FEATURES} features, noise 0.5, "
+        f"{OUTLIERS:.0%} gross outliers"
+    )
     say(f"  cubic : {n_cub:,} points, noise 0.1")
     say(f"  generated {mb:,.0f} MB in {t_lin + t_cub:.2f} s ({mb / (t_lin + t_cub):,.0f} MB/s)")
     result["data_mb_per_s"] = mb / (t_lin + t_cub)
@@ -289,15 +327,31 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
         r = fit(X, y, loss=loss, backend=fit_backend, max_iter=1000, tol=1e-7)
         fits[loss] = r
         err = float(np.max(np.abs(r.coef - coef)))
-        result[loss] = {"coef_err": err, "intercept_err": abs(r.intercept - b),
-                        "n_iter": r.n_iter, "elapsed": r.elapsed, "status": r.status}
-        rows.append([loss, f"{err:.4f}", f"{abs(r.intercept - b):.4f}", str(r.n_iter), r.status,
-                     f"{r.elapsed:.2f}"])
-    say.table(["loss", "max |coef - true|", "|intercept - true|", "epochs", "status", "time (s)"],
-              rows)
+        result[loss] = {
+            "coef_err": err,
+            "intercept_err": abs(r.intercept - b),
+            "n_iter": r.n_iter,
+            "elapsed": r.elapsed,
+            "status": r.status,
+        }
+        rows.append(
+            [
+                loss,
+                f"{err:.4f}",
+                f"{abs(r.intercept - b):.4f}",
+                str(r.n_iter),
+                r.status,
+                f"{r.elapsed:.2f}",
+            ]
+        )
+    say.table(
+        ["loss", "max |coef - true|", "|intercept - true|", "epochs", "status", "time (s)"], rows
+    )
     ratio = result["mse"]["coef_err"] / max(result["huber"]["coef_err"], 1e-300)
-    say(f"  Huber's coefficients are {ratio:.0f}x closer to the truth: the outliers pull MSE "
-        "towards the wrong slope.")
+    say(
+        f"  Huber's coefficients are {ratio:.0f}x closer to the truth: the outliers pull MSE "
+        "towards the wrong slope."
+    )
 
     # ------------------------------------------------------------ closed form
     say.section("3. Closed-form check (np.linalg.lstsq on the same data)")
@@ -305,8 +359,10 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
     mse_fit = fits["mse"]
     theta = np.r_[mse_fit.coef, mse_fit.intercept]
     rel = float(np.max(np.abs(theta - sol)) / np.max(np.abs(sol)))
-    say(f"  linear MSE fit vs lstsq: max relative difference {rel:.2e}  "
-        f"(lstsq {t_ls:.2f} s, GD {mse_fit.elapsed:.2f} s)")
+    say(
+        f"  linear MSE fit vs lstsq: max relative difference {rel:.2e}  "
+        f"(lstsq {t_ls:.2f} s, GD {mse_fit.elapsed:.2f} s)"
+    )
     result["lstsq_rel_diff"] = rel
     csol = _lstsq_poly(x, yc, 3)
     f_star = _poly_objective(x, yc, csol[:3], float(csol[3]))
@@ -314,10 +370,16 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
 
     # ------------------------------------------------------------ optimizers
     say.section(f"4. Optimizers on the cubic ({n_cub:,} points, MSE)")
-    specs: list[tuple[str, dict[str, Any], int]] = [("GD", dict(optimizer="gd"), EPOCHS), ("momentum", dict(optimizer="momentum"), EPOCHS),
-             ("Adam", dict(optimizer="adam", lr=0.1), EPOCHS),
-             (f"SGD (batch {SGD_BATCH})", dict(optimizer="sgd", batch_size=SGD_BATCH, lr=0.05),
-              SGD_EPOCHS)]
+    specs: list[tuple[str, dict[str, Any], int]] = [
+        ("GD", dict(optimizer="gd"), EPOCHS),
+        ("momentum", dict(optimizer="momentum"), EPOCHS),
+        ("Adam", dict(optimizer="adam", lr=0.1), EPOCHS),
+        (
+            f"SGD (batch {SGD_BATCH})",
+            dict(optimizer="sgd", batch_size=SGD_BATCH, lr=0.05),
+            SGD_EPOCHS,
+        ),
+    ]
     opt_fits, rows = [], []
     result["optimizers"] = {}
     for label, kw, epochs in specs:
@@ -325,12 +387,18 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
         opt_fits.append((label, r))
         gap = r.objective - f_star
         cerr = float(np.max(np.abs(np.r_[r.coef, r.intercept] - csol)))
-        result["optimizers"][label] = {"gap": gap, "coef_vs_lstsq": cerr, "epochs": r.n_iter,
-                                       "elapsed": r.elapsed}
-        rows.append([label, f"{r.lr:.3g}", str(r.n_iter), f"{gap:.2e}", f"{cerr:.2e}",
-                     f"{r.elapsed:.2f}"])
-    say.table(["optimizer", "lr", "epochs", "objective - optimum", "max |coef - lstsq|",
-               "time (s)"], rows)
+        result["optimizers"][label] = {
+            "gap": gap,
+            "coef_vs_lstsq": cerr,
+            "epochs": r.n_iter,
+            "elapsed": r.elapsed,
+        }
+        rows.append(
+            [label, f"{r.lr:.3g}", str(r.n_iter), f"{gap:.2e}", f"{cerr:.2e}", f"{r.elapsed:.2f}"]
+        )
+    say.table(
+        ["optimizer", "lr", "epochs", "objective - optimum", "max |coef - lstsq|", "time (s)"], rows
+    )
     say(f"  optimum (lstsq) objective {f_star:.6f}; lr 'auto' for GD and momentum is 1/L")
 
     # ------------------------------------------------------------ backends
@@ -348,8 +416,11 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
                 raise
             t_bg, ok = time.perf_counter() - t0, proc.returncode == 0
         t_w = _warm_up(be)  # loads what the background process cached (or compiles)
-        compile_s[be] = (f"{t_bg:.2f} s (in a background process during 2-4), "
-                         f"{t_w:.2f} s to load" if ok else f"{t_w:.2f} s")
+        compile_s[be] = (
+            f"{t_bg:.2f} s (in a background process during 2-4), {t_w:.2f} s to load"
+            if ok
+            else f"{t_w:.2f} s"
+        )
     say("  Compilation (JIT warm-up):")
     for be in compiled:
         how = "JIT, cached on disk for later runs" if be == "numba" else "ahead of time"
@@ -374,35 +445,75 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
             stamps: list[float] = []
             # Time per epoch from the clock at the end of each epoch (callback): the fixed
             # cost of the call (input checks) and the first epoch are left out.
-            fit(A[:k], B[:k], lr=0.01, tol=0, max_iter=epochs, backend=be,
-                callback=lambda *_, stamps=stamps: stamps.append(time.perf_counter()), **kw)
+            fit(
+                A[:k],
+                B[:k],
+                lr=0.01,
+                tol=0,
+                max_iter=epochs,
+                backend=be,
+                callback=lambda *_, stamps=stamps: stamps.append(time.perf_counter()),
+                **kw,
+            )
             per_row[be] = (stamps[-1] - stamps[0]) / (len(stamps) - 1) / k
         base = per_row["numpy"]
         for be in backends:
             s_epoch = per_row[be] * n_full
             speed = base / per_row[be]
             gbs = (A.nbytes + B.nbytes) / n_full / per_row[be] / 1e9
-            rows.append([name if be == backends[0] else "", be, _ms(s_epoch * 1e3),
-                         f"{1e-6 / per_row[be]:,.1f}", f"{gbs:.2f}", f"{speed:,.1f}x"])
-            result["backends"].setdefault(name, {})[be] = {"s_per_epoch": s_epoch,
-                                                           "speedup": speed}
+            rows.append(
+                [
+                    name if be == backends[0] else "",
+                    be,
+                    _ms(s_epoch * 1e3),
+                    f"{1e-6 / per_row[be]:,.1f}",
+                    f"{gbs:.2f}",
+                    f"{speed:,.1f}x",
+                ]
+            )
+            result["backends"].setdefault(name, {})[be] = {"s_per_epoch": s_epoch, "speedup": speed}
     say.table(["workload", "backend", "ms / epoch", "M rows / s", "GB/s read", "vs numpy"], rows)
-    say(f"  numpy (the reference) is timed for one epoch on its first {m:,} rows and scaled to "
-        "the full")
-    say("  data (its time is linear in the rows); compiled backends for 5 epochs (SGD: 1) on "
-        "all rows.")
-    say("  Times run from the end of the first epoch to the end of the last: the fixed cost of "
-        "a call is left out.")
-    say("  A full-batch linear epoch reads X once and does little arithmetic per byte: every "
-        "backend is bound")
-    say("  by memory bandwidth there.  Compiled kernels pull ahead where the work per row grows "
-        "(polynomial, mini-batches).")
+    say(
+        f"  numpy (the reference) is timed for one epoch on its first {m:,} rows and scaled to "
+        "the full"
+    )
+    say(
+        "  data (its time is linear in the rows); compiled backends for 5 epochs (SGD: 1) on "
+        "all rows."
+    )
+    say(
+        "  Times run from the end of the first epoch to the end of the last: the fixed cost of "
+        "a call is left out."
+    )
+    say(
+        "  A full-batch linear epoch reads X once and does little arithmetic per byte: every "
+        "backend is bound"
+    )
+    say(
+        "  by memory bandwidth there.  Compiled kernels pull ahead where the work per row grows "
+        "(polynomial, mini-batches)."
+    )
 
     # ------------------------------------------------------------ plots
     written: list[str] = []
     if plots and out is not None:
-        written = _plots(out, X, y, coef, b, fits, x, yc, ccoef, cb, opt_fits, f_star,
-                         result["backends"], fit_backend, seed)
+        written = _plots(
+            out,
+            X,
+            y,
+            coef,
+            b,
+            fits,
+            x,
+            yc,
+            ccoef,
+            cb,
+            opt_fits,
+            f_star,
+            result["backends"],
+            fit_backend,
+            seed,
+        )
         say.section("Plots")
         for p in written:
             say(f"  {p}")
@@ -413,10 +524,23 @@ def run_demo(scale: float | None = None, out: str | os.PathLike[str] | None = "f
     return result
 
 
-def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.ndarray, b: float,
-           fits: dict[str, Any], x: np.ndarray, yc: np.ndarray, ccoef: np.ndarray, cb: float,
-           opt_fits: list[tuple[str, Any]], f_star: float, timings: dict[str, Any],
-           backend: str, seed: int) -> list[str]:
+def _plots(
+    out: str | os.PathLike[str],
+    X: np.ndarray,
+    y: np.ndarray,
+    coef: np.ndarray,
+    b: float,
+    fits: dict[str, Any],
+    x: np.ndarray,
+    yc: np.ndarray,
+    ccoef: np.ndarray,
+    cb: float,
+    opt_fits: list[tuple[str, Any]],
+    f_star: float,
+    timings: dict[str, Any],
+    backend: str,
+    seed: int,
+) -> list[str]:
     from . import plotting
 
     os.makedirs(out, exist_ok=True)
@@ -431,9 +555,17 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
     for loss, color, marker in (("mse", "#d62728", "o"), ("huber", "#2ca02c", "s")):
         r = fits[loss]
         err = np.max(np.abs(r.coef - coef))
-        ax.scatter(truth, np.r_[r.coef, r.intercept], s=55, color=color, marker=marker,
-                   edgecolors="black", lw=0.5, zorder=3,
-                   label=f"{loss.upper() if loss == 'mse' else 'Huber'} (max error {err:.3f})")
+        ax.scatter(
+            truth,
+            np.r_[r.coef, r.intercept],
+            s=55,
+            color=color,
+            marker=marker,
+            edgecolors="black",
+            lw=0.5,
+            zorder=3,
+            label=f"{loss.upper() if loss == 'mse' else 'Huber'} (max error {err:.3f})",
+        )
     ax.set_xlabel("true coefficient (and intercept)")
     ax.set_ylabel("fitted value")
     ax.set_title(f"MSE vs Huber with {OUTLIERS:.0%} gross outliers\n({len(y):,} rows)")
@@ -445,16 +577,19 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
 
     # Optimizers: suboptimality per epoch.
     p = os.path.join(out, "optimizers.png")
-    plotting.plot_history(*[r for _, r in opt_fits], labels=[lab for lab, _ in opt_fits],
-                          baseline=f_star, path=p,
-                          title=f"Cubic fit, {len(x):,} points: objective above the optimum")
+    plotting.plot_history(
+        *[r for _, r in opt_fits],
+        labels=[lab for lab, _ in opt_fits],
+        baseline=f_star,
+        path=p,
+        title=f"Cubic fit, {len(x):,} points: objective above the optimum",
+    )
     paths.append(p)
 
     # The cubic: data and the best fit.
     best_label, best = min(opt_fits, key=lambda t: t[1].objective)
     p = os.path.join(out, "cubic_fit.png")
-    plotting.plot_fit(best, x, yc, truth=(ccoef, cb), path=p,
-                      title=f"Cubic fitted by {best_label}")
+    plotting.plot_fit(best, x, yc, truth=(ccoef, cb), path=p, title=f"Cubic fitted by {best_label}")
     paths.append(p)
 
     # A 2-parameter problem: the path of gradient descent over the loss surface,
@@ -469,9 +604,19 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
     def objective(theta: np.ndarray) -> float:
         return float(theta @ mom @ theta - 2 * theta @ lin + c0)
 
-    runs = {pc: fit(x1.reshape(-1, 1), y1, optimizer="gd", record="params", tol=1e-6,
-                    backend=backend, precondition=pc, intercept_init=0.0)
-            for pc in ("none", "auto")}
+    runs = {
+        pc: fit(
+            x1.reshape(-1, 1),
+            y1,
+            optimizer="gd",
+            record="params",
+            tol=1e-6,
+            backend=backend,
+            precondition=pc,
+            intercept_init=0.0,
+        )
+        for pc in ("none", "auto")
+    }
     P = runs["none"].history.params
     assert P is not None  # record="params"
     span = [(float(P[:, j].min()), float(P[:, j].max())) for j in range(2)]
@@ -479,8 +624,13 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
     bounds = (pad[0], pad[1])
     for pc, name in (("none", "path.png"), ("auto", "path_preconditioned.png")):
         p = os.path.join(out, name)
-        plotting.plot_path(runs[pc], objective, path=p, bounds=bounds,
-                           title=f"gd, precondition={pc!r}: y = w x + b, x centred at 2")
+        plotting.plot_path(
+            runs[pc],
+            objective,
+            path=p,
+            bounds=bounds,
+            title=f"gd, precondition={pc!r}: y = w x + b, x centred at 2",
+        )
         paths.append(p)
 
     # Backends: time per epoch.
@@ -497,8 +647,13 @@ def _plots(out: str | os.PathLike[str], X: np.ndarray, y: np.ndarray, coef: np.n
         for rect, nm in zip(bars, names):
             sp = timings[nm][be]["speedup"]
             if be != "numpy":
-                ax.annotate(f"{sp:.0f}x" if sp >= 10 else f"{sp:.1f}x", (rect.get_x() + rect.get_width() / 2, rect.get_height()),
-                            ha="center", va="bottom", fontsize=8)
+                ax.annotate(
+                    f"{sp:.0f}x" if sp >= 10 else f"{sp:.1f}x",
+                    (rect.get_x() + rect.get_width() / 2, rect.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(names)), [nm.replace(", ", "\n") for nm in names])
     ax.set_ylabel("ms per epoch (log)")

@@ -32,8 +32,9 @@ def _dask():
 
 
 @contextlib.contextmanager
-def cluster(address: str | None = None, n_workers: int = 2,
-            memory_limit: str | int | None = None) -> Iterator[Any]:
+def cluster(
+    address: str | None = None, n_workers: int = 2, memory_limit: str | int | None = None
+) -> Iterator[Any]:
     """A ``dask.distributed.Client``: on ``address`` (``"tcp://host:8786"``), else local.
 
     The local cluster has ``n_workers`` processes of one thread each, with
@@ -54,15 +55,24 @@ def cluster(address: str | None = None, n_workers: int = 2,
     kw = {} if memory_limit is None else {"memory_limit": memory_limit}
     # (a worker near its limit pauses and says so: for this streaming that is expected)
     kw["silence_logs"] = logging.ERROR
-    with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, **kw) as lc, \
-            distributed.Client(lc) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, **kw
+        ) as lc,
+        distributed.Client(lc) as client,
+    ):
         yield client
 
 
-def write_dataset(path: str | os.PathLike[str], n_samples: int, n_features: int, *,
-                  chunk_rows: int = 250_000, noise: float = 0.1, seed: int = 0
-                  ) -> tuple[np.ndarray, float]:
+def write_dataset(
+    path: str | os.PathLike[str],
+    n_samples: int,
+    n_features: int,
+    *,
+    chunk_rows: int = 250_000,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> tuple[np.ndarray, float]:
     """Write a linear regression dataset to the zarr store ``path``, chunk by chunk.
 
     The rows are generated on the workers (or dask's local scheduler) and
@@ -89,20 +99,24 @@ def write_dataset(path: str | os.PathLike[str], n_samples: int, n_features: int,
     y = X @ coef + intercept + noise * g.standard_normal(n_samples, chunks=chunk_rows)
     # uncompressed: random floats do not compress, and every pass reads them back
     da.to_zarr(X, os.fspath(path), component="X", overwrite=True, compressors=None)
-    da.to_zarr(y.rechunk((X.chunks[0],)), os.fspath(path), component="y", overwrite=True,
-               compressors=None)
+    da.to_zarr(
+        y.rechunk((X.chunks[0],)), os.fspath(path), component="y", overwrite=True, compressors=None
+    )
     return coef, intercept
 
 
 def open_dataset(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     """``(X, y)`` of a zarr dataset as dask arrays (nothing is read yet)."""
     da, _ = _dask()
-    return (da.from_zarr(os.fspath(path), component="X"),
-            da.from_zarr(os.fspath(path), component="y"))
+    return (
+        da.from_zarr(os.fspath(path), component="X"),
+        da.from_zarr(os.fspath(path), component="y"),
+    )
 
 
-def run_dask_demo(scale: float | None = None, address: str | None = None,
-                  print_fn: Any = print) -> dict[str, Any]:
+def run_dask_demo(
+    scale: float | None = None, address: str | None = None, print_fn: Any = print
+) -> dict[str, Any]:
     """Fit a dataset on disk that is larger than the workers' memory, on a cluster.
 
     Starts a 2-worker ``LocalCluster`` whose workers have 320 MiB each (or
@@ -130,26 +144,37 @@ def run_dask_demo(scale: float | None = None, address: str | None = None,
         with cluster(address, memory_limit="320MiB") as client:
             workers = client.scheduler_info()["workers"]
             mem = sum(w.get("memory_limit") or 0 for w in workers.values())
-            print_fn(f"fastgd demo --dask: {len(workers)} workers, {mem / 2**20:.0f} MiB of "
-                     f"memory in all ({'scheduler ' + address if address else 'LocalCluster'})")
+            print_fn(
+                f"fastgd demo --dask: {len(workers)} workers, {mem / 2**20:.0f} MiB of "
+                f"memory in all ({'scheduler ' + address if address else 'LocalCluster'})"
+            )
             path = os.path.join(tmp, "data.zarr")
             t = time.perf_counter()
             coef, _b = write_dataset(path, n, d, chunk_rows=chunk)
             X, y = open_dataset(path)
-            print_fn(f"  wrote {path}: X {n:,} x {d} float64 = {X.nbytes / 2**20:.0f} MiB in "
-                     f"{X.numblocks[0]} chunks ({time.perf_counter() - t:.1f} s)")
+            print_fn(
+                f"  wrote {path}: X {n:,} x {d} float64 = {X.nbytes / 2**20:.0f} MiB in "
+                f"{X.numblocks[0]} chunks ({time.perf_counter() - t:.1f} s)"
+            )
             res = fastgd.fit(X, y, tol=1e-8, max_iter=200)
             err = float(np.max(np.abs(res.coef - coef)))
-            where = "persisted on the workers" if res.info["persisted"] else \
-                "read from disk in every pass"
-            print_fn(f"  full batch, defaults: {res.status} after {res.n_iter} epochs in "
-                     f"{res.elapsed:.1f} s ({where}); max |coef - true| = {err:.2e}")
+            where = (
+                "persisted on the workers"
+                if res.info["persisted"]
+                else "read from disk in every pass"
+            )
+            print_fn(
+                f"  full batch, defaults: {res.status} after {res.n_iter} epochs in "
+                f"{res.elapsed:.1f} s ({where}); max |coef - true| = {err:.2e}"
+            )
             out["gd"] = res
             res2 = fastgd.fit(X, y, optimizer="adam", batch_size=256, max_iter=1, seed=0)
             err2 = float(np.max(np.abs(res2.coef - coef)))
-            print_fn(f"  mini-batch Adam (256 rows), one epoch chunk to chunk: "
-                     f"{res2.elapsed:.1f} s; max |coef - true| = {err2:.2e}; objective "
-                     f"{res2.objective:.5g} (noise floor {0.1 ** 2:.5g})")
+            print_fn(
+                f"  mini-batch Adam (256 rows), one epoch chunk to chunk: "
+                f"{res2.elapsed:.1f} s; max |coef - true| = {err2:.2e}; objective "
+                f"{res2.objective:.5g} (noise floor {0.1**2:.5g})"
+            )
             out["adam"] = res2
             out["memory_limit"] = mem
             out["nbytes"] = X.nbytes

@@ -62,13 +62,23 @@ class Outcome:
 def final_objective(prob: Problem, coords: Coordinates, theta: np.ndarray) -> float:
     """The objective at ``theta`` (kernel coordinates): one pass; inf, never NaN."""
     with np.errstate(over="ignore", invalid="ignore"):
-        f = prob.be.objective(prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis,
-                              prob.delta, coords.l2w, w=prob.w)
+        f = prob.be.objective(
+            prob.model,
+            prob.loss.code,
+            prob.X,
+            prob.y,
+            theta,
+            coords.basis,
+            prob.delta,
+            coords.l2w,
+            w=prob.w,
+        )
     return math.inf if math.isnan(f) else float(f)
 
 
-def grow_history(hist_loss: np.ndarray, hist_params: np.ndarray, record: str, need: int,
-                 cap: int) -> tuple[np.ndarray, np.ndarray]:
+def grow_history(
+    hist_loss: np.ndarray, hist_params: np.ndarray, record: str, need: int, cap: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Grow the history buffers (geometrically, up to ``cap``) to hold ``need`` epochs.
 
     Long fits (``max_iter`` in the millions) so never pre-allocate memory for
@@ -76,11 +86,11 @@ def grow_history(hist_loss: np.ndarray, hist_params: np.ndarray, record: str, ne
     """
     size = min(cap, max(need, 2 * hist_loss.shape[0], 64))
     loss = np.empty(size)
-    loss[:hist_loss.shape[0]] = hist_loss
+    loss[: hist_loss.shape[0]] = hist_loss
     params = hist_params
     if record == "params":
         params = np.empty((size, hist_params.shape[1]), dtype=hist_params.dtype)
-        params[:hist_params.shape[0]] = hist_params
+        params[: hist_params.shape[0]] = hist_params
     return loss, params
 
 
@@ -100,7 +110,9 @@ class Progress:
             try:
                 from tqdm.auto import tqdm
             except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ImportError("progress=True needs tqdm: pip install 'fastgd[progress]'") from exc
+                raise ImportError(
+                    "progress=True needs tqdm: pip install 'fastgd[progress]'"
+                ) from exc
             self.bar = tqdm(total=total, unit="epoch", desc="fastgd")
 
     def update(self, n: int, loss: float) -> None:
@@ -130,7 +142,11 @@ def _chunking(prob: Problem, batch: int | None, callback: Any) -> tuple[int, np.
     else:
         perm = np.empty(0, dtype=np.int32)
         chunk = max(1, CHUNK_WORK // max(n * width, 1))
-        if prob.model == 1 and prob.loss.name == "mse" and getattr(prob.be, "POLY_MSE_MOMENTS", False):
+        if (
+            prob.model == 1
+            and prob.loss.name == "mse"
+            and getattr(prob.be, "POLY_MSE_MOMENTS", False)
+        ):
             # the backend reduces the data to moments once per run call: epochs are O(p^2)
             chunk = max(1, CHUNK_WORK // (prob.p + 1) ** 2)
     if callback is not None:
@@ -152,12 +168,24 @@ def _shuffled_range(out: np.ndarray, rng: np.random.Generator) -> None:
     rng.shuffle(out)
 
 
-def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray,
-               state: np.ndarray, t0: int, *, epoch0: int = 0, batch: int | None,
-               max_iter: int, tol: float,
-               rng: np.random.Generator | None, record: str | None,
-               callback: Callable[..., Any] | None, progress: bool,
-               check_finite: bool) -> Outcome:
+def run_epochs(
+    prob: Problem,
+    coords: Coordinates,
+    rule: Rule,
+    theta: np.ndarray,
+    state: np.ndarray,
+    t0: int,
+    *,
+    epoch0: int = 0,
+    batch: int | None,
+    max_iter: int,
+    tol: float,
+    rng: np.random.Generator | None,
+    record: str | None,
+    callback: Callable[..., Any] | None,
+    progress: bool,
+    check_finite: bool,
+) -> Outcome:
     """Run up to ``max_iter`` epochs from ``theta`` (kernel coordinates, updated in place).
 
     ``batch`` None is full batch.  ``state`` (optimizer slots, internal
@@ -184,8 +212,11 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     empty_order = np.empty((0, 0), dtype=np.int32)
     bsz = batch if stochastic else 0
     # the statistics pass already holds what the full-batch MSE shortcut needs
-    extra = ({"stats": coords.stats}
-             if coords.stats is not None and not stochastic and prob.loss.name == "mse" else {})
+    extra = (
+        {"stats": coords.stats}
+        if coords.stats is not None and not stochastic and prob.loss.name == "mse"
+        else {}
+    )
     sched_hp = np.r_[rule.sched_hp[:2], float(epoch0)]
     bar = Progress(progress, max_iter)
     epoch, status, t, f = 0, 0, t0, math.nan
@@ -217,15 +248,41 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
             else:
                 order = empty_order
             if record is not None and hist_loss.shape[0] < epoch + n_ep + 1:
-                hist_loss, hist_params = grow_history(hist_loss, hist_params, record,
-                                                      epoch + n_ep + 1, max_iter + 1)
+                hist_loss, hist_params = grow_history(
+                    hist_loss, hist_params, record, epoch + n_ep + 1, max_iter + 1
+                )
             with quiet(prob.bname):  # divergence is reported by the caller
                 done, code, t, fr = be.run(
-                    prob.model, prob.loss.code, prob.X, prob.y, theta, coords.basis, prob.delta,
-                    coords.l2w, int(prob.fit_icpt), rule.spec.code, rule.hp, state, t,
-                    rule.sched.code, rule.lr, sched_hp, epoch, n_ep, bsz, order, tol,
-                    int(need_obj), grad, f, hist_loss, hist_params, coords.pre, w=prob.w,
-                    **extra)
+                    prob.model,
+                    prob.loss.code,
+                    prob.X,
+                    prob.y,
+                    theta,
+                    coords.basis,
+                    prob.delta,
+                    coords.l2w,
+                    int(prob.fit_icpt),
+                    rule.spec.code,
+                    rule.hp,
+                    state,
+                    t,
+                    rule.sched.code,
+                    rule.lr,
+                    sched_hp,
+                    epoch,
+                    n_ep,
+                    bsz,
+                    order,
+                    tol,
+                    int(need_obj),
+                    grad,
+                    f,
+                    hist_loss,
+                    hist_params,
+                    coords.pre,
+                    w=prob.w,
+                    **extra,
+                )
             if have_f:
                 f = fr
             elif done > 0 and code != 2:
@@ -258,15 +315,26 @@ def run_epochs(prob: Problem, coords: Coordinates, rule: Rule, theta: np.ndarray
     # finite data whose losses overflow).
     proven = (check_finite and not prob.unscanned) or (swept and status in (0, 1))
     bad_sweep = not have_f and status in (0, 1) and not swept and not math.isnan(prog)
-    if (status == 2 or (have_f and not math.isfinite(f))
-            or (not have_f and not proven and not bad_sweep)):
+    if (
+        status == 2
+        or (have_f and not math.isfinite(f))
+        or (not have_f and not proven and not bad_sweep)
+    ):
         f = final_objective(prob, coords, theta)
         have_f = True
     if (prob.unscanned or not check_finite) and (
-            status == 2 or bad_sweep or (have_f and not math.isfinite(f))):
+        status == 2 or bad_sweep or (have_f and not math.isfinite(f))
+    ):
         # NaN/inf in the data: the error names it.  (Huber's clipped slope keeps
         # the parameters finite on an infinite y, so the loss is checked too.)
         prob.scan()
     prob.unscanned = False
-    return Outcome(epoch, status, t, float(f) if have_f else math.nan, hist_loss, hist_params,
-                   lazy_f=not have_f)
+    return Outcome(
+        epoch,
+        status,
+        t,
+        float(f) if have_f else math.nan,
+        hist_loss,
+        hist_params,
+        lazy_f=not have_f,
+    )

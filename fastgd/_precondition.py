@@ -58,6 +58,7 @@ def small_algebra() -> Iterator[None]:
     if not _BLAS:
         try:
             from threadpoolctl import ThreadpoolController
+
             _BLAS.append(ThreadpoolController())
         except Exception:  # noqa: BLE001 - threadpoolctl missing or failing: run as is
             _BLAS.append(None)
@@ -123,9 +124,11 @@ class Coordinates:
         arrays = [self.basis, self.pre, self.M, self.T, self.l2w, self.feature_mean]
         if self.Hz is not None:
             arrays.append(self.Hz)
-        return (all(bool(np.isfinite(a).all()) for a in arrays)
-                and bool(np.isfinite(self.basis.astype(dt)).all())
-                and (self.pre.shape[0] != 2 or bool((self.pre[0] != 0).all())))
+        return (
+            all(bool(np.isfinite(a).all()) for a in arrays)
+            and bool(np.isfinite(self.basis.astype(dt)).all())
+            and (self.pre.shape[0] != 2 or bool((self.pre[0] != 0).all()))
+        )
 
     def to_internal(self, theta: np.ndarray) -> np.ndarray:
         """z = T^-1 theta in float64."""
@@ -168,8 +171,9 @@ class Coordinates:
 # ---------------------------------------------------------------- statistics
 
 
-def _linear_stats(be: Any, X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool,
-                  w: np.ndarray | None = None) -> tuple[Any, ...]:
+def _linear_stats(
+    be: Any, X: np.ndarray, y: np.ndarray, fit_icpt: bool, full: bool, w: np.ndarray | None = None
+) -> tuple[Any, ...]:
     """Moments of the columns of X and of y in float64: one pass, the backend's
     ``moments`` kernel.
 
@@ -228,7 +232,7 @@ def _legendre_to_power(p: int) -> np.ndarray:
         pc = np.polynomial.legendre.leg2poly(e) * math.sqrt(2 * k + 1)  # ascending powers
         col = np.zeros(p + 1)
         col[p] = pc[0]
-        col[:k] = pc[1:k + 1]
+        col[:k] = pc[1 : k + 1]
         C[:, k] = col
     return C
 
@@ -259,7 +263,7 @@ def _power_shift_matrix(p: int, shift: float, scale: float) -> np.ndarray:
     # u**j = scale**j * sum_k C(j, k) x**k (-shift)**(j-k)
     sc, sh = np.float64(scale), np.float64(-shift)  # overflow gives inf, not an exception
     for j in range(1, p + 1):
-        sj = sc ** j
+        sj = sc**j
         for k in range(j + 1):
             v = sj * math.comb(j, k) * sh ** (j - k)
             M[(k - 1) if k > 0 else p, j - 1] += v
@@ -299,8 +303,9 @@ def choose_coordinates(prob: Problem, precondition: str, full_stats: bool) -> Co
         return _choose(prob, "none", full_stats)
 
 
-def _choose(prob: Problem, precondition: str, full_stats: bool,
-            xrange: tuple[float, float] | None = None) -> Coordinates:
+def _choose(
+    prob: Problem, precondition: str, full_stats: bool, xrange: tuple[float, float] | None = None
+) -> Coordinates:
     """The basis, preconditioner and penalty of a fit: one statistics pass over the data.
 
     ``full_stats``: the step size will need the Hessian or the least-squares
@@ -319,11 +324,22 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
         basis = np.array([0.0, 1.0])
         l2w = np.r_[np.full(p, l2), 0.0].astype(dt)
         if precondition == "none":
-            return Coordinates("none", basis, np.empty((0, m)), l2w, eye, eye, None,
-                               math.nan, math.nan, np.zeros(p))
+            return Coordinates(
+                "none",
+                basis,
+                np.empty((0, m)),
+                l2w,
+                eye,
+                eye,
+                None,
+                math.nan,
+                math.nan,
+                np.zeros(p),
+            )
         full = full_stats
-        mean, cov, y_mean, cov_xy, var_y = _linear_stats(prob.be, prob.X, prob.y, prob.fit_icpt,
-                                                         full, prob.w)
+        mean, cov, y_mean, cov_xy, var_y = _linear_stats(
+            prob.be, prob.X, prob.y, prob.fit_icpt, full, prob.w
+        )
         with small_algebra():
             var = np.diag(cov) if full else cov
             s2 = np.maximum(var, 0.0) + l2 / c
@@ -345,15 +361,36 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
                 z_ls[:p] = np.linalg.lstsq(Hz[:p, :p], rhs, rcond=None)[0]
                 z_ls[p] = y_mean
                 zc = z_ls[:p]
-                sigma = math.sqrt(max(var_y - 2.0 * float(zc @ rhs)
-                                      + float(zc @ ((cov * np.outer(a, a)) @ zc)), 0.0))
+                sigma = math.sqrt(
+                    max(
+                        var_y - 2.0 * float(zc @ rhs) + float(zc @ ((cov * np.outer(a, a)) @ zc)),
+                        0.0,
+                    )
+                )
                 if not prob.fit_icpt:
                     Hz = Hz[:p, :p]
-            finite = bool(np.isfinite(mean).all() and np.isfinite(cov).all()
-                          and np.isfinite(cov_xy).all() and math.isfinite(y_mean)
-                          and math.isfinite(var_y))
-            return Coordinates("auto", basis, pre, l2w, eye, T, Hz, y_mean, math.sqrt(max(var_y, 0.0)),
-                               mean, z_ls, sigma, finite)
+            finite = bool(
+                np.isfinite(mean).all()
+                and np.isfinite(cov).all()
+                and np.isfinite(cov_xy).all()
+                and math.isfinite(y_mean)
+                and math.isfinite(var_y)
+            )
+            return Coordinates(
+                "auto",
+                basis,
+                pre,
+                l2w,
+                eye,
+                T,
+                Hz,
+                y_mean,
+                math.sqrt(max(var_y, 0.0)),
+                mean,
+                z_ls,
+                sigma,
+                finite,
+            )
 
     # polynomial model
     x = prob.X[:, 0]
@@ -362,9 +399,10 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
         basis = np.array([0.0, s])
         factors = s ** np.arange(1.0, p + 1)
         M = np.diag(np.r_[factors, 1.0])
-        l2w = np.r_[l2 * factors ** 2, 0.0].astype(dt)
-        return Coordinates("none", basis, np.empty((0, m)), l2w, M, eye, None, math.nan, math.nan,
-                           np.zeros(p))
+        l2w = np.r_[l2 * factors**2, 0.0].astype(dt)
+        return Coordinates(
+            "none", basis, np.empty((0, m)), l2w, M, eye, None, math.nan, math.nan, np.zeros(p)
+        )
     lo, hi = xrange if xrange is not None else _poly_range(x, prob.be)
     if prob.fit_icpt:
         shift = 0.5 * (lo + hi)
@@ -408,8 +446,22 @@ def _choose(prob: Problem, precondition: str, full_stats: bool,
             z_ls[p] = 0.0
         kap = T @ z_ls
         sigma = math.sqrt(max(S / n - 2.0 * float(kap @ rhs) + float(kap @ (G / n) @ kap), 0.0))
-        return Coordinates("auto", basis, pre, l2w, M, T, Hz, y_mean, y_std, G[p, :p] / n, z_ls,
-                           sigma, finite, (G, cy, S))
+        return Coordinates(
+            "auto",
+            basis,
+            pre,
+            l2w,
+            M,
+            T,
+            Hz,
+            y_mean,
+            y_std,
+            G[p, :p] / n,
+            z_ls,
+            sigma,
+            finite,
+            (G, cy, S),
+        )
 
 
 # ---------------------------------------------------------------- the step size
@@ -451,8 +503,14 @@ def _max_row_norm2(prob: Problem, coords: Coordinates) -> float:
     return float(fn(prob.model, prob.X, coords.basis, coords.pre, bool(prob.fit_icpt), prob.w))
 
 
-def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: int | None,
-            hp: dict[str, float], theta0: np.ndarray) -> float:
+def auto_lr(
+    prob: Problem,
+    coords: Coordinates,
+    opt: reg.OptimizerSpec,
+    batch: int | None,
+    hp: dict[str, float],
+    theta0: np.ndarray,
+) -> float:
     """The step size of ``lr="auto"``.
 
     With ``L`` the Lipschitz constant of the gradient in the internal
@@ -513,7 +571,7 @@ def auto_lr(prob: Problem, coords: Coordinates, opt: reg.OptimizerSpec, batch: i
         if Hz is None:  # precondition="none": T = I
             Hz = _hessian_none(prob, coords)
             if not prob.fit_icpt:
-                Hz = Hz[:prob.p, :prob.p]
+                Hz = Hz[: prob.p, : prob.p]
         L = c * _lambda_max(Hz)
     if stochastic:
         assert batch is not None

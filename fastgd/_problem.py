@@ -74,9 +74,20 @@ def check_loss(loss: Any, delta: Any) -> tuple[reg.LossSpec, float]:
     return lspec, val.as_float("delta", delta, low=0.0, low_open=True)
 
 
-def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None, l2: float,
-                  fit_intercept: bool, backend: str, check_finite: bool,
-                  defer_scan: bool = False, sample_weight: Any = None) -> Problem:
+def build_problem(
+    X: Any,
+    y: Any,
+    *,
+    loss: str,
+    delta: float,
+    degree: int | None,
+    l2: float,
+    fit_intercept: bool,
+    backend: str,
+    check_finite: bool,
+    defer_scan: bool = False,
+    sample_weight: Any = None,
+) -> Problem:
     """Validate the data arguments and resolve the backend.
 
     Raises the named ``ValueError``/``TypeError`` of ``fastgd._validation`` for
@@ -95,20 +106,44 @@ def build_problem(X: Any, y: Any, *, loss: str, delta: float, degree: int | None
     bname, be = resolve(backend)
     check_finite = val.as_bool("check_finite", check_finite)
     if any(is_dask_array(a) for a in (X, y, sample_weight)):
-        return _chunked_problem(X, y, lspec, delta, degree, l2, fit_icpt, bname, check_finite,
-                                sample_weight)
-    Xc, yc, model, dt = val.check_data(X, y, degree, check_finite and not defer_scan,
-                                       be.all_finite)
+        return _chunked_problem(
+            X, y, lspec, delta, degree, l2, fit_icpt, bname, check_finite, sample_weight
+        )
+    Xc, yc, model, dt = val.check_data(X, y, degree, check_finite and not defer_scan, be.all_finite)
     p = degree if model == 1 and degree is not None else Xc.shape[1]
     w = val.check_sample_weight(sample_weight, Xc.shape[0], dt)
     notes = (val.conversion_note(X, dt), val.conversion_note(y, dt))
-    return Problem(Xc, yc, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be, w=w,
-                   unscanned=check_finite and defer_scan, notes=notes)
+    return Problem(
+        Xc,
+        yc,
+        model,
+        p,
+        dt,
+        lspec,
+        delta,
+        l2,
+        fit_icpt,
+        degree,
+        bname,
+        be,
+        w=w,
+        unscanned=check_finite and defer_scan,
+        notes=notes,
+    )
 
 
-def _chunked_problem(X: Any, y: Any, lspec: reg.LossSpec, delta: float, degree: int | None,
-                     l2: float, fit_icpt: bool, bname: str, check_finite: bool,
-                     sample_weight: Any) -> Problem:
+def _chunked_problem(
+    X: Any,
+    y: Any,
+    lspec: reg.LossSpec,
+    delta: float,
+    degree: int | None,
+    l2: float,
+    fit_icpt: bool,
+    bname: str,
+    check_finite: bool,
+    sample_weight: Any,
+) -> Problem:
     """A problem on dask arrays: the same fields, the data on the cluster.
 
     The kernels (``Problem.be``) are ``fastgd._dask.ChunkedKernels`` running
@@ -116,9 +151,25 @@ def _chunked_problem(X: Any, y: Any, lspec: reg.LossSpec, delta: float, degree: 
     pass's (a scan of its own would read the data once more).
     """
     from . import _dask
+
     Xd, yd, model, dt, w = _dask.chunked_data(X, y, degree, sample_weight)
     notes = (val.conversion_note(X, dt), val.conversion_note(y, dt))
     be = _dask.chunked_kernels(bname, Xd, yd, w, model, notes)
     p = degree if model == 1 and degree is not None else Xd.shape[1]
-    return Problem(be.X, be.y, model, p, dt, lspec, delta, l2, fit_icpt, degree, bname, be,
-                   w=be.w, unscanned=check_finite, notes=notes)
+    return Problem(
+        be.X,
+        be.y,
+        model,
+        p,
+        dt,
+        lspec,
+        delta,
+        l2,
+        fit_icpt,
+        degree,
+        bname,
+        be,
+        w=be.w,
+        unscanned=check_finite,
+        notes=notes,
+    )

@@ -105,15 +105,48 @@ class Sizes:
 
 
 SCALES: dict[str, Sizes] = {
-    "full": Sizes("full", n=1_000_000, p=100, n_poly=10_000_000, gd_epochs=10, adam_epochs=2,
-                  adam_batch=256, sgd_ref_rows=20_000, poly_ref_epochs=3, rosen_iter=5_000,
-                  scaling_n=(100_000, 1_000_000, 10_000_000), scaling_p=10),
-    "small": Sizes("small", n=100_000, p=100, n_poly=1_000_000, gd_epochs=10, adam_epochs=2,
-                   adam_batch=256, sgd_ref_rows=20_000, poly_ref_epochs=3, rosen_iter=5_000,
-                   scaling_n=(10_000, 100_000, 1_000_000), scaling_p=10),
-    "tiny": Sizes("tiny", n=2_000, p=20, n_poly=20_000, gd_epochs=5, adam_epochs=1,
-                  adam_batch=64, sgd_ref_rows=2_000, poly_ref_epochs=20, rosen_iter=200,
-                  scaling_n=(1_000, 10_000, 100_000), scaling_p=10),
+    "full": Sizes(
+        "full",
+        n=1_000_000,
+        p=100,
+        n_poly=10_000_000,
+        gd_epochs=10,
+        adam_epochs=2,
+        adam_batch=256,
+        sgd_ref_rows=20_000,
+        poly_ref_epochs=3,
+        rosen_iter=5_000,
+        scaling_n=(100_000, 1_000_000, 10_000_000),
+        scaling_p=10,
+    ),
+    "small": Sizes(
+        "small",
+        n=100_000,
+        p=100,
+        n_poly=1_000_000,
+        gd_epochs=10,
+        adam_epochs=2,
+        adam_batch=256,
+        sgd_ref_rows=20_000,
+        poly_ref_epochs=3,
+        rosen_iter=5_000,
+        scaling_n=(10_000, 100_000, 1_000_000),
+        scaling_p=10,
+    ),
+    "tiny": Sizes(
+        "tiny",
+        n=2_000,
+        p=20,
+        n_poly=20_000,
+        gd_epochs=5,
+        adam_epochs=1,
+        adam_batch=64,
+        sgd_ref_rows=2_000,
+        poly_ref_epochs=20,
+        rosen_iter=200,
+        scaling_n=(1_000, 10_000, 100_000),
+        scaling_p=10,
+    ),
 }
 
 
@@ -146,8 +179,9 @@ def get_sizes(scale: str | float | None = None) -> Sizes:
         try:
             scale = float(key)
         except ValueError:
-            raise ValueError(f"scale must be one of {list(SCALES)} or a number in (0, 1], "
-                             f"got {scale!r}") from None
+            raise ValueError(
+                f"scale must be one of {list(SCALES)} or a number in (0, 1], got {scale!r}"
+            ) from None
     factor = float(scale)
     if not (0.0 < factor <= 1.0) or not math.isfinite(factor):
         raise ValueError(f"scale factor must be in (0, 1], got {scale!r}")
@@ -155,10 +189,14 @@ def get_sizes(scale: str | float | None = None) -> Sizes:
     if factor == 1.0:
         return full
     n = max(1_000, round(full.n * factor))
-    return replace(full, name=f"x{factor:g}", n=n,
-                   n_poly=max(10_000, round(full.n_poly * factor)),
-                   sgd_ref_rows=min(full.sgd_ref_rows, n),
-                   scaling_n=tuple(max(1_000, round(k * factor)) for k in full.scaling_n))
+    return replace(
+        full,
+        name=f"x{factor:g}",
+        n=n,
+        n_poly=max(10_000, round(full.n_poly * factor)),
+        sgd_ref_rows=min(full.sgd_ref_rows, n),
+        scaling_n=tuple(max(1_000, round(k * factor)) for k in full.scaling_n),
+    )
 
 
 # ---------------------------------------------------------------- data
@@ -188,26 +226,33 @@ class Data:
         """Problem P ``(X, y)``; float32 is the float64 data cast."""
         dt = np.dtype(dtype)
         if dt == np.float64:
+
             def make():
-                X, y, _, _ = datasets.make_linear(self.sizes.n, self.sizes.p, noise=0.1,
-                                                  seed=self.seed)
+                X, y, _, _ = datasets.make_linear(
+                    self.sizes.n, self.sizes.p, noise=0.1, seed=self.seed
+                )
                 return X, y
+
             return self._get("P64", make)
         X, y = self.linear(np.float64)
         return self._get(("P", dt.str), lambda: (X.astype(dt), y.astype(dt)))
 
     def poly(self) -> tuple[np.ndarray, np.ndarray]:
         """The degree-3 polynomial problem ``(x, y)`` on ``n_poly`` points."""
+
         def make():
             x, y, _, _ = datasets.make_polynomial(self.sizes.n_poly, 3, noise=0.1, seed=self.seed)
             return x, y
+
         return self._get("poly", make)
 
     def scaling(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """A ``make_linear`` problem with ``n`` rows and ``scaling_p`` features."""
+
         def make():
             X, y, _, _ = datasets.make_linear(n, self.sizes.scaling_p, noise=0.1, seed=self.seed)
             return X, y
+
         return self._get(("scaling", n), make)
 
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
@@ -347,12 +392,15 @@ def _lag_case(loss: str, dtype: Any, backend: str, kernel: bool = False) -> Case
 
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = data.linear(dt)
         p = X.shape[1]
         coef = np.linspace(-1.0, 1.0, p).astype(dt)
         intercept = 0.5
-        ref = data.memo(("lag", loss, dt.str), lambda: fastgd.loss_and_grad(
-            X, y, coef, intercept, loss=loss, backend="numpy"))
+        ref = data.memo(
+            ("lag", loss, dt.str),
+            lambda: fastgd.loss_and_grad(X, y, coef, intercept, loss=loss, backend="numpy"),
+        )
         rtol = 1e-9 if dt == np.float64 else 2e-3
 
         def check(res) -> dict[str, Any]:
@@ -364,11 +412,14 @@ def _lag_case(loss: str, dtype: Any, backend: str, kernel: bool = False) -> Case
             return {"grad_rel_err_vs_numpy": err}
 
         if not kernel:
-            return Prepared(lambda: fastgd.loss_and_grad(X, y, coef, intercept, loss=loss,
-                                                         backend=backend), check)
+            return Prepared(
+                lambda: fastgd.loss_and_grad(X, y, coef, intercept, loss=loss, backend=backend),
+                check,
+            )
         # The compiled pass alone, on already validated arrays (what
         # loss_and_grad adds on top is input validation).
         from . import _registry as reg
+
         be = _be(backend)
         theta = np.r_[coef, intercept].astype(dt)
         l2w = np.zeros(p + 1, dtype=dt)
@@ -378,6 +429,7 @@ def _lag_case(loss: str, dtype: Any, backend: str, kernel: bool = False) -> Case
         def fn():
             v = be.objective_grad(0, code, X, y, theta, 1.0, 1.0, l2w, 1, grad)
             return float(v), grad[:p].copy(), float(grad[p])
+
         return Prepared(fn, check, note="kernel only (no input validation)")
 
     label = f"{backend} (kernel)" if kernel else backend
@@ -412,8 +464,10 @@ def read_probe() -> Callable[[np.ndarray], float]:
     global _prange
     if "f" not in _PROBE:
         import numba
+
         try:  # let fastgd pick numba's (thread-safe) threading layer before any parallel run
             from . import _config
+
             _config.configure_numba()
         except (ImportError, AttributeError):  # pragma: no cover - older layouts
             pass
@@ -431,8 +485,10 @@ def _probe_case(dtype: Any, use_numba: bool) -> Case:
         if use_numba:
             probe = read_probe()
             return Prepared(lambda: probe(flat) + probe(y), note="parallel numba sum of X and y")
-        return Prepared(lambda: float(flat.sum()) + float(y.sum()),
-                        note="numpy sum of X and y (one thread)")
+        return Prepared(
+            lambda: float(flat.sum()) + float(y.sum()), note="numpy sum of X and y (one thread)"
+        )
+
     if use_numba:
         return Case("read bandwidth (numba parallel sum)", "probe", None, ("numba",), prepare)
     return Case("read bandwidth (numpy sum)", "probe", None, (), prepare)
@@ -463,9 +519,13 @@ def _lag_dtype_problem() -> Problem:
         for dt in (np.float64, np.float32):
             c = _lag_case("mse", dt, b)
             cases.append(replace(c, label=f"{b} {np.dtype(dt).name}"))
-    return Problem("loss_and_grad-dtypes", "loss_and_grad, mse, on P in float64 and float32, "
-                   "side by side", tuple(cases), family="loss_and_grad",
-                   info={"compiled_only": "a ratio between dtypes (the reference has its own rows)"})
+    return Problem(
+        "loss_and_grad-dtypes",
+        "loss_and_grad, mse, on P in float64 and float32, side by side",
+        tuple(cases),
+        family="loss_and_grad",
+        info={"compiled_only": "a ratio between dtypes (the reference has its own rows)"},
+    )
 
 
 # ---- fits on P
@@ -478,8 +538,15 @@ def _auto_lr(data: Data, stochastic: bool) -> float:
     def make():
         X, y = data.linear(np.float64)
         kw: dict[str, Any] = {"batch_size": 1} if stochastic else {}
-        return fastgd.fit(X[:1000] if stochastic else X, y[:1000] if stochastic else y,
-                          max_iter=1, backend="numpy", record=None, **kw).lr
+        return fastgd.fit(
+            X[:1000] if stochastic else X,
+            y[:1000] if stochastic else y,
+            max_iter=1,
+            backend="numpy",
+            record=None,
+            **kw,
+        ).lr
+
     # Per-sample curvature on 1000 rows is close to all rows' (Gaussian
     # features); halve it for margin.
     lr = data.memo(("auto_lr", stochastic), make)
@@ -495,17 +562,24 @@ def _finite_check(res) -> dict[str, Any]:
 def _gd_case(backend: str) -> Case:
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = data.linear(np.float64)
         lr = _auto_lr(data, False)
         epochs = data.sizes.gd_epochs
-        return Prepared(lambda: fastgd.fit(X, y, optimizer="gd", lr=lr, max_iter=epochs, tol=0.0,
-                                           backend=backend), _finite_check)
+        return Prepared(
+            lambda: fastgd.fit(
+                X, y, optimizer="gd", lr=lr, max_iter=epochs, tol=0.0, backend=backend
+            ),
+            _finite_check,
+        )
+
     return Case(backend, "backend", backend, (), prepare)
 
 
 def _sgd_case(backend: str) -> Case:
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = data.linear(np.float64)
         lr = _auto_lr(data, True)
         m = X.shape[0]
@@ -513,22 +587,46 @@ def _sgd_case(backend: str) -> Case:
         if backend == "numpy" and data.sizes.sgd_ref_rows < m:
             m = data.sizes.sgd_ref_rows
             factor = X.shape[0] / m
-            note = (f"timed on the first {m:,} rows, extrapolated per row to {X.shape[0]:,} "
-                    f"(x{factor:g})")
+            note = (
+                f"timed on the first {m:,} rows, extrapolated per row to {X.shape[0]:,} "
+                f"(x{factor:g})"
+            )
         Xs, ys = X[:m], y[:m]
         # plain SGD, as SGDRegressor runs it (sgd_fit times the defaults)
-        return Prepared(lambda: fastgd.fit(Xs, ys, optimizer="gd", lr=lr, batch_size=1,
-                                           max_iter=1, tol=0.0, seed=0, record=None,
-                                           precondition="none", backend=backend),
-                        _finite_check, factor, note)
+        return Prepared(
+            lambda: fastgd.fit(
+                Xs,
+                ys,
+                optimizer="gd",
+                lr=lr,
+                batch_size=1,
+                max_iter=1,
+                tol=0.0,
+                seed=0,
+                record=None,
+                precondition="none",
+                backend=backend,
+            ),
+            _finite_check,
+            factor,
+            note,
+        )
+
     return Case(backend, "backend", backend, (), prepare)
 
 
-def _sgd_epoch(backend: str, X: np.ndarray, y: np.ndarray, order: np.ndarray, lr: float,
-               w: np.ndarray | None = None) -> Callable[[], np.ndarray]:
+def _sgd_epoch(
+    backend: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    lr: float,
+    w: np.ndarray | None = None,
+) -> Callable[[], np.ndarray]:
     """A call running one plain SGD epoch (gd, constant ``lr``, MSE, from zeros) in
     the backend's kernel over ``order`` (1, n); it returns the parameters."""
     from . import _registry as reg
+
     be = _be(backend)
     p = X.shape[1]
     gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
@@ -538,10 +636,37 @@ def _sgd_epoch(backend: str, X: np.ndarray, y: np.ndarray, order: np.ndarray, lr
 
     def fn() -> np.ndarray:
         theta = np.zeros(p + 1)
-        be.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, gd, hp, np.zeros((2, p + 1)), 0, const,
-               lr, sched_hp, 0, 1, 1, order, 0.0, 0, np.zeros(p + 1), math.nan,
-               np.empty(0), np.empty((0, p + 1)), w=w)
+        be.run(
+            0,
+            0,
+            X,
+            y,
+            theta,
+            1.0,
+            1.0,
+            l2w,
+            1,
+            gd,
+            hp,
+            np.zeros((2, p + 1)),
+            0,
+            const,
+            lr,
+            sched_hp,
+            0,
+            1,
+            1,
+            order,
+            0.0,
+            0,
+            np.zeros(p + 1),
+            math.nan,
+            np.empty(0),
+            np.empty((0, p + 1)),
+            w=w,
+        )
         return theta
+
     return fn
 
 
@@ -549,24 +674,41 @@ def _sgd_kernel_case(backend: str) -> Case:
     """The compiled SGD epoch alone: ``run`` on validated arrays with the order
     already drawn (what ``fit`` adds on top: validation and the shuffle; the
     epoch's progressive loss is its NaN/inf check)."""
+
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = data.linear(np.float64)
         lr = _auto_lr(data, True)
         n, p = X.shape
         order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
         np.random.default_rng(0).shuffle(order)  # the order fit(seed=0) draws
         order = order[None, :]
-        ref = data.memo(("sgd_fit", backend), lambda: fastgd.fit(
-            X, y, optimizer="gd", lr=lr, batch_size=1, max_iter=1, tol=0.0, seed=0, record=None,
-            backend=backend, precondition="none"))
+        ref = data.memo(
+            ("sgd_fit", backend),
+            lambda: fastgd.fit(
+                X,
+                y,
+                optimizer="gd",
+                lr=lr,
+                batch_size=1,
+                max_iter=1,
+                tol=0.0,
+                seed=0,
+                record=None,
+                backend=backend,
+                precondition="none",
+            ),
+        )
         fn = _sgd_epoch(backend, X, y, order, lr)
 
         def check(theta) -> dict[str, Any]:
             err = _rel_err(theta[:p], ref.coef)
             assert err <= 1e-12, err  # the same epoch as fit(seed=0)
             return {"rel_err_vs_fit": err}
+
         return Prepared(fn, check, note="epoch kernel only (order drawn, data validated)")
+
     return Case(f"{backend} (epoch kernel)", "backend", backend, (), prepare)
 
 
@@ -574,8 +716,10 @@ def _weights_case(backend: str, job: str, weighted: bool) -> Case:
     """A compiled pass on P with and without ``sample_weight`` (integer weights
     0..3, normalised as ``fit`` does): the fused objective/gradient
     (``job="lag"``) or one shuffled SGD epoch (``job="sgd"``), in the kernel."""
+
     def prepare(data: Data) -> Prepared:
         from ._validation import check_sample_weight
+
         X, y = data.linear(np.float64)
         n, p = X.shape
         be = _be(backend)
@@ -587,14 +731,22 @@ def _weights_case(backend: str, job: str, weighted: bool) -> Case:
         l2w = np.zeros(p + 1)
         grad = np.empty(p + 1)
         if job == "lag":
+
             def fn():
                 return float(be.objective_grad(0, 0, X, y, theta0, 1.0, 1.0, l2w, 1, grad, w=w))
 
             def check(v) -> dict[str, Any]:
-                ref = data.memo(("lag_w", weighted), lambda: float(_be("numpy").objective_grad(
-                    0, 0, X, y, theta0, 1.0, 1.0, l2w, 1, np.empty(p + 1), w=w)))
+                ref = data.memo(
+                    ("lag_w", weighted),
+                    lambda: float(
+                        _be("numpy").objective_grad(
+                            0, 0, X, y, theta0, 1.0, 1.0, l2w, 1, np.empty(p + 1), w=w
+                        )
+                    ),
+                )
                 assert math.isclose(v, ref, rel_tol=1e-9), (v, ref)
                 return {"rel_err_vs_numpy": abs(v - ref) / abs(ref)}
+
             return Prepared(fn, check, note="kernel only")
         lr = _auto_lr(data, True)
         m, factor, note = n, 1.0, "epoch kernel only"
@@ -603,10 +755,13 @@ def _weights_case(backend: str, job: str, weighted: bool) -> Case:
             factor = n / m
             note += f"; timed on the first {m:,} rows, extrapolated per row (x{factor:g})"
         Xs, ys, ws = X[:m], y[:m], None if w is None else w[:m]
-        order = data.memo(("sgd_order", m), lambda: np.random.default_rng(0).permutation(m)
-                          .astype(np.int32)[None, :])
+        order = data.memo(
+            ("sgd_order", m),
+            lambda: np.random.default_rng(0).permutation(m).astype(np.int32)[None, :],
+        )
         fn_sgd = _sgd_epoch(backend, Xs, ys, order, lr, ws)
         return Prepared(fn_sgd, _finite_theta, factor, note)
+
     label = f"{backend} {'weighted' if weighted else 'unweighted'}"
     return Case(label, "backend", backend, (), prepare)
 
@@ -620,17 +775,30 @@ def _precondition_epoch_case(backend: str, precondition: str) -> Case:
     """Full-batch gd epochs on P in the kernel (``run``), with or without the
     centre-and-scale preconditioner folded into each step: the per-epoch cost
     of preconditioning, without the one statistics pass before the fit."""
+
     def prepare(data: Data) -> Prepared:
         from . import _registry as reg
         from ._precondition import choose_coordinates
         from ._problem import build_problem
+
         X, y = data.linear(np.float64)
         p = X.shape[1]
         be = _be(backend)
-        prob = build_problem(X, y, loss="mse", delta=1.0, degree=None, l2=0.0, fit_intercept=True,
-                             backend=backend, check_finite=False)
-        coords = data.memo(("coords", precondition),
-                           lambda: choose_coordinates(prob, precondition, full_stats=False))
+        prob = build_problem(
+            X,
+            y,
+            loss="mse",
+            delta=1.0,
+            degree=None,
+            l2=0.0,
+            fit_intercept=True,
+            backend=backend,
+            check_finite=False,
+        )
+        coords = data.memo(
+            ("coords", precondition),
+            lambda: choose_coordinates(prob, precondition, full_stats=False),
+        )
         gd, const = reg.optimizer_spec("gd").code, reg.SCHEDULES["constant"].code
         hp = np.zeros(len(reg.HP_ORDER))
         sched_hp = np.zeros(len(reg.SCHED_HP_ORDER))
@@ -640,15 +808,43 @@ def _precondition_epoch_case(backend: str, precondition: str) -> Case:
 
         def fn():
             theta = np.zeros(p + 1)
-            be.run(0, 0, X, y, theta, coords.basis, 1.0, coords.l2w, 1, gd, hp,
-                   np.zeros((2, p + 1)), 0, const, lr, sched_hp, 0, epochs, 0, order, 0.0, 1,
-                   np.zeros(p + 1), math.nan, np.empty(0), np.empty((0, p + 1)), coords.pre)
+            be.run(
+                0,
+                0,
+                X,
+                y,
+                theta,
+                coords.basis,
+                1.0,
+                coords.l2w,
+                1,
+                gd,
+                hp,
+                np.zeros((2, p + 1)),
+                0,
+                const,
+                lr,
+                sched_hp,
+                0,
+                epochs,
+                0,
+                order,
+                0.0,
+                1,
+                np.zeros(p + 1),
+                math.nan,
+                np.empty(0),
+                np.empty((0, p + 1)),
+                coords.pre,
+            )
             return theta
 
         def check(theta) -> dict[str, Any]:
             assert np.isfinite(theta).all()
             return {}
+
         return Prepared(fn, check, note=f"{epochs} epochs in the kernel")
+
     return Case(f"{backend} precondition={precondition}", "backend", backend, (), prepare)
 
 
@@ -656,14 +852,22 @@ def _sgd_sklearn_case() -> Case:
     def prepare(data: Data) -> Prepared:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import SGDRegressor
+
         X, y = data.linear(np.float64)
         # scikit-learn's squared error is r**2/2, fastgd's mse r**2: the same
         # trajectory needs twice fastgd's step.
         eta0 = 2.0 * _auto_lr(data, True)
 
         def fn():
-            est = SGDRegressor(max_iter=1, tol=None, learning_rate="constant", eta0=eta0,
-                               penalty=None, shuffle=True, random_state=0)
+            est = SGDRegressor(
+                max_iter=1,
+                tol=None,
+                learning_rate="constant",
+                eta0=eta0,
+                penalty=None,
+                shuffle=True,
+                random_state=0,
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return est.fit(X, y)
@@ -671,32 +875,55 @@ def _sgd_sklearn_case() -> Case:
         def check(est) -> dict[str, Any]:
             assert np.all(np.isfinite(est.coef_))
             return {}
+
         return Prepared(fn, check)
+
     return Case("sklearn SGDRegressor", "anchor", None, ("sklearn",), prepare)
 
 
 def _lr_case(backend: str, auto: bool) -> Case:
     """The full-batch fit of ``gd_fit`` with default coordinates, ``lr="auto"``
     or that same step given as a number: the cost of choosing the step."""
+
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = data.linear(np.float64)
         epochs = data.sizes.gd_epochs
-        lr = data.memo("lr_auto_fit", lambda: fastgd.fit(X, y, max_iter=1, record=None,
-                                                          backend="numpy").lr)
-        return Prepared(lambda: fastgd.fit(X, y, lr="auto" if auto else lr, max_iter=epochs,
-                                           tol=0.0, record=None, backend=backend), _finite_check)
+        lr = data.memo(
+            "lr_auto_fit", lambda: fastgd.fit(X, y, max_iter=1, record=None, backend="numpy").lr
+        )
+        return Prepared(
+            lambda: fastgd.fit(
+                X,
+                y,
+                lr="auto" if auto else lr,
+                max_iter=epochs,
+                tol=0.0,
+                record=None,
+                backend=backend,
+            ),
+            _finite_check,
+        )
+
     return Case(f"{backend} lr={'auto' if auto else 'fixed'}", "backend", backend, (), prepare)
 
 
 def _sgd_default_case(backend: str) -> Case:
     """One SGD epoch through ``fit`` with every default (``lr="auto"``,
     ``precondition="auto"``): the statistics passes, the shuffle and the epoch."""
+
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = data.linear(np.float64)
-        return Prepared(lambda: fastgd.fit(X, y, batch_size=1, max_iter=1, tol=0.0, seed=0,
-                                           record=None, backend=backend), _finite_check)
+        return Prepared(
+            lambda: fastgd.fit(
+                X, y, batch_size=1, max_iter=1, tol=0.0, seed=0, record=None, backend=backend
+            ),
+            _finite_check,
+        )
+
     return Case(f"{backend} fit, defaults", "backend", backend, (), prepare)
 
 
@@ -704,17 +931,22 @@ def _sgd_scaling_case(backend: str, k: int) -> Case:
     """One shuffled SGD epoch in the kernel on ``n = scaling_n[k]`` rows of
     ``scaling_p`` features: the cost per row as the data outgrow the caches and
     the TLB."""
+
     def prepare(data: Data) -> Prepared:
         n = data.sizes.scaling_n[k]
         X, y = data.scaling(n)
-        order = data.memo(("sgd_order", n), lambda: np.random.default_rng(0).permutation(n)
-                          .astype(np.int32)[None, :])
+        order = data.memo(
+            ("sgd_order", n),
+            lambda: np.random.default_rng(0).permutation(n).astype(np.int32)[None, :],
+        )
         fn = _sgd_epoch(backend, X, y, order, 0.01)
 
         def check(theta) -> dict[str, Any]:
             assert np.isfinite(theta).all()
             return {"n": n}
+
         return Prepared(fn, check, note="epoch kernel only")
+
     return Case(f"{backend} n = scaling_n[{k}]", "backend", backend, (), prepare)
 
 
@@ -730,43 +962,70 @@ COLD_JOBS: dict[str, dict[str, Any]] = {
 def _cold_case(job: str) -> Case:
     """The first ``fit`` of one job on the numba backend in a fresh process with an
     empty kernel cache: what a new user waits for (compilation included)."""
+
     def prepare(data: Data) -> Prepared:
         import subprocess
         import sys
         import tempfile
+
         if data.sizes.name != "full":
             raise Unavailable("timed at full scale only (a cold compile takes seconds per job)")
         kw = COLD_JOBS[job]
         x_arg = "x" if "degree" in kw else "X"
-        code = ("import time, numpy as np, fastgd\n"
-                "rng = np.random.default_rng(0)\n"
-                "X = rng.normal(size=(1000, 5)); x = X[:, 0]; y = rng.normal(size=1000)\n"
-                "t = time.perf_counter()\n"
-                f"fastgd.fit({x_arg}, y, backend='numba', max_iter=2, **{kw!r})\n"
-                "print(time.perf_counter() - t)\n")
+        code = (
+            "import time, numpy as np, fastgd\n"
+            "rng = np.random.default_rng(0)\n"
+            "X = rng.normal(size=(1000, 5)); x = X[:, 0]; y = rng.normal(size=1000)\n"
+            "t = time.perf_counter()\n"
+            f"fastgd.fit({x_arg}, y, backend='numba', max_iter=2, **{kw!r})\n"
+            "print(time.perf_counter() - t)\n"
+        )
 
         def fn():
             with tempfile.TemporaryDirectory() as cache:
                 env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-                out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                     text=True, timeout=600, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", code],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                )
             return float(out.stdout.strip().splitlines()[-1])
 
         def check(seconds: float) -> dict[str, Any]:
             return {"fit_call_s": seconds}
-        return Prepared(fn, check, note="a fresh process, empty NUMBA_CACHE_DIR (startup and "
-                                        "imports included)")
+
+        return Prepared(
+            fn, check, note="a fresh process, empty NUMBA_CACHE_DIR (startup and imports included)"
+        )
+
     return Case(f"numba cold {job}", "backend", "numba", (), prepare)
 
 
 def _adam_case(backend: str) -> Case:
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = data.linear(np.float64)
         s = data.sizes
-        return Prepared(lambda: fastgd.fit(X, y, optimizer="adam", lr=0.01, batch_size=s.adam_batch,
-                                           max_iter=s.adam_epochs, tol=0.0, seed=0, record=None,
-                                           backend=backend), _finite_check)
+        return Prepared(
+            lambda: fastgd.fit(
+                X,
+                y,
+                optimizer="adam",
+                lr=0.01,
+                batch_size=s.adam_batch,
+                max_iter=s.adam_epochs,
+                tol=0.0,
+                seed=0,
+                record=None,
+                backend=backend,
+            ),
+            _finite_check,
+        )
+
     return Case(backend, "backend", backend, (), prepare)
 
 
@@ -799,6 +1058,7 @@ def _poly_check(data: Data):
         if res.status != "max_iter" or res.n_iter == POLY_FIT["max_iter"]:
             assert err <= POLY_RTOL, f"coefficients differ from np.polyfit by {err:.2e} (relative)"
         return out
+
     return check
 
 
@@ -816,12 +1076,14 @@ def _poly_epochs(data: Data) -> tuple[int, str]:
         # No compiled backend: estimate on the first 100,000 points.
         res = fastgd.fit(x[:100_000], y[:100_000], backend="numpy", **POLY_FIT)
         return res.n_iter, "a numpy run on 100,000 points (estimate)"
+
     return data.memo("poly_epochs", make)
 
 
 def _poly_case(backend: str) -> Case:
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         x, y = data.poly()
         check = _poly_check(data)
         if backend != "numpy":
@@ -837,6 +1099,7 @@ def _poly_case(backend: str) -> Case:
         res = fn_one()
         t_one = _median_time(fn_one, 3)
         from . import _registry as reg
+
         be = _be("numpy")
         X2 = x.reshape(-1, 1)
         basis = np.array(res.info["basis"])
@@ -845,12 +1108,19 @@ def _poly_case(backend: str) -> Case:
         grad = np.empty(4)
         code = reg.LOSSES["mse"].code
         model = reg.MODELS["poly"].code
-        note = (f"extrapolated to the {need} epochs the fit needs (from {source}): "
-                f"T(fit with 1 epoch) + {need - 1} x T(one gradient pass); "
-                f"T(fit with 1 epoch) = {t_one:.3g} s")
-        return Prepared(lambda: be.objective_grad(model, code, X2, y, theta, basis,
-                                                  1.0, l2w, 1, grad),
-                        None, float(need - 1), note, offset=t_one)
+        note = (
+            f"extrapolated to the {need} epochs the fit needs (from {source}): "
+            f"T(fit with 1 epoch) + {need - 1} x T(one gradient pass); "
+            f"T(fit with 1 epoch) = {t_one:.3g} s"
+        )
+        return Prepared(
+            lambda: be.objective_grad(model, code, X2, y, theta, basis, 1.0, l2w, 1, grad),
+            None,
+            float(need - 1),
+            note,
+            offset=t_one,
+        )
+
     return Case(backend, "backend", backend, (), prepare)
 
 
@@ -867,14 +1137,21 @@ def _polyfit_case() -> Case:
     def prepare(data: Data) -> Prepared:
         x, y = data.poly()
         return Prepared(lambda: np.polyfit(x, y, 3))
+
     return Case("np.polyfit", "anchor", None, (), prepare)
 
 
 # ---- tiny fit
 
 #: The 11-point fit: 500 epochs of full-batch gd at lr 0.1, y = x, no intercept.
-TINY_FIT: dict[str, Any] = {"fit_intercept": False, "optimizer": "gd", "lr": 0.1, "max_iter": 500, "tol": 0.0,
-            "precondition": "none"}
+TINY_FIT: dict[str, Any] = {
+    "fit_intercept": False,
+    "optimizer": "gd",
+    "lr": 0.1,
+    "max_iter": 500,
+    "tol": 0.0,
+    "precondition": "none",
+}
 
 
 def _tiny_data() -> tuple[np.ndarray, np.ndarray]:
@@ -885,12 +1162,15 @@ def _tiny_data() -> tuple[np.ndarray, np.ndarray]:
 def _tiny_case(backend: str) -> Case:
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         X, y = _tiny_data()
 
         def check(res) -> dict[str, Any]:
             assert res.n_iter == TINY_FIT["max_iter"] and np.isfinite(res.coef).all()
             return {"coef": float(res.coef[0])}
+
         return Prepared(lambda: fastgd.fit(X, y, backend=backend, **TINY_FIT), check)
+
     return Case(backend, "backend", backend, (), prepare)
 
 
@@ -898,18 +1178,27 @@ def _tiny_sklearn_case() -> Case:
     def prepare(data: Data) -> Prepared:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import SGDRegressor
+
         X, y = _tiny_data()
 
         def fn():
             # 500 epochs of per-sample SGD (scikit-learn has no full-batch gd);
             # eta0 = 2 * lr for its r**2/2 loss.
-            est = SGDRegressor(fit_intercept=False, max_iter=TINY_FIT["max_iter"], tol=None,
-                               learning_rate="constant", eta0=2 * TINY_FIT["lr"], penalty=None,
-                               shuffle=False)
+            est = SGDRegressor(
+                fit_intercept=False,
+                max_iter=TINY_FIT["max_iter"],
+                tol=None,
+                learning_rate="constant",
+                eta0=2 * TINY_FIT["lr"],
+                penalty=None,
+                shuffle=False,
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return est.fit(X, y)
+
         return Prepared(fn, note="per-sample SGD, 500 epochs, no shuffling")
+
     return Case("sklearn SGDRegressor", "anchor", None, ("sklearn",), prepare)
 
 
@@ -940,6 +1229,7 @@ def jitted_rosen() -> tuple[Any, Any]:
     """:func:`rosen` and :func:`rosen_grad` compiled with numba (imported here, lazily)."""
     if not _JITTED:
         import numba
+
         _JITTED["f"] = numba.njit(cache=True)(rosen)
         _JITTED["g"] = numba.njit(cache=True)(rosen_grad)
     return _JITTED["f"], _JITTED["g"]
@@ -948,6 +1238,7 @@ def jitted_rosen() -> tuple[Any, Any]:
 def _rosen_case(backend: str, jit: bool) -> Case:
     def prepare(data: Data) -> Prepared:
         import fastgd
+
         if jit:
             f, g = jitted_rosen()
         else:
@@ -960,8 +1251,11 @@ def _rosen_case(backend: str, jit: bool) -> Case:
         def check(res) -> dict[str, Any]:
             assert res.n_iter == iters and np.isfinite(res.x).all(), (res.status, res.n_iter)
             return {"fun": res.fun}
-        return Prepared(lambda: fastgd.minimize(f, g, x0, backend=backend, max_iter=iters,
-                                                **ROSEN_OPT), check)
+
+        return Prepared(
+            lambda: fastgd.minimize(f, g, x0, backend=backend, max_iter=iters, **ROSEN_OPT), check
+        )
+
     if jit:
         return Case(f"{backend} loop, numba-jitted f/grad", "backend", backend, ("numba",), prepare)
     label = "python f/grad" if backend == "numpy" else f"{backend} loop, python f/grad"
@@ -989,45 +1283,92 @@ def problems() -> list[Problem]:
     out.append(_lag_dtype_problem())
     names = backend_names()
     out += [
-        Problem("gd_fit", "full-batch gd fit of P, fixed epochs, lr = 1/L",
-                tuple(_gd_case(b) for b in names), family="fit"),
-        Problem("gd_precondition", "full-batch gd epochs on P in the kernel, precondition none/auto",
-                tuple(_precondition_epoch_case(b, pc) for b in names for pc in ("none", "auto")),
-                family="fit"),
-        Problem("sgd_epoch", "one shuffled SGD epoch on P (batch_size=1, constant lr, "
-                "precondition='none', record=None)",
-                tuple(_sgd_case(b) for b in names)
-                + tuple(_sgd_kernel_case(b) for b in names if b != "numpy")
-                + (_sgd_sklearn_case(),), family="fit"),
-        Problem("weights_lag", "fused objective/gradient on P in the kernel, sample_weight or not",
-                tuple(_weights_case(b, "lag", wt) for b in names for wt in (False, True)),
-                family="fit"),
-        Problem("weights_sgd", "one SGD epoch on P in the kernel, sample_weight or not",
-                tuple(_weights_case(b, "sgd", wt) for b in names for wt in (False, True)),
-                family="fit"),
-        Problem("gd_lr_auto", "full-batch gd fit of P, fixed epochs: lr='auto' or that lr given",
-                tuple(_lr_case(b, auto) for b in names for auto in (False, True)), family="fit"),
-        Problem("sgd_fit", "one SGD epoch on P through fit with every default (record=None)",
-                tuple(_sgd_default_case(b) for b in names if b != "numpy")
-                + (_sgd_sklearn_case(),), family="fit",
-                info={"compiled_only": "against SGDRegressor (sgd_epoch has the reference)"}),
-        Problem("sgd_scaling", "one SGD epoch in the kernel, n = scaling_n rows of scaling_p "
-                "features (full: 1e5, 1e6, 1e7 x 10)",
-                tuple(_sgd_scaling_case(b, k) for b in names if b != "numpy" for k in range(3)),
-                family="fit", info={"compiled_only": "a ratio between sizes of one backend"}),
-        Problem("adam_fit", "mini-batch Adam fit of P, fixed epochs",
-                tuple(_adam_case(b) for b in names), family="fit"),
-        Problem("poly3_fit", "degree-3 polynomial fit to np.polyfit accuracy (defaults, tol=1e-14)",
-                tuple(_poly_case(b) for b in names) + (_polyfit_case(),), family="fit"),
-        Problem("tiny_fit", "11-point fit, 500 epochs of gd, no intercept",
-                tuple(_tiny_case(b) for b in names) + (_tiny_sklearn_case(),), family="fit"),
-        Problem("numba_cold", "the first fit of a job on numba, empty kernel cache",
-                tuple(_cold_case(job) for job in COLD_JOBS), family="compile",
-                info={"compiled_only": "the JIT backend's compile time"}),
-        Problem("rosenbrock", "minimize on Rosenbrock, fixed iterations (momentum)",
-                (_rosen_case("numpy", False), _rosen_case("numba", True))
-                + tuple(_rosen_case(b, False) for b in names if b not in ("numpy", "numba")),
-                family="minimize"),
+        Problem(
+            "gd_fit",
+            "full-batch gd fit of P, fixed epochs, lr = 1/L",
+            tuple(_gd_case(b) for b in names),
+            family="fit",
+        ),
+        Problem(
+            "gd_precondition",
+            "full-batch gd epochs on P in the kernel, precondition none/auto",
+            tuple(_precondition_epoch_case(b, pc) for b in names for pc in ("none", "auto")),
+            family="fit",
+        ),
+        Problem(
+            "sgd_epoch",
+            "one shuffled SGD epoch on P (batch_size=1, constant lr, "
+            "precondition='none', record=None)",
+            tuple(_sgd_case(b) for b in names)
+            + tuple(_sgd_kernel_case(b) for b in names if b != "numpy")
+            + (_sgd_sklearn_case(),),
+            family="fit",
+        ),
+        Problem(
+            "weights_lag",
+            "fused objective/gradient on P in the kernel, sample_weight or not",
+            tuple(_weights_case(b, "lag", wt) for b in names for wt in (False, True)),
+            family="fit",
+        ),
+        Problem(
+            "weights_sgd",
+            "one SGD epoch on P in the kernel, sample_weight or not",
+            tuple(_weights_case(b, "sgd", wt) for b in names for wt in (False, True)),
+            family="fit",
+        ),
+        Problem(
+            "gd_lr_auto",
+            "full-batch gd fit of P, fixed epochs: lr='auto' or that lr given",
+            tuple(_lr_case(b, auto) for b in names for auto in (False, True)),
+            family="fit",
+        ),
+        Problem(
+            "sgd_fit",
+            "one SGD epoch on P through fit with every default (record=None)",
+            tuple(_sgd_default_case(b) for b in names if b != "numpy") + (_sgd_sklearn_case(),),
+            family="fit",
+            info={"compiled_only": "against SGDRegressor (sgd_epoch has the reference)"},
+        ),
+        Problem(
+            "sgd_scaling",
+            "one SGD epoch in the kernel, n = scaling_n rows of scaling_p "
+            "features (full: 1e5, 1e6, 1e7 x 10)",
+            tuple(_sgd_scaling_case(b, k) for b in names if b != "numpy" for k in range(3)),
+            family="fit",
+            info={"compiled_only": "a ratio between sizes of one backend"},
+        ),
+        Problem(
+            "adam_fit",
+            "mini-batch Adam fit of P, fixed epochs",
+            tuple(_adam_case(b) for b in names),
+            family="fit",
+        ),
+        Problem(
+            "poly3_fit",
+            "degree-3 polynomial fit to np.polyfit accuracy (defaults, tol=1e-14)",
+            tuple(_poly_case(b) for b in names) + (_polyfit_case(),),
+            family="fit",
+        ),
+        Problem(
+            "tiny_fit",
+            "11-point fit, 500 epochs of gd, no intercept",
+            tuple(_tiny_case(b) for b in names) + (_tiny_sklearn_case(),),
+            family="fit",
+        ),
+        Problem(
+            "numba_cold",
+            "the first fit of a job on numba, empty kernel cache",
+            tuple(_cold_case(job) for job in COLD_JOBS),
+            family="compile",
+            info={"compiled_only": "the JIT backend's compile time"},
+        ),
+        Problem(
+            "rosenbrock",
+            "minimize on Rosenbrock, fixed iterations (momentum)",
+            (_rosen_case("numpy", False), _rosen_case("numba", True))
+            + tuple(_rosen_case(b, False) for b in names if b not in ("numpy", "numba")),
+            family="minimize",
+        ),
     ]
     return out
 

@@ -63,68 +63,102 @@ class ScheduleSpec:
     formula: str
 
 
-LOSSES: Mapping[str, LossSpec] = MappingProxyType({
-    "mse": LossSpec(
-        "mse", 0, "r**2", "2*r", 2.0,
-        vectors=((0.0, 1.0, 0.0, 0.0), (1.5, 1.0, 2.25, 3.0), (-2.0, 1.0, 4.0, -4.0)),
-    ),
-    "huber": LossSpec(
-        "huber", 1, "r**2/2 if |r| <= delta else delta*(|r| - delta/2)", "clip(r, -delta, delta)", 1.0,
-        vectors=(
-            (0.0, 1.0, 0.0, 0.0),
-            (0.5, 1.0, 0.125, 0.5),
-            (1.0, 1.0, 0.5, 1.0),      # the kink: both branches agree
-            (-1.0, 1.0, 0.5, -1.0),
-            (3.0, 1.0, 2.5, 1.0),
-            (-3.0, 2.0, 4.0, -2.0),
+LOSSES: Mapping[str, LossSpec] = MappingProxyType(
+    {
+        "mse": LossSpec(
+            "mse",
+            0,
+            "r**2",
+            "2*r",
+            2.0,
+            vectors=((0.0, 1.0, 0.0, 0.0), (1.5, 1.0, 2.25, 3.0), (-2.0, 1.0, 4.0, -4.0)),
         ),
-    ),
-})
+        "huber": LossSpec(
+            "huber",
+            1,
+            "r**2/2 if |r| <= delta else delta*(|r| - delta/2)",
+            "clip(r, -delta, delta)",
+            1.0,
+            vectors=(
+                (0.0, 1.0, 0.0, 0.0),
+                (0.5, 1.0, 0.125, 0.5),
+                (1.0, 1.0, 0.5, 1.0),  # the kink: both branches agree
+                (-1.0, 1.0, 0.5, -1.0),
+                (3.0, 1.0, 2.5, 1.0),
+                (-3.0, 2.0, 4.0, -2.0),
+            ),
+        ),
+    }
+)
 
-MODELS: Mapping[str, ModelSpec] = MappingProxyType({
-    "linear": ModelSpec("linear", 0, "X @ coef + intercept"),
-    "poly": ModelSpec("poly", 1, "intercept + sum_j coef[j-1] * x**j  (Horner, on the fly)"),
-})
+MODELS: Mapping[str, ModelSpec] = MappingProxyType(
+    {
+        "linear": ModelSpec("linear", 0, "X @ coef + intercept"),
+        "poly": ModelSpec("poly", 1, "intercept + sum_j coef[j-1] * x**j  (Horner, on the fly)"),
+    }
+)
 
 #: Hyperparameter defaults (torch's where torch has one; ``momentum`` defaults to
 #: 0.9 because the "momentum" rule with torch's 0 would be plain gd).
-HYPER_DEFAULTS: Mapping[str, float] = MappingProxyType({
-    "momentum": 0.9,
-    "beta1": 0.9,
-    "beta2": 0.999,
-    "eps": 1e-8,
-    "rho": 0.99,
-    "power_t": 0.25,
-    "gamma": 0.99,
-})
+HYPER_DEFAULTS: Mapping[str, float] = MappingProxyType(
+    {
+        "momentum": 0.9,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "rho": 0.99,
+        "power_t": 0.25,
+        "gamma": 0.99,
+    }
+)
 
 #: Order of the optimizer hyperparameters in the ``hp`` array the kernels get.
 HP_ORDER: tuple[str, ...] = ("momentum", "beta1", "beta2", "eps", "rho")
 #: Order of the schedule hyperparameters in the ``sched_hp`` array.
 SCHED_HP_ORDER: tuple[str, ...] = ("power_t", "gamma")
 
-OPTIMIZERS: Mapping[str, OptimizerSpec] = MappingProxyType({
-    "gd": OptimizerSpec("gd", 0, (), "theta -= lr*g", None, aliases=("sgd",)),
-    "momentum": OptimizerSpec(
-        "momentum", 1, ("momentum",), "v = mu*v + g; theta -= lr*v", None),
-    "nesterov": OptimizerSpec(
-        "nesterov", 2, ("momentum",), "v = mu*v + g; theta -= lr*(g + mu*v)", None),
-    "adagrad": OptimizerSpec(
-        "adagrad", 3, ("eps",), "s += g*g; theta -= lr*g/(sqrt(s) + eps)", 0.1,
-        defaults={"eps": 1e-10}),
-    "rmsprop": OptimizerSpec(
-        "rmsprop", 4, ("rho", "eps"), "s = rho*s + (1-rho)*g*g; theta -= lr*g/(sqrt(s) + eps)", 0.01),
-    "adam": OptimizerSpec(
-        "adam", 5, ("beta1", "beta2", "eps"),
-        "m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; "
-        "theta -= lr*(m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)", 0.01),
-})
+OPTIMIZERS: Mapping[str, OptimizerSpec] = MappingProxyType(
+    {
+        "gd": OptimizerSpec("gd", 0, (), "theta -= lr*g", None, aliases=("sgd",)),
+        "momentum": OptimizerSpec(
+            "momentum", 1, ("momentum",), "v = mu*v + g; theta -= lr*v", None
+        ),
+        "nesterov": OptimizerSpec(
+            "nesterov", 2, ("momentum",), "v = mu*v + g; theta -= lr*(g + mu*v)", None
+        ),
+        "adagrad": OptimizerSpec(
+            "adagrad",
+            3,
+            ("eps",),
+            "s += g*g; theta -= lr*g/(sqrt(s) + eps)",
+            0.1,
+            defaults={"eps": 1e-10},
+        ),
+        "rmsprop": OptimizerSpec(
+            "rmsprop",
+            4,
+            ("rho", "eps"),
+            "s = rho*s + (1-rho)*g*g; theta -= lr*g/(sqrt(s) + eps)",
+            0.01,
+        ),
+        "adam": OptimizerSpec(
+            "adam",
+            5,
+            ("beta1", "beta2", "eps"),
+            "m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; "
+            "theta -= lr*(m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)",
+            0.01,
+        ),
+    }
+)
 
-SCHEDULES: Mapping[str, ScheduleSpec] = MappingProxyType({
-    "constant": ScheduleSpec("constant", 0, (), "lr"),
-    "invscaling": ScheduleSpec("invscaling", 1, ("power_t",), "lr / (epoch+1)**power_t"),
-    "exponential": ScheduleSpec("exponential", 2, ("gamma",), "lr * gamma**epoch"),
-})
+SCHEDULES: Mapping[str, ScheduleSpec] = MappingProxyType(
+    {
+        "constant": ScheduleSpec("constant", 0, (), "lr"),
+        "invscaling": ScheduleSpec("invscaling", 1, ("power_t",), "lr / (epoch+1)**power_t"),
+        "exponential": ScheduleSpec("exponential", 2, ("gamma",), "lr * gamma**epoch"),
+    }
+)
 
 #: Every keyword accepted through ``**hyper`` by ``fit`` and ``minimize``.
 HYPER_NAMES: tuple[str, ...] = HP_ORDER + SCHED_HP_ORDER

@@ -156,10 +156,10 @@ class FitResult:
         if is_dask_array(X):  # lazily, chunk by chunk (where the data live)
             if self.degree is None:
                 if X.ndim != 2 or X.shape[1] != self.coef.shape[0]:
-                    raise ValueError(f"X must have shape (n, {self.coef.shape[0]}), "
-                                     f"got {X.shape}")
-                return X.rechunk({1: -1}).map_blocks(self.predict, drop_axis=1,
-                                                     dtype=self.coef.dtype)
+                    raise ValueError(f"X must have shape (n, {self.coef.shape[0]}), got {X.shape}")
+                return X.rechunk({1: -1}).map_blocks(
+                    self.predict, drop_axis=1, dtype=self.coef.dtype
+                )
             return X.map_blocks(self.predict, dtype=self.coef.dtype)
         Xa = np.asarray(X, dtype=self.coef.dtype)
         if self.degree is None:
@@ -169,7 +169,8 @@ class FitResult:
         if Xa.ndim != 1:
             raise ValueError(f"X must be 1-D for a polynomial fit, got shape {Xa.shape}")
         return np.polynomial.polynomial.polyval(Xa, np.r_[self.intercept, self.coef]).astype(
-            self.coef.dtype, copy=False)
+            self.coef.dtype, copy=False
+        )
 
 
 class _Deferred:

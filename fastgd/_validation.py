@@ -63,8 +63,15 @@ def as_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def as_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-             low_open: bool = False, high_open: bool = False) -> float:
+def as_float(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite real number in the given interval.
 
     Parameters
@@ -98,7 +105,9 @@ def as_float(name: str, value: Any, *, low: float | None = None, high: float | N
     value = float(value)
     lo_txt = "(" if low_open or low is None else "["
     hi_txt = ")" if high_open or high is None else "]"
-    interval = f"{lo_txt}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_txt}"
+    interval = (
+        f"{lo_txt}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_txt}"
+    )
     bad = not math.isfinite(value)
     if low is not None and (value < low or (low_open and value == low)):
         bad = True
@@ -125,8 +134,10 @@ def as_bool(name: str, value: Any) -> bool:
 def choice(name: str, value: Any, options: list[Any]) -> Any:
     """``value`` if it is one of ``options`` (compared by equality, strings only
     matching strings), else a ValueError listing them."""
-    ok = any(value is opt if opt is None else (isinstance(value, str) and value == opt)
-             for opt in options)
+    ok = any(
+        value is opt if opt is None else (isinstance(value, str) and value == opt)
+        for opt in options
+    )
     if not ok:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
     return value
@@ -141,13 +152,16 @@ def as_rng(seed: Any) -> np.random.Generator:
     >>> as_rng(0).integers(10) == np.random.default_rng(0).integers(10)
     np.True_
     """
-    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence,
-                                         np.random.BitGenerator)):
+    if seed is None or isinstance(
+        seed, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)
+    ):
         return np.random.default_rng(seed)
     seed = _scalar(seed)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError("seed must be None, a non-negative integer or a numpy Generator, "
-                        f"got {seed!r} ({type(seed).__name__})")
+        raise TypeError(
+            "seed must be None, a non-negative integer or a numpy Generator, "
+            f"got {seed!r} ({type(seed).__name__})"
+        )
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     return np.random.default_rng(int(seed))
@@ -171,7 +185,8 @@ def check_hyper(hyper: Mapping[str, Any]) -> dict[str, float]:
     for key, value in hyper.items():
         if key not in _HYPER_RANGES:
             raise TypeError(
-                f"unexpected keyword argument {key!r}; hyperparameters are {list(reg.HYPER_NAMES)}")
+                f"unexpected keyword argument {key!r}; hyperparameters are {list(reg.HYPER_NAMES)}"
+            )
         out[key] = as_float(key, value, **_HYPER_RANGES[key])
     return out
 
@@ -205,8 +220,9 @@ def _numeric_array(name: str, a: Any) -> np.ndarray:
             arr = np.asarray(a)
         except (ValueError, TypeError) as exc:
             # ragged nested lists: "inhomogeneous shape ..."
-            raise ValueError(f"{name} must be a rectangular array of numbers; "
-                             f"numpy could not convert it: {exc}") from None
+            raise ValueError(
+                f"{name} must be a rectangular array of numbers; numpy could not convert it: {exc}"
+            ) from None
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
@@ -242,18 +258,25 @@ def check_finite(name: str, a: np.ndarray, note: str = "", offset: int = 0) -> N
     step = max(1, _CHECK_ELEMS // max(1, a.size // n))
     buf = np.empty((min(step, n),) + a.shape[1:], dtype=bool)  # reused by every block
     for lo in range(0, n, step):
-        block = a[lo:lo + step]
-        ok = np.isfinite(block, out=buf[:block.shape[0]])
+        block = a[lo : lo + step]
+        ok = np.isfinite(block, out=buf[: block.shape[0]])
         if not ok.all():
             pos = tuple(int(i) for i in np.argwhere(~ok)[0])
             what = block[pos]
             pos = (pos[0] + lo + offset,) + pos[1:]
-            raise ValueError(f"{name} contains {what} at position {pos if len(pos) > 1 else pos[0]}"
-                             f"{note}; inputs must be finite (drop or impute those values)")
+            raise ValueError(
+                f"{name} contains {what} at position {pos if len(pos) > 1 else pos[0]}"
+                f"{note}; inputs must be finite (drop or impute those values)"
+            )
 
 
-def _coerce(name: str, a: np.ndarray, dt: FloatType, finite: bool = True,
-            all_finite: Callable[[np.ndarray], bool] | None = None) -> np.ndarray:
+def _coerce(
+    name: str,
+    a: np.ndarray,
+    dt: FloatType,
+    finite: bool = True,
+    all_finite: Callable[[np.ndarray], bool] | None = None,
+) -> np.ndarray:
     """C-contiguous in ``dt`` (no copy when it already is), checked finite.
 
     ``all_finite`` is a backend's one-pass scan; only when it reports a NaN or
@@ -277,9 +300,13 @@ def conversion_note(a: Any, dt: FloatType) -> str:
     return f" after conversion from {src} to {np.dtype(dt).name} (X is {np.dtype(dt).name})"
 
 
-def check_data(X: Any, y: Any, degree: int | None, finite: bool = True,
-               all_finite: Callable[[np.ndarray], bool] | None = None
-               ) -> tuple[np.ndarray, np.ndarray, int, FloatType]:
+def check_data(
+    X: Any,
+    y: Any,
+    degree: int | None,
+    finite: bool = True,
+    all_finite: Callable[[np.ndarray], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, FloatType]:
     """Validate and coerce ``X``, ``y``: C-contiguous, one float dtype, finite.
 
     ``finite=False`` skips the NaN/inf scan (the caller's ``check_finite=False``:
@@ -296,13 +323,15 @@ def check_data(X: Any, y: Any, degree: int | None, finite: bool = True,
         if Xa.ndim != 2:
             raise ValueError(
                 f"X must be 2-D (n_samples, n_features), got {Xa.ndim}-D with shape {Xa.shape}; "
-                "use X.reshape(-1, 1) for a single feature, or pass degree= for a polynomial in 1-D x")
+                "use X.reshape(-1, 1) for a single feature, or pass degree= for a polynomial in 1-D x"
+            )
         model = reg.MODELS["linear"].code
     else:
         if Xa.ndim != 1:
             raise ValueError(
                 f"X must be 1-D when degree is given (polynomial in one variable), "
-                f"got {Xa.ndim}-D with shape {Xa.shape}")
+                f"got {Xa.ndim}-D with shape {Xa.shape}"
+            )
         model = reg.MODELS["poly"].code
     if ya.ndim != 1:
         raise ValueError(f"y must be 1-D (n_samples,), got {ya.ndim}-D with shape {ya.shape}")
@@ -358,8 +387,9 @@ def check_sample_weight(sample_weight: Any, n: int, dt: FloatType) -> np.ndarray
     if wa.ndim == 0:  # a scalar weighs every row alike
         wa = np.full(n, wa, dtype=np.float64)
     if wa.ndim != 1 or wa.shape[0] != n:
-        raise ValueError(f"sample_weight must have shape ({n},) (one weight per sample), "
-                         f"got {wa.shape}")
+        raise ValueError(
+            f"sample_weight must have shape ({n},) (one weight per sample), got {wa.shape}"
+        )
     w = np.array(wa, dtype=np.float64, copy=True)
     check_finite("sample_weight", w)
     if (w < 0).any():
@@ -378,6 +408,7 @@ def check_sample_weight(sample_weight: Any, n: int, dt: FloatType) -> np.ndarray
 
 
 # ---------------------------------------------------------------- minimize's user functions
+
 
 def check_fun_value(f: Any) -> float:
     """What a user ``fun`` returned, as a float: a real scalar (NaN/inf are let
@@ -423,6 +454,7 @@ def checked_functions(fun: Any, grad: Any, shape: tuple[int, ...]) -> tuple[Any,
     checked: a bad return value later in the loop raises instead of being
     broadcast into the parameters.  Used whenever the loop calls Python
     functions (not for numba-jitted ``fun``/``grad``, which run compiled)."""
+
     def fun_checked(x: np.ndarray) -> float:
         return check_fun_value(fun(x))
 

@@ -41,8 +41,12 @@ def _rule_options(optimizer: str, schedule: str, hyper: dict[str, Any]) -> tuple
     user = val.check_hyper(hyper)
     unused = [k for k in user if k not in ospec.hyper and k not in sspec.hyper]
     if unused:
-        warnings.warn(f"hyperparameters {unused} are not used by optimizer {ospec.name!r} "
-                      f"with schedule {sspec.name!r}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"hyperparameters {unused} are not used by optimizer {ospec.name!r} "
+            f"with schedule {sspec.name!r}",
+            UserWarning,
+            stacklevel=3,
+        )
     hv = reg.hyper_values(ospec, user)
     hp = np.array([hv[k] for k in reg.HP_ORDER], dtype=np.float64)
     sched_hp = np.array([hv[k] for k in reg.SCHED_HP_ORDER], dtype=np.float64)
@@ -56,14 +60,35 @@ def _check_callback(callback: Any) -> None:
 
 # ---------------------------------------------------------------- fit
 
-def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | None = None,
-        fit_intercept: bool = True, l2: float = 0.0, optimizer: str = "gd",
-        lr: float | str = "auto", schedule: str = "constant", batch_size: int | None = None,
-        max_iter: int = 1000, tol: float = 1e-6, seed: Any = None, backend: str = "auto",
-        record: str | None = "loss", callback: Callable[..., Any] | None = None,
-        coef_init: Any = None, intercept_init: float | None = None, progress: bool = False,
-        check_finite: bool = True, precondition: str = "auto", sample_weight: Any = None,
-        state: FitState | None = None, **hyper: float) -> FitResult:
+
+def fit(
+    X: Any,
+    y: Any,
+    *,
+    loss: str = "mse",
+    delta: float = 1.0,
+    degree: int | None = None,
+    fit_intercept: bool = True,
+    l2: float = 0.0,
+    optimizer: str = "gd",
+    lr: float | str = "auto",
+    schedule: str = "constant",
+    batch_size: int | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    seed: Any = None,
+    backend: str = "auto",
+    record: str | None = "loss",
+    callback: Callable[..., Any] | None = None,
+    coef_init: Any = None,
+    intercept_init: float | None = None,
+    progress: bool = False,
+    check_finite: bool = True,
+    precondition: str = "auto",
+    sample_weight: Any = None,
+    state: FitState | None = None,
+    **hyper: float,
+) -> FitResult:
     """Fit a linear or polynomial model by gradient descent.
 
     Minimizes ``sum_i w_i rho(pred_i - y_i) / sum_i w_i + (l2/2) * ||coef||^2``
@@ -232,22 +257,34 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
 
     # build the problem
     # the first pass over the data (statistics or epochs) doubles as the NaN/inf check
-    prob = build_problem(X, y, loss=loss, delta=delta, degree=degree, l2=l2,
-                         fit_intercept=fit_intercept, backend=backend, check_finite=check_finite,
-                         defer_scan=True,
-                         sample_weight=sample_weight)
+    prob = build_problem(
+        X,
+        y,
+        loss=loss,
+        delta=delta,
+        degree=degree,
+        l2=l2,
+        fit_intercept=fit_intercept,
+        backend=backend,
+        check_finite=check_finite,
+        defer_scan=True,
+        sample_weight=sample_weight,
+    )
     batch = batch_size if batch_size is not None and batch_size < prob.n else None
     # the generator is only needed for sample orders (seed is validated either way)
     rng = val.as_rng(seed) if batch is not None or seed is not None else None
-    coef0 = None if coef_init is None else val.check_vector("coef_init", coef_init, prob.p,
-                                                             np.float64)
+    coef0 = (
+        None if coef_init is None else val.check_vector("coef_init", coef_init, prob.p, np.float64)
+    )
 
     # precondition and choose the step (or continue those of an earlier fit)
     sig = (ospec.name, prob.loss.name, prob.model, prob.p, prob.fit_icpt, prob.l2)
     if state is None:
-        coords = choose_coordinates(prob, precondition,
-                                    full_stats=lr0 is None and (ospec.auto_lr is not None
-                                                                or batch is None or batch > 1))
+        coords = choose_coordinates(
+            prob,
+            precondition,
+            full_stats=lr0 is None and (ospec.auto_lr is not None or batch is None or batch > 1),
+        )
         theta = _start(prob, coords, coef0, icpt0)
         if lr0 is None:
             with np.errstate(all="ignore"):  # data not yet proven finite: checked below
@@ -260,19 +297,42 @@ def fit(X: Any, y: Any, *, loss: str = "mse", delta: float = 1.0, degree: int | 
         lr0 = state.lr if lr0 is None else lr0
 
     # run the epochs
-    out = run_epochs(prob, coords, Rule(ospec, sspec, hp, sched_hp, lr0), theta, slots, t0,
-                     epoch0=epoch0, batch=batch, max_iter=max_iter, tol=tol, rng=rng,
-                     record=record, callback=callback, progress=progress,
-                     check_finite=check_finite)
-    end = FitState(theta.copy(), slots, out.steps, epoch0 + out.epoch, float(lr0),
-                   replace(coords, stats=None), sig)
+    out = run_epochs(
+        prob,
+        coords,
+        Rule(ospec, sspec, hp, sched_hp, lr0),
+        theta,
+        slots,
+        t0,
+        epoch0=epoch0,
+        batch=batch,
+        max_iter=max_iter,
+        tol=tol,
+        rng=rng,
+        record=record,
+        callback=callback,
+        progress=progress,
+        check_finite=check_finite,
+    )
+    end = FitState(
+        theta.copy(),
+        slots,
+        out.steps,
+        epoch0 + out.epoch,
+        float(lr0),
+        replace(coords, stats=None),
+        sig,
+    )
 
     # report in the user's basis
     if out.status == 2:
         warnings.warn(
             f"fit diverged in epoch {out.epoch + 1} (non-finite objective or parameters); "
             f"returning the last finite parameters. Use a smaller lr (was {lr0:.3g}) "
-            "or lr='auto'.", DivergenceWarning, stacklevel=2)
+            "or lr='auto'.",
+            DivergenceWarning,
+            stacklevel=2,
+        )
     return _result(prob, coords, out, theta, record, lr0, ospec, batch, t_start, end)
 
 
@@ -281,18 +341,24 @@ def _check_state(state: Any, precondition: str, coef_init: Any, intercept_init: 
     if state is None:
         return
     if not isinstance(state, FitState):
-        raise TypeError(f"state must be a FitState (FitResult.state) or None, "
-                        f"got {type(state).__name__}")
+        raise TypeError(
+            f"state must be a FitState (FitResult.state) or None, got {type(state).__name__}"
+        )
     if coef_init is not None or intercept_init is not None:
-        raise ValueError("state already holds the starting parameters: "
-                         "pass coef_init/intercept_init or state, not both")
+        raise ValueError(
+            "state already holds the starting parameters: "
+            "pass coef_init/intercept_init or state, not both"
+        )
     if precondition == "none" and state.coords.precondition == "auto":
-        raise ValueError("precondition='none' cannot continue a state fitted with "
-                         "precondition='auto' (its coordinates are preconditioned)")
+        raise ValueError(
+            "precondition='none' cannot continue a state fitted with "
+            "precondition='auto' (its coordinates are preconditioned)"
+        )
 
 
-def _resume(state: FitState, sig: tuple, prob: Problem
-            ) -> tuple[Coordinates, np.ndarray, np.ndarray, int, int]:
+def _resume(
+    state: FitState, sig: tuple, prob: Problem
+) -> tuple[Coordinates, np.ndarray, np.ndarray, int, int]:
     """Coordinates, parameters (copies), slots, step and epoch of an earlier fit."""
     if state.signature != sig:
         names = ("optimizer", "loss", "model", "number of parameters", "fit_intercept", "l2")
@@ -306,8 +372,9 @@ def _resume(state: FitState, sig: tuple, prob: Problem
     return coords, theta, slots, int(state.step), int(state.epoch)
 
 
-def _start(prob: Problem, coords: Coordinates, coef0: np.ndarray | None,
-           icpt0: float | None) -> np.ndarray:
+def _start(
+    prob: Problem, coords: Coordinates, coef0: np.ndarray | None, icpt0: float | None
+) -> np.ndarray:
     """The starting point in the kernel's coordinates.
 
     ``coef_init`` defaults to zeros.  ``intercept_init=None``: 0 with
@@ -327,25 +394,48 @@ def _start(prob: Problem, coords: Coordinates, coef0: np.ndarray | None,
     return theta.astype(prob.dt)
 
 
-def _result(prob: Problem, coords: Coordinates, out: Outcome, theta: np.ndarray,
-            record: str | None, lr0: float, ospec: reg.OptimizerSpec, batch: int | None,
-            t_start: float, state: FitState) -> FitResult:
+def _result(
+    prob: Problem,
+    coords: Coordinates,
+    out: Outcome,
+    theta: np.ndarray,
+    record: str | None,
+    lr0: float,
+    ospec: reg.OptimizerSpec,
+    batch: int | None,
+    t_start: float,
+    state: FitState,
+) -> FitResult:
     """The FitResult, every parameter in the user's basis."""
     epoch = out.epoch
-    hist = History(loss=out.hist_loss[:epoch + 1] if record is not None else np.empty(0))
+    hist = History(loss=out.hist_loss[: epoch + 1] if record is not None else np.empty(0))
     if record == "params":
-        hist.params = coords.to_user_rows(out.hist_params[:epoch + 1]).astype(prob.dt)
+        hist.params = coords.to_user_rows(out.hist_params[: epoch + 1]).astype(prob.dt)
     coef, icpt = coords.to_user(theta)
     objective = partial(final_objective, prob, coords, theta) if out.lazy_f else out.f
     return FitResult(
-        coef=coef.astype(prob.dt), intercept=icpt, n_iter=epoch,
-        converged=out.status == 1, status=STATUS[out.status], history=hist,
+        coef=coef.astype(prob.dt),
+        intercept=icpt,
+        n_iter=epoch,
+        converged=out.status == 1,
+        status=STATUS[out.status],
+        history=hist,
         objective=objective,  # type: ignore[arg-type]  # a callable is resolved on first read
-        backend=prob.bname, elapsed=time.perf_counter() - t_start, lr=float(lr0),
-        degree=prob.degree, precondition=coords.precondition,
-        info={"basis": coords.basis.tolist(), "optimizer": ospec.name, "loss": prob.loss.name,
-              "batch_size": batch, "steps": out.steps, **_data_info(prob)},
-        state=state)
+        backend=prob.bname,
+        elapsed=time.perf_counter() - t_start,
+        lr=float(lr0),
+        degree=prob.degree,
+        precondition=coords.precondition,
+        info={
+            "basis": coords.basis.tolist(),
+            "optimizer": ospec.name,
+            "loss": prob.loss.name,
+            "batch_size": batch,
+            "steps": out.steps,
+            **_data_info(prob),
+        },
+        state=state,
+    )
 
 
 def _data_info(prob: Problem) -> dict[str, Any]:
@@ -358,10 +448,21 @@ def _data_info(prob: Problem) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- loss_and_grad
 
-def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: str = "mse",
-                  delta: float = 1.0, degree: int | None = None, l2: float = 0.0,
-                  backend: str = "auto", check_finite: bool = True, sample_weight: Any = None
-                  ) -> tuple[float, np.ndarray, float]:
+
+def loss_and_grad(
+    X: Any,
+    y: Any,
+    coef: Any,
+    intercept: float = 0.0,
+    *,
+    loss: str = "mse",
+    delta: float = 1.0,
+    degree: int | None = None,
+    l2: float = 0.0,
+    backend: str = "auto",
+    check_finite: bool = True,
+    sample_weight: Any = None,
+) -> tuple[float, np.ndarray, float]:
     """The objective and its exact gradient at ``(coef, intercept)``.
 
     Objective: ``sum_i w_i rho(pred_i - y_i) / sum_i w_i + (l2/2) * ||coef||^2``
@@ -400,9 +501,19 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     (2.5, [-5.0], -3.0)
     """
     check_finite = val.as_bool("check_finite", check_finite)
-    prob = build_problem(X, y, loss=loss, delta=delta, degree=degree, l2=l2, fit_intercept=True,
-                         backend=backend, check_finite=check_finite, defer_scan=True,
-                         sample_weight=sample_weight)
+    prob = build_problem(
+        X,
+        y,
+        loss=loss,
+        delta=delta,
+        degree=degree,
+        l2=l2,
+        fit_intercept=True,
+        backend=backend,
+        check_finite=check_finite,
+        defer_scan=True,
+        sample_weight=sample_weight,
+    )
     p, dt, be = prob.p, prob.dt, prob.be
     Xc, yc = prob.X, prob.y
     theta = np.empty(p + 1, dtype=dt)
@@ -411,8 +522,19 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
     grad = np.empty(p + 1, dtype=dt)
     l2w = np.r_[np.full(p, prob.l2), 0.0].astype(dt)  # the user's coefficients, unscaled
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are handled below
-        value = be.objective_grad(prob.model, prob.loss.code, Xc, yc, theta, _UNIT_BASIS,
-                                  prob.delta, l2w, 1, grad, w=prob.w)
+        value = be.objective_grad(
+            prob.model,
+            prob.loss.code,
+            Xc,
+            yc,
+            theta,
+            _UNIT_BASIS,
+            prob.delta,
+            l2w,
+            1,
+            grad,
+            w=prob.w,
+        )
     if not (math.isfinite(value) and np.isfinite(grad).all()):
         prob.scan()  # raises, naming the first NaN/inf, if the data hold one
     return float(value), grad[:p].copy(), float(grad[p])
@@ -420,10 +542,21 @@ def loss_and_grad(X: Any, y: Any, coef: Any, intercept: float = 0.0, *, loss: st
 
 # ---------------------------------------------------------------- minimize
 
-def minimize(fun: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], Any], x0: Any, *,
-             optimizer: str = "gd", lr: float = 0.1, schedule: str = "constant",
-             max_iter: int = 1000, tol: float = 1e-6, backend: str = "auto",
-             record: str | None = "loss", **hyper: float) -> MinimizeResult:
+
+def minimize(
+    fun: Callable[[np.ndarray], float],
+    grad: Callable[[np.ndarray], Any],
+    x0: Any,
+    *,
+    optimizer: str = "gd",
+    lr: float = 0.1,
+    schedule: str = "constant",
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    backend: str = "auto",
+    record: str | None = "loss",
+    **hyper: float,
+) -> MinimizeResult:
     """Minimize a differentiable function with the same update rules as :func:`fit`.
 
     Parameters
@@ -482,29 +615,55 @@ def minimize(fun: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], An
     hist_f = np.empty(max_iter + 1 if record is not None else 0)
     hist_x = np.empty((max_iter + 1 if record == "params" else 0, x.shape[0]), dtype=dt)
     with np.errstate(over="ignore", invalid="ignore"):
-        done, code, fval = be.minimize_run(fun, grad, x, ospec.code, hp, state, sspec.code, lr0,
-                                           sched_hp, max_iter, tol, hist_f, hist_x)
+        done, code, fval = be.minimize_run(
+            fun,
+            grad,
+            x,
+            ospec.code,
+            hp,
+            state,
+            sspec.code,
+            lr0,
+            sched_hp,
+            max_iter,
+            tol,
+            hist_f,
+            hist_x,
+        )
     if code == 2:
         warnings.warn(
             f"minimize diverged in iteration {done + 1} (non-finite value or parameters); "
             f"returning the last finite x. Use a smaller lr (was {lr0:.3g}).",
-            DivergenceWarning, stacklevel=2)
+            DivergenceWarning,
+            stacklevel=2,
+        )
         fval = float(fun(x.copy()))
-    hist = History(loss=hist_f[:done + 1] if record is not None else np.empty(0),
-                   params=hist_x[:done + 1].copy() if record == "params" else None)
-    return MinimizeResult(x=x, fun=float(fval), n_iter=done, converged=code == 1,
-                          status=STATUS[code], history=hist, backend=bname,
-                          elapsed=time.perf_counter() - t_start)
+    hist = History(
+        loss=hist_f[: done + 1] if record is not None else np.empty(0),
+        params=hist_x[: done + 1].copy() if record == "params" else None,
+    )
+    return MinimizeResult(
+        x=x,
+        fun=float(fval),
+        n_iter=done,
+        converged=code == 1,
+        status=STATUS[code],
+        history=hist,
+        backend=bname,
+        elapsed=time.perf_counter() - t_start,
+    )
 
 
 def _minimize_backend(backend: str, fun: Any, grad: Any) -> tuple[str, Any]:
     """``minimize`` runs compiled only where the backend can call the functions."""
     from .backends import available_backends
+
     if backend == "auto":
         jitted = all(type(f).__name__ == "CPUDispatcher" for f in (fun, grad))
         backend = "numba" if jitted and "numba" in available_backends() else "numpy"
     name, be = resolve(backend)
     if not hasattr(be, "minimize_run"):
         from .backends import _numpy
+
         return name, _numpy
     return name, be

@@ -27,7 +27,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fastgd._demo", "fit large synthetic problems: losses, optimizers, backends, plots"),
     "fit": ("fastgd.cli", "fit a CSV / .npy / .npz file and print the coefficients"),
     "bench": ("fastgd._bench", "benchmark the backends"),
-    "compile": ("fastgd._compile", "compile the numba kernels ahead of time (CI, container images)"),
+    "compile": (
+        "fastgd._compile",
+        "compile the numba kernels ahead of time (CI, container images)",
+    ),
 }
 
 
@@ -42,12 +45,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _one_line_warnings(message: Any, category: type, filename: str, lineno: int,
-                       file: Any = None, line: str | None = None) -> None:
+def _one_line_warnings(
+    message: Any,
+    category: type,
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     print(f"fastgd: warning: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- fastgd fit
+
 
 def _hyper_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -70,47 +80,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     from .backends import backend_names
 
-    parser.add_argument("data", metavar="DATA",
-                        help="a CSV file with a header row, a .npy 2-D array, a .npz with arrays "
-                             "X and y (or one 2-D array), or a .zarr store with arrays X and y "
-                             "(fitted chunk by chunk with dask; see --dask)")
-    parser.add_argument("--target", metavar="COL",
-                        help="the column to predict: a header name or a 0-based index "
-                             "(not needed for a .npz with X and y)")
-    parser.add_argument("--features", metavar="COLS",
-                        help="comma-separated columns to use as features (default: all others)")
+    parser.add_argument(
+        "data",
+        metavar="DATA",
+        help="a CSV file with a header row, a .npy 2-D array, a .npz with arrays "
+        "X and y (or one 2-D array), or a .zarr store with arrays X and y "
+        "(fitted chunk by chunk with dask; see --dask)",
+    )
+    parser.add_argument(
+        "--target",
+        metavar="COL",
+        help="the column to predict: a header name or a 0-based index "
+        "(not needed for a .npz with X and y)",
+    )
+    parser.add_argument(
+        "--features",
+        metavar="COLS",
+        help="comma-separated columns to use as features (default: all others)",
+    )
     parser.add_argument("--delimiter", default=",", help="CSV field delimiter (default ',')")
     parser.add_argument("--float32", action="store_true", help="compute in float32")
     g = parser.add_argument_group("model")
     g.add_argument("--loss", choices=list(reg.LOSSES), default="mse")
     g.add_argument("--delta", type=float, default=1.0, help="Huber threshold (default 1.0)")
-    g.add_argument("--degree", type=int, default=None,
-                   help="fit a polynomial of this degree in the single feature column")
+    g.add_argument(
+        "--degree",
+        type=int,
+        default=None,
+        help="fit a polynomial of this degree in the single feature column",
+    )
     g.add_argument("--l2", type=float, default=0.0, help="ridge penalty (default 0)")
     g.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
     g = parser.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=reg.optimizer_names(), default="gd")
     g.add_argument("--lr", default="auto", help="step size, a positive number or 'auto' (default)")
     g.add_argument("--schedule", choices=list(reg.SCHEDULES), default="constant")
-    g.add_argument("--batch-size", type=int, default=None,
-                   help="rows per mini-batch (default: full batch; 1 is SGD)")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="rows per mini-batch (default: full batch; 1 is SGD)",
+    )
     g.add_argument("--max-iter", type=int, default=1000, help="maximum epochs (default 1000)")
     g.add_argument("--tol", type=float, default=1e-6, help="stopping tolerance (default 1e-6)")
     g.add_argument("--seed", type=int, default=0, help="seed of the mini-batch order (default 0)")
     g.add_argument("--backend", choices=["auto"] + backend_names(), default="auto")
-    g.add_argument("--precondition", choices=["auto", "none"], default="auto",
-                   help="fit in a well-conditioned basis (auto, default) or on the raw "
-                        "coefficients (none)")
+    g.add_argument(
+        "--precondition",
+        choices=["auto", "none"],
+        default="auto",
+        help="fit in a well-conditioned basis (auto, default) or on the raw coefficients (none)",
+    )
     for name in reg.HYPER_NAMES:
-        g.add_argument(_hyper_flag(name), dest=name, type=float, default=None,
-                       help=f"hyperparameter {name} (default {reg.HYPER_DEFAULTS[name]:g})")
+        g.add_argument(
+            _hyper_flag(name),
+            dest=name,
+            type=float,
+            default=None,
+            help=f"hyperparameter {name} (default {reg.HYPER_DEFAULTS[name]:g})",
+        )
     g = parser.add_argument_group("output")
     g.add_argument("--json", metavar="PATH", help="also write the coefficients and summary as JSON")
     g = parser.add_argument_group("dask (for a .zarr DATA; needs the dask extra)")
-    g.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on a dask.distributed cluster: the scheduler at ADDRESS "
-                        "(tcp://host:8786), or a LocalCluster started here when ADDRESS is "
-                        "omitted (default without --dask: dask's local scheduler)")
+    g.add_argument(
+        "--dask",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a dask.distributed cluster: the scheduler at ADDRESS "
+        "(tcp://host:8786), or a LocalCluster started here when ADDRESS is "
+        "omitted (default without --dask: dask's local scheduler)",
+    )
     g.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -127,8 +168,9 @@ def _column(spec: str, names: list[str]) -> int:
     return idx % len(names)
 
 
-def _split(table: np.ndarray, names: list[str], target: str | None, features: str | None
-           ) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def _split(
+    table: np.ndarray, names: list[str], target: str | None, features: str | None
+) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     if target is None:
         raise UsageError("--target COL is required for this file")
     t = _column(target, names)
@@ -141,8 +183,9 @@ def _split(table: np.ndarray, names: list[str], target: str | None, features: st
     return table[:, cols], table[:, t], [names[c] for c in cols], names[t]
 
 
-def load_data(path: str, target: str | None = None, features: str | None = None,
-              delimiter: str = ",") -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def load_data(
+    path: str, target: str | None = None, features: str | None = None, delimiter: str = ","
+) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Read a data file for ``fastgd fit``.
 
     Parameters
@@ -181,6 +224,7 @@ def load_data(path: str, target: str | None = None, features: str | None = None,
     ext = os.path.splitext(path.rstrip("/"))[1].lower()
     if ext == ".zarr":  # dask arrays: read chunk by chunk where the fit runs
         from ._demo_dask import open_dataset
+
         X, y = open_dataset(path)
         if X.ndim == 1:
             X = X[:, None]
@@ -201,8 +245,9 @@ def load_data(path: str, target: str | None = None, features: str | None = None,
                     raise UsageError(f"{path}: X must be 2-D, got shape {X.shape}")
                 return X, y, [str(i) for i in range(X.shape[1])], "y"
             if len(keys) != 1:
-                raise UsageError(f"{path}: expected arrays 'X' and 'y', or a single 2-D array; "
-                                 f"found {keys}")
+                raise UsageError(
+                    f"{path}: expected arrays 'X' and 'y', or a single 2-D array; found {keys}"
+                )
             table = z[keys[0]]
         if table.ndim != 2:
             raise UsageError(f"{path}: expected a 2-D array, got shape {table.shape}")
@@ -217,18 +262,21 @@ def load_data(path: str, target: str | None = None, features: str | None = None,
     except ValueError:
         pass
     else:
-        raise UsageError(f"{path}: the first row looks like data; a CSV needs a header row "
-                         "naming the columns")
+        raise UsageError(
+            f"{path}: the first row looks like data; a CSV needs a header row naming the columns"
+        )
     try:
-        table = np.loadtxt(path, delimiter=delimiter, skiprows=1, dtype=np.float64, ndmin=2,
-                           encoding="utf-8")
+        table = np.loadtxt(
+            path, delimiter=delimiter, skiprows=1, dtype=np.float64, ndmin=2, encoding="utf-8"
+        )
     except ValueError as exc:
         raise UsageError(f"{path}: not a numeric CSV ({exc})") from None
     if table.shape[0] == 0:
         raise UsageError(f"{path}: no data rows below the header")
     if table.shape[1] != len(names):
-        raise UsageError(f"{path}: the header has {len(names)} columns but the data has "
-                         f"{table.shape[1]}")
+        raise UsageError(
+            f"{path}: the header has {len(names)} columns but the data has {table.shape[1]}"
+        )
     return _split(table, names, target, features)
 
 
@@ -267,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
     """
     if getattr(args, "dask", None) is not None:
         from ._demo_dask import cluster
+
         with cluster(None if args.dask == "local" else args.dask):
             return _run(args)
     return _run(args)
@@ -281,25 +330,51 @@ def _run(args: argparse.Namespace) -> int:
     degree = args.degree
     if degree is not None:
         if X.shape[1] != 1:
-            raise UsageError(f"--degree needs exactly one feature column, got {X.shape[1]} "
-                             f"({names}); choose one with --features")
+            raise UsageError(
+                f"--degree needs exactly one feature column, got {X.shape[1]} "
+                f"({names}); choose one with --features"
+            )
         X = X[:, 0]
         names = [f"{names[0]}^{j}" for j in range(1, degree + 1)]
     hyper = {k: getattr(args, k) for k in reg.HYPER_NAMES if getattr(args, k) is not None}
-    res = fit(X, y, loss=args.loss, delta=args.delta, degree=degree,
-              fit_intercept=not args.no_intercept, l2=args.l2, optimizer=args.optimizer,
-              lr=_lr(args.lr), schedule=args.schedule, batch_size=args.batch_size,
-              max_iter=args.max_iter, tol=args.tol, seed=args.seed, backend=args.backend,
-              progress=args.progress, precondition=args.precondition, **hyper)
+    res = fit(
+        X,
+        y,
+        loss=args.loss,
+        delta=args.delta,
+        degree=degree,
+        fit_intercept=not args.no_intercept,
+        l2=args.l2,
+        optimizer=args.optimizer,
+        lr=_lr(args.lr),
+        schedule=args.schedule,
+        batch_size=args.batch_size,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        seed=args.seed,
+        backend=args.backend,
+        progress=args.progress,
+        precondition=args.precondition,
+        **hyper,
+    )
     pred = res.predict(X)  # (lazy on dask arrays: the sums below are one pass)
     resid = y.astype(np.float64) - pred
     ss_tot = float(np.sum((y - np.mean(y, dtype=np.float64)) ** 2))
     r2 = 1.0 - float(np.sum(resid * resid)) / ss_tot if ss_tot > 0 else math.nan
     summary = {
-        "data": args.data, "target": tname, "n_samples": len(y),
-        "loss": args.loss, "optimizer": res.info.get("optimizer"), "backend": res.backend,
-        "degree": degree, "status": res.status, "converged": res.converged,
-        "n_iter": res.n_iter, "objective": res.objective, "r2": r2, "lr": res.lr,
+        "data": args.data,
+        "target": tname,
+        "n_samples": len(y),
+        "loss": args.loss,
+        "optimizer": res.info.get("optimizer"),
+        "backend": res.backend,
+        "degree": degree,
+        "status": res.status,
+        "converged": res.converged,
+        "n_iter": res.n_iter,
+        "objective": res.objective,
+        "r2": r2,
+        "lr": res.lr,
         "precondition": res.precondition,
         "elapsed": res.elapsed,
         "coef": {n: float(c) for n, c in zip(names, res.coef)},
@@ -307,8 +382,10 @@ def _run(args: argparse.Namespace) -> int:
     }
     w = max([len(n) for n in names] + [len("intercept")])
     print(f"fastgd fit: {args.data}  ({len(y):,} rows, target {tname!r})")
-    print(f"  {'loss':<10}{args.loss}   optimizer {summary['optimizer']}   backend {res.backend}"
-          f"   lr {res.lr:.4g}")
+    print(
+        f"  {'loss':<10}{args.loss}   optimizer {summary['optimizer']}   backend {res.backend}"
+        f"   lr {res.lr:.4g}"
+    )
     print(f"  {'status':<10}{res.status} after {res.n_iter} epochs in {res.elapsed:.3f} s")
     print(f"  {'objective':<10}{res.objective:.6g}   R^2 {r2:.6f}")
     print(f"  {'parameter':<{w}}  value")
@@ -324,6 +401,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- main
+
 
 def _subcommand(argv: Sequence[str]) -> str | None:
     for a in argv:
@@ -353,8 +431,9 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     """
     parser = _Parser(prog="fastgd", description="fastgd: fast, verified gradient descent.")
     parser.add_argument("--version", action="version", version=f"fastgd {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}", parser_class=_Parser
+    )
     for name, (module, help_) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         if name == load:
@@ -391,8 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser(load)
         except ModuleNotFoundError as exc:
             if load and exc.name == SUBCOMMANDS[load][0]:
-                print(f"fastgd {load}: error: the {load} command is not available in this "
-                      f"installation ({exc.name} is missing)", file=sys.stderr)
+                print(
+                    f"fastgd {load}: error: the {load} command is not available in this "
+                    f"installation ({exc.name} is missing)",
+                    file=sys.stderr,
+                )
                 return 2
             raise
         args = parser.parse_args(argv)

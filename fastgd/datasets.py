@@ -51,16 +51,19 @@ def _target(name: str, out: Any, shape: tuple[int, ...], dt: type) -> np.ndarray
     if out is None:
         return np.empty(shape, dtype=dt)
     if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dt:
-        raise ValueError(f"{name} must be an ndarray (or np.memmap) of shape {shape} and dtype "
-                         f"{np.dtype(dt).name}, got "
-                         f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}")
+        raise ValueError(
+            f"{name} must be an ndarray (or np.memmap) of shape {shape} and dtype "
+            f"{np.dtype(dt).name}, got "
+            f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
+        )
     if not (out.flags.writeable and out.flags.c_contiguous):
         raise ValueError(f"{name} must be writeable and C-contiguous")
     return out
 
 
-def _outputs(out: Any, shapes: tuple[tuple[int, ...], tuple[int, ...]], dt: type
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _outputs(
+    out: Any, shapes: tuple[tuple[int, ...], tuple[int, ...]], dt: type
+) -> tuple[np.ndarray, np.ndarray]:
     if out is None:
         return _target("out[0]", None, shapes[0], dt), _target("out[1]", None, shapes[1], dt)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -72,8 +75,9 @@ def _outputs(out: Any, shapes: tuple[tuple[int, ...], tuple[int, ...]], dt: type
     return a, b
 
 
-def _contaminate(rng: np.random.Generator, yb: np.ndarray, signal: np.ndarray, intercept: float,
-                 outliers: float) -> None:
+def _contaminate(
+    rng: np.random.Generator, yb: np.ndarray, signal: np.ndarray, intercept: float, outliers: float
+) -> None:
     """Replace a fraction of targets by a contaminating sub-population.
 
     Outlying rows get ``-2*signal + intercept + 5*|z|``: gross errors that pull
@@ -87,8 +91,9 @@ def _contaminate(rng: np.random.Generator, yb: np.ndarray, signal: np.ndarray, i
         yb[mask] = -2.0 * signal[mask] + intercept + 5.0 * np.abs(rng.standard_normal(k))
 
 
-def _check_common(n_samples: Any, noise: Any, outliers: Any, chunk_size: Any, n_jobs: Any
-                  ) -> tuple[int, float, float, int, int]:
+def _check_common(
+    n_samples: Any, noise: Any, outliers: Any, chunk_size: Any, n_jobs: Any
+) -> tuple[int, float, float, int, int]:
     n = val.as_int("n_samples", n_samples, 1)
     noise = val.as_float("noise", noise, low=0.0)
     outliers = val.as_float("outliers", outliers, low=0.0, high=1.0, high_open=True)
@@ -110,8 +115,9 @@ def _n_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _run_blocks(n: int, blocks_per_chunk: int, n_jobs: int,
-                fill: Callable[[int, int, int], None]) -> None:
+def _run_blocks(
+    n: int, blocks_per_chunk: int, n_jobs: int, fill: Callable[[int, int, int], None]
+) -> None:
     """Call ``fill(block, lo, hi)`` for every block, chunks of blocks per thread."""
     n_blocks = -(-n // BLOCK_ROWS)
 
@@ -130,10 +136,18 @@ def _run_blocks(n: int, blocks_per_chunk: int, n_jobs: int,
             fut.result()  # re-raises a worker's exception here
 
 
-def make_linear(n_samples: int, n_features: int, *, noise: float = 0.1, outliers: float = 0.0,
-                seed: int | None = 0, dtype: Any = np.float64, out: tuple[Any, Any] | None = None,
-                chunk_size: int | None = None, n_jobs: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def make_linear(
+    n_samples: int,
+    n_features: int,
+    *,
+    noise: float = 0.1,
+    outliers: float = 0.0,
+    seed: int | None = 0,
+    dtype: Any = np.float64,
+    out: tuple[Any, Any] | None = None,
+    chunk_size: int | None = None,
+    n_jobs: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """A linear regression problem ``y = X @ coef + intercept + noise``.
 
     Parameters
@@ -202,11 +216,18 @@ def make_linear(n_samples: int, n_features: int, *, noise: float = 0.1, outliers
     return X, y, coef, intercept
 
 
-def make_polynomial(n_samples: int, degree: int, *, noise: float = 0.1, outliers: float = 0.0,
-                    seed: int | None = 0, dtype: Any = np.float64,
-                    out: tuple[Any, Any] | None = None, chunk_size: int | None = None,
-                    n_jobs: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def make_polynomial(
+    n_samples: int,
+    degree: int,
+    *,
+    noise: float = 0.1,
+    outliers: float = 0.0,
+    seed: int | None = 0,
+    dtype: Any = np.float64,
+    out: tuple[Any, Any] | None = None,
+    chunk_size: int | None = None,
+    n_jobs: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """A polynomial ``y = intercept + sum_j coef[j-1] x**j + noise`` in one variable.
 
     Parameters

@@ -156,14 +156,31 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         "gamma": [Interval(Real, 0, 1, closed="right")],
     }
 
-    def __init__(self, loss: str = "mse", delta: float = 1.0, degree: int | None = None,
-                 fit_intercept: bool = True, l2: float = 0.0, optimizer: str = "gd",
-                 lr: float | str = "auto", schedule: str = "constant",
-                 batch_size: int | None = None, max_iter: int = 1000, tol: float = 1e-6,
-                 precondition: str = "auto", random_state: Any = None, backend: str = "auto",
-                 warm_start: bool = False, momentum: float = 0.9, beta1: float = 0.9,
-                 beta2: float = 0.999, eps: float | None = None, rho: float = 0.99,
-                 power_t: float = 0.25, gamma: float = 0.99):
+    def __init__(
+        self,
+        loss: str = "mse",
+        delta: float = 1.0,
+        degree: int | None = None,
+        fit_intercept: bool = True,
+        l2: float = 0.0,
+        optimizer: str = "gd",
+        lr: float | str = "auto",
+        schedule: str = "constant",
+        batch_size: int | None = None,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        precondition: str = "auto",
+        random_state: Any = None,
+        backend: str = "auto",
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float | None = None,
+        rho: float = 0.99,
+        power_t: float = 0.25,
+        gamma: float = 0.99,
+    ):
         self.loss = loss
         self.delta = delta
         self.degree = degree
@@ -200,16 +217,32 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         hyper = {k: getattr(self, k) for k in reg.HYPER_NAMES if k in used}
         if hyper.get("eps", 0.0) is None:
             del hyper["eps"]
-        return dict(loss=self.loss, delta=self.delta, degree=self.degree,
-                    fit_intercept=self.fit_intercept, l2=self.l2, optimizer=self.optimizer,
-                    lr=self.lr, schedule=self.schedule, batch_size=self.batch_size,
-                    precondition=self.precondition, backend=self.backend, record="loss",
-                    **hyper)
+        return dict(
+            loss=self.loss,
+            delta=self.delta,
+            degree=self.degree,
+            fit_intercept=self.fit_intercept,
+            l2=self.l2,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            schedule=self.schedule,
+            batch_size=self.batch_size,
+            precondition=self.precondition,
+            backend=self.backend,
+            record="loss",
+            **hyper,
+        )
 
     def _signature(self, n_params: int) -> tuple:
         """``FitState.signature`` of a fit with these parameters."""
-        return (reg.optimizer_spec(self.optimizer).name, self.loss, int(self.degree is not None),
-                n_params, bool(self.fit_intercept), float(self.l2))
+        return (
+            reg.optimizer_spec(self.optimizer).name,
+            self.loss,
+            int(self.degree is not None),
+            n_params,
+            bool(self.fit_intercept),
+            float(self.l2),
+        )
 
     def _seed(self) -> np.random.Generator:
         """The generator of the sample orders, from ``random_state`` (sklearn's rules)."""
@@ -222,30 +255,37 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if is_dask_array(X):
             # dask arrays stay on their cluster: fastgd.fit validates them (lazily)
             return self._dask_data(X, y, sample_weight, reset)
-        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
-                             y_numeric=True)
+        X, y = validate_data(
+            self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True
+        )
         if self.degree is not None and X.shape[1] != 1:
-            raise ValueError(f"degree={self.degree} fits a polynomial in one variable: X must "
-                             f"have exactly one column, got {X.shape[1]}")
+            raise ValueError(
+                f"degree={self.degree} fits a polynomial in one variable: X must "
+                f"have exactly one column, got {X.shape[1]}"
+            )
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         x = X[:, 0] if self.degree is not None else X
         return x, y, sample_weight
 
-    def _dask_data(self, X: Any, y: Any, sample_weight: Any, reset: bool
-                   ) -> tuple[Any, Any, Any]:
+    def _dask_data(self, X: Any, y: Any, sample_weight: Any, reset: bool) -> tuple[Any, Any, Any]:
         """``_data`` for a dask ``X``: only its shape is checked here (nothing is computed)."""
         if X.ndim != 2:
-            raise ValueError(f"Expected a 2-D array, got a {X.ndim}-D dask array with shape "
-                             f"{X.shape}")
+            raise ValueError(
+                f"Expected a 2-D array, got a {X.ndim}-D dask array with shape {X.shape}"
+            )
         if reset:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != getattr(self, "n_features_in_", X.shape[1]):
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input.")
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
         if self.degree is not None and X.shape[1] != 1:
-            raise ValueError(f"degree={self.degree} fits a polynomial in one variable: X must "
-                             f"have exactly one column, got {X.shape[1]}")
+            raise ValueError(
+                f"degree={self.degree} fits a polynomial in one variable: X must "
+                f"have exactly one column, got {X.shape[1]}"
+            )
         return (X[:, 0] if self.degree is not None else X), y, sample_weight
 
     def _store(self, res: FitResult, append: bool) -> None:
@@ -295,12 +335,24 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             elif self.coef_.shape[0] == (self.degree or x.shape[1]):
                 start = dict(coef_init=self.coef_, intercept_init=self.intercept_)
         self._rng = self._seed()
-        res = _fit(x, y, sample_weight=sample_weight, max_iter=self.max_iter, tol=self.tol,
-                   seed=self._rng, **start, **opts)
+        res = _fit(
+            x,
+            y,
+            sample_weight=sample_weight,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            seed=self._rng,
+            **start,
+            **opts,
+        )
         if res.status == "max_iter" and self.tol > 0:
-            warnings.warn(f"GDRegressor stopped at max_iter={self.max_iter} epochs before "
-                          f"reaching tol={self.tol}; increase max_iter, or lr, or scale the "
-                          "data", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"GDRegressor stopped at max_iter={self.max_iter} epochs before "
+                f"reaching tol={self.tol}; increase max_iter, or lr, or scale the "
+                "data",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         self._store(res, append=False)
         return self
 
@@ -342,13 +394,16 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         else:
             state = self.result_.state
             if state is None or state.signature != self._signature(self.coef_.shape[0]):
-                raise ValueError("partial_fit cannot continue a fit made with other optimizer, "
-                                 "loss, degree, fit_intercept or l2; call fit first")
+                raise ValueError(
+                    "partial_fit cannot continue a fit made with other optimizer, "
+                    "loss, degree, fit_intercept or l2; call fit first"
+                )
             start = {"state": state}
         if not hasattr(self, "_rng"):  # e.g. an estimator fitted before being pickled
             self._rng = self._seed()
-        res = _fit(x, y, sample_weight=sample_weight, max_iter=1, tol=0.0, seed=self._rng,
-                   **start, **opts)
+        res = _fit(
+            x, y, sample_weight=sample_weight, max_iter=1, tol=0.0, seed=self._rng, **start, **opts
+        )
         self._store(res, append=not first)
         return self
 
@@ -382,7 +437,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if self.degree is None:
             return X @ coef + X.dtype.type(self.intercept_)
         return np.polynomial.polynomial.polyval(X[:, 0], np.r_[self.intercept_, coef]).astype(
-            X.dtype, copy=False)
+            X.dtype, copy=False
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

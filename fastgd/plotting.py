@@ -17,8 +17,7 @@ import numpy as np
 
 from ._result import FitResult, MinimizeResult
 
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-           "#17becf")
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
 def _figure(figsize: tuple[float, float]) -> Any:
@@ -44,9 +43,13 @@ def _label(res: Any, i: int) -> str:
     return f"run {i + 1}"
 
 
-def plot_history(*results: FitResult | MinimizeResult, labels: Sequence[str] | None = None,
-                 baseline: float | None = None, title: str | None = None,
-                 path: str | os.PathLike[str] | None = None) -> Any:
+def plot_history(
+    *results: FitResult | MinimizeResult,
+    labels: Sequence[str] | None = None,
+    baseline: float | None = None,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
     """The objective per epoch of one or more fits, on a log scale.
 
     Parameters
@@ -85,7 +88,9 @@ def plot_history(*results: FitResult | MinimizeResult, labels: Sequence[str] | N
     drawn = 0
     for i, res in enumerate(results):
         if not isinstance(res, (FitResult, MinimizeResult)):
-            raise TypeError(f"results must be FitResult or MinimizeResult, got {type(res).__name__}")
+            raise TypeError(
+                f"results must be FitResult or MinimizeResult, got {type(res).__name__}"
+            )
         loss = np.asarray(res.history.loss, dtype=np.float64)
         if loss.size == 0:
             raise ValueError(f"result {i} has no recorded loss (fit it with record='loss')")
@@ -114,15 +119,24 @@ def _path_of(result: FitResult | MinimizeResult) -> np.ndarray:
         raise ValueError("the result has no parameter path: fit with record='params'")
     params = np.asarray(params, dtype=np.float64)
     if params.shape[1] != 2:
-        raise ValueError(f"plot_path needs exactly 2 parameters, the result has {params.shape[1]} "
-                         "(for fit: one feature and the intercept)")
+        raise ValueError(
+            f"plot_path needs exactly 2 parameters, the result has {params.shape[1]} "
+            "(for fit: one feature and the intercept)"
+        )
     return params
 
 
-def plot_path(result: FitResult | MinimizeResult, fun: Callable[[np.ndarray], float], *,
-              bounds: tuple[tuple[float, float], tuple[float, float]] | None = None,
-              grid: int = 80, levels: int = 25, names: tuple[str, str] | None = None,
-              title: str | None = None, path: str | os.PathLike[str] | None = None) -> Any:
+def plot_path(
+    result: FitResult | MinimizeResult,
+    fun: Callable[[np.ndarray], float],
+    *,
+    bounds: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    grid: int = 80,
+    levels: int = 25,
+    names: tuple[str, str] | None = None,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
     """The parameter path of a 2-parameter fit over its loss surface: contour and 3-D.
 
     Parameters
@@ -173,8 +187,10 @@ def plot_path(result: FitResult | MinimizeResult, fun: Callable[[np.ndarray], fl
     if bounds is None:
         lo, hi = P.min(axis=0), P.max(axis=0)
         span = np.maximum(hi - lo, 1e-3 * np.maximum(1.0, np.abs(hi)))
-        bounds = ((lo[0] - 0.25 * span[0], hi[0] + 0.25 * span[0]),
-                  (lo[1] - 0.25 * span[1], hi[1] + 0.25 * span[1]))
+        bounds = (
+            (lo[0] - 0.25 * span[0], hi[0] + 0.25 * span[0]),
+            (lo[1] - 0.25 * span[1], hi[1] + 0.25 * span[1]),
+        )
     a = np.linspace(*bounds[0], grid)
     b = np.linspace(*bounds[1], grid)
     A, B = np.meshgrid(a, b)
@@ -209,11 +225,29 @@ def plot_path(result: FitResult | MinimizeResult, fun: Callable[[np.ndarray], fl
 
     # computed_zorder=False: the path is drawn over the surface, never hidden by it.
     ax3 = fig.add_subplot(1, 2, 2, projection="3d", computed_zorder=False)
-    ax3.plot_surface(A, B, Z, cmap="viridis", alpha=0.75, linewidth=0, antialiased=True,
-                     rstride=max(1, grid // 40), cstride=max(1, grid // 40), zorder=1)
+    ax3.plot_surface(
+        A,
+        B,
+        Z,
+        cmap="viridis",
+        alpha=0.75,
+        linewidth=0,
+        antialiased=True,
+        rstride=max(1, grid // 40),
+        cstride=max(1, grid // 40),
+        zorder=1,
+    )
     ax3.plot(P[:, 0], P[:, 1], zpath, "-o", color="#ff2020", ms=2.5, lw=1.6, zorder=10)
-    ax3.scatter([P[-1, 0]], [P[-1, 1]], [zpath[-1]], marker="*", s=120, color="yellow",
-                edgecolors="black", zorder=11)
+    ax3.scatter(
+        [P[-1, 0]],
+        [P[-1, 1]],
+        [zpath[-1]],
+        marker="*",
+        s=120,
+        color="yellow",
+        edgecolors="black",
+        zorder=11,
+    )
     ax3.set_xlabel(names[0])
     ax3.set_ylabel(names[1])
     ax3.set_zlabel("objective")
@@ -223,9 +257,17 @@ def plot_path(result: FitResult | MinimizeResult, fun: Callable[[np.ndarray], fl
     return fig
 
 
-def plot_fit(result: FitResult, x: Any, y: Any, *, truth: tuple[Any, float] | None = None,
-             max_points: int = 5000, seed: int = 0, title: str | None = None,
-             path: str | os.PathLike[str] | None = None) -> Any:
+def plot_fit(
+    result: FitResult,
+    x: Any,
+    y: Any,
+    *,
+    truth: tuple[Any, float] | None = None,
+    max_points: int = 5000,
+    seed: int = 0,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
     """The data and the fitted line or curve.
 
     Parameters
@@ -275,16 +317,26 @@ def plot_fit(result: FitResult, x: Any, y: Any, *, truth: tuple[Any, float] | No
     one_d = result.degree is not None or (X.ndim == 1 or X.shape[1] == 1)
     if one_d:
         xs = np.asarray(Xs, dtype=np.float64).reshape(-1)
-        ax.scatter(xs, Ys, s=5, alpha=0.35, color="#7f7f7f", lw=0,
-                   label=f"data ({len(idx):,} of {n:,} points)" if n > len(idx) else "data")
+        ax.scatter(
+            xs,
+            Ys,
+            s=5,
+            alpha=0.35,
+            color="#7f7f7f",
+            lw=0,
+            label=f"data ({len(idx):,} of {n:,} points)" if n > len(idx) else "data",
+        )
         grid = np.linspace(xs.min(), xs.max(), 400)
         arg = grid if result.degree is not None else grid.reshape(-1, 1)
         fitted = result.predict(arg.astype(result.coef.dtype))
         ax.plot(grid, fitted, color="#d62728", lw=2.2, label=f"fit ({result.info.get('loss', '')})")
         if truth is not None:
             c, b0 = np.atleast_1d(np.asarray(truth[0], dtype=np.float64)), float(truth[1])
-            true = np.polynomial.polynomial.polyval(grid, np.r_[b0, c]) if result.degree is not None \
+            true = (
+                np.polynomial.polynomial.polyval(grid, np.r_[b0, c])
+                if result.degree is not None
                 else grid * c[0] + b0
+            )
             ax.plot(grid, true, "--", color="black", lw=1.5, label="truth")
         ax.set_xlabel("x")
         ax.set_ylabel("y")
@@ -293,8 +345,15 @@ def plot_fit(result: FitResult, x: Any, y: Any, *, truth: tuple[Any, float] | No
         ax.scatter(Ys, pred, s=5, alpha=0.35, color="#1f77b4", lw=0, label="fit")
         if truth is not None:
             c, b0 = np.asarray(truth[0], dtype=np.float64), float(truth[1])
-            ax.scatter(Ys, np.asarray(Xs, dtype=np.float64) @ c + b0, s=5, alpha=0.25,
-                       color="black", lw=0, label="truth")
+            ax.scatter(
+                Ys,
+                np.asarray(Xs, dtype=np.float64) @ c + b0,
+                s=5,
+                alpha=0.25,
+                color="black",
+                lw=0,
+                label="truth",
+            )
         lo, hi = float(Ys.min()), float(Ys.max())
         ax.plot([lo, hi], [lo, hi], "--", color="#7f7f7f", lw=1, label="y = prediction")
         ax.set_xlabel("observed y")

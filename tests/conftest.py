@@ -21,13 +21,17 @@ def backend(request):
     return request.param
 
 
-@pytest.fixture(params=COMPILED or [pytest.param("none", marks=pytest.mark.skip("no compiled backend"))])
+@pytest.fixture(
+    params=COMPILED or [pytest.param("none", marks=pytest.mark.skip("no compiled backend"))]
+)
 def compiled(request):
     return request.param
 
 
 def small_linear(n=60, p=3, dtype=np.float64, seed=0, outliers=0.0):
-    X, y, coef, b = fastgd.datasets.make_linear(n, p, noise=0.3, outliers=outliers, seed=seed, dtype=dtype)
+    X, y, coef, b = fastgd.datasets.make_linear(
+        n, p, noise=0.3, outliers=outliers, seed=seed, dtype=dtype
+    )
     return X, y, coef, b
 
 
@@ -60,4 +64,11 @@ def run_concurrently(jobs):
     return out
 
 
-__all__ = ["AVAILABLE", "COMPILED", "backend_names", "small_linear", "small_poly", "run_concurrently"]
+__all__ = [
+    "AVAILABLE",
+    "COMPILED",
+    "backend_names",
+    "small_linear",
+    "small_poly",
+    "run_concurrently",
+]

@@ -18,11 +18,26 @@ from .conftest import AVAILABLE, COMPILED, small_linear, small_poly
 
 RTOL = {np.float64: 1e-9, np.float32: 1e-4}
 BATCHES = [None, 1, 7]  # full batch, SGD, mini-batch (60 rows -> a short last batch)
-LRS = {"gd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.05}
+LRS = {
+    "gd": 0.05,
+    "momentum": 0.02,
+    "nesterov": 0.02,
+    "adagrad": 0.1,
+    "rmsprop": 0.01,
+    "adam": 0.05,
+}
 
-CASES = list(itertools.product(
-    COMPILED, ["linear", "poly"], list(reg.LOSSES), list(reg.OPTIMIZERS), BATCHES,
-    [np.float64, np.float32], ["auto", "none"]))
+CASES = list(
+    itertools.product(
+        COMPILED,
+        ["linear", "poly"],
+        list(reg.LOSSES),
+        list(reg.OPTIMIZERS),
+        BATCHES,
+        [np.float64, np.float32],
+        ["auto", "none"],
+    )
+)
 
 
 def _fit(backend, model, loss, opt, batch, dtype, **kw):
@@ -36,13 +51,32 @@ def _fit(backend, model, loss, opt, batch, dtype, **kw):
     # intercept_init: not the preconditioned default (the mean of y), where the
     # intercept's gradient is rounding noise that adaptive rules scale up to a
     # full step -- a different one on every summation order
-    return fastgd.fit(X, y, loss=loss, delta=0.5, optimizer=opt, lr=LRS[opt] * (0.2 if batch == 1 else 1),
-                      schedule=sched, batch_size=batch, max_iter=20, tol=0.0, seed=3, l2=0.01,
-                      backend=backend, record="params", intercept_init=0.3, **extra, **kw)
+    return fastgd.fit(
+        X,
+        y,
+        loss=loss,
+        delta=0.5,
+        optimizer=opt,
+        lr=LRS[opt] * (0.2 if batch == 1 else 1),
+        schedule=sched,
+        batch_size=batch,
+        max_iter=20,
+        tol=0.0,
+        seed=3,
+        l2=0.01,
+        backend=backend,
+        record="params",
+        intercept_init=0.3,
+        **extra,
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("backend,model,loss,opt,batch,dtype,precondition", CASES,
-                         ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize(
+    "backend,model,loss,opt,batch,dtype,precondition",
+    CASES,
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
 def test_same_trajectory_as_reference(backend, model, loss, opt, batch, dtype, precondition):
     ref = _fit("numpy", model, loss, opt, batch, dtype, precondition=precondition)
     got = _fit(backend, model, loss, opt, batch, dtype, precondition=precondition)
@@ -79,8 +113,16 @@ def test_loss_and_grad_matches_reference(backend, model, loss, dtype):
     assert got[1].dtype == dtype
 
 
-KERNEL_FUNCS = ["all_finite", "value_range", "objective_grad", "objective", "lsq_stats", "batch_grad",
-                "update", "run"]
+KERNEL_FUNCS = [
+    "all_finite",
+    "value_range",
+    "objective_grad",
+    "objective",
+    "lsq_stats",
+    "batch_grad",
+    "update",
+    "run",
+]
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -156,13 +198,19 @@ def test_auto_picks_cython_for_every_job(monkeypatch):
     size of X and mini-batches -- the benchmarks rank it first or level on each."""
     from fastgd import backends
     from fastgd.backends import AUTO_ORDER
+
     X, y, _, _ = small_linear()
     want = next(b for b in AUTO_ORDER if b in fastgd.available_backends())
     if "cython" in fastgd.available_backends():
         assert want == "cython"
     monkeypatch.setattr(backends, "LARGE_SGD_BYTES", 1)  # every X counts as large
-    for kw in [{}, {"batch_size": 1}, {"batch_size": 7}, {"batch_size": len(y)},
-               {"batch_size": 7, "optimizer": "adam"}]:
+    for kw in [
+        {},
+        {"batch_size": 1},
+        {"batch_size": 7},
+        {"batch_size": len(y)},
+        {"batch_size": 7, "optimizer": "adam"},
+    ]:
         res = fastgd.fit(X, y, max_iter=3, seed=0, **kw)
         assert res.backend == want, kw
         ref = fastgd.fit(X, y, max_iter=3, seed=0, backend="numpy", **kw)

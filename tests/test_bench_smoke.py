@@ -45,13 +45,34 @@ def test_every_problem_compares_every_backend():
 
 def test_bench_table_and_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    status = _bench.run(_args("--scale", "tiny", "--repeats", "2", "--no-progress", "--threads", "2",
-                              "--problems", "loss_and_grad-mse-float64,sgd_epoch,tiny_fit",
-                              "--json", str(path)))
+    status = _bench.run(
+        _args(
+            "--scale",
+            "tiny",
+            "--repeats",
+            "2",
+            "--no-progress",
+            "--threads",
+            "2",
+            "--problems",
+            "loss_and_grad-mse-float64,sgd_epoch,tiny_fit",
+            "--json",
+            str(path),
+        )
+    )
     out = capsys.readouterr().out
     assert status == 0, out
-    for name in ("loss_and_grad-mse-float64", "sgd_epoch", "tiny_fit", "median", "speedup",
-                 "GB/s", "% read bw", "target", "met"):
+    for name in (
+        "loss_and_grad-mse-float64",
+        "sgd_epoch",
+        "tiny_fit",
+        "median",
+        "speedup",
+        "GB/s",
+        "% read bw",
+        "target",
+        "met",
+    ):
         assert name in out
     assert "poly3_fit" not in out.split("target")[0]
 
@@ -73,7 +94,9 @@ def test_bench_table_and_json(tmp_path, capsys):
             assert len(r["times"]) == 2 and r["median"] > 0
             assert r["speedup"] is not None and r["first_call"] is not None
     assert by[("tiny_fit", "numpy")]["speedup"] == pytest.approx(1.0)
-    lag = [r for r in results if r["problem"] == "loss_and_grad-mse-float64" and r["status"] == "ok"]
+    lag = [
+        r for r in results if r["problem"] == "loss_and_grad-mse-float64" and r["status"] == "ok"
+    ]
     assert all(r["gbps"] > 0 and r["bw_fraction"] > 0 for r in lag)
     probes = [r for r in lag if r["kind"] == "probe"]
     assert probes and max(r["bw_fraction"] for r in probes) == pytest.approx(1.0)
@@ -86,8 +109,20 @@ def test_bench_table_and_json(tmp_path, capsys):
 
 def test_bench_scaling_mode(tmp_path, capsys):
     path = tmp_path / "scaling.json"
-    status = _bench.run(_args("--scale", "tiny", "--scaling", "--repeats", "1", "--no-progress",
-                              "--backends", "numpy", "--json", str(path)))
+    status = _bench.run(
+        _args(
+            "--scale",
+            "tiny",
+            "--scaling",
+            "--repeats",
+            "1",
+            "--no-progress",
+            "--backends",
+            "numpy",
+            "--json",
+            str(path),
+        )
+    )
     out = capsys.readouterr().out
     assert status == 0
     assert "ns/sample" in out
@@ -106,8 +141,9 @@ def test_bench_rejects_bad_options(argv, capsys):
 def test_extrapolated_references_are_labelled_and_positive():
     sizes = dataclasses.replace(_problems.get_sizes("tiny"), poly_ref_epochs=1, sgd_ref_rows=500)
     probs = [p for p in _problems.problems() if p.name in ("poly3_fit", "sgd_epoch")]
-    results, _ = _bench.run_problems(sizes, probs, {"numpy", "numba", "polyfit"}, repeats=2,
-                                     progress=False)
+    results, _ = _bench.run_problems(
+        sizes, probs, {"numpy", "numba", "polyfit"}, repeats=2, progress=False
+    )
     ref = {r.problem: r for r in results if r.case == "numpy"}
     for name in ("poly3_fit", "sgd_epoch"):
         assert ref[name].status == "ok", ref[name].reason

@@ -18,8 +18,14 @@ def run_cli(*args, cwd=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["MPLBACKEND"] = "Agg"
-    return subprocess.run([sys.executable, "-m", "fastgd", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fastgd", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def assert_clean_error(proc, *words):
@@ -58,8 +64,9 @@ def test_help_lists_the_subcommands():
 def test_fit_csv_by_name_and_json(linear_csv, tmp_path):
     path, coef, b = linear_csv
     out = tmp_path / "res.json"
-    proc = run_cli("fit", path, "--target", "target", "--tol", "1e-10", "--max-iter", "5000",
-                   "--json", out)
+    proc = run_cli(
+        "fit", path, "--target", "target", "--tol", "1e-10", "--max-iter", "5000", "--json", out
+    )
     assert proc.returncode == 0, proc.stderr
     assert "converged" in proc.stdout and "intercept" in proc.stdout
     res = json.loads(out.read_text())
@@ -73,10 +80,34 @@ def test_fit_csv_by_name_and_json(linear_csv, tmp_path):
 def test_fit_csv_by_index_with_options(linear_csv, tmp_path):
     path, coef, b = linear_csv
     out = tmp_path / "res.json"
-    proc = run_cli("fit", path, "--target", "1", "--features", "a,c", "--loss", "huber",
-                   "--delta", "0.5", "--optimizer", "adam", "--lr", "0.05", "--beta1", "0.8",
-                   "--batch-size", "32", "--max-iter", "50", "--backend", "numpy",
-                   "--precondition", "none", "--json", out)
+    proc = run_cli(
+        "fit",
+        path,
+        "--target",
+        "1",
+        "--features",
+        "a,c",
+        "--loss",
+        "huber",
+        "--delta",
+        "0.5",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.05",
+        "--beta1",
+        "0.8",
+        "--batch-size",
+        "32",
+        "--max-iter",
+        "50",
+        "--backend",
+        "numpy",
+        "--precondition",
+        "none",
+        "--json",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert list(res["coef"]) == ["a", "c"]
@@ -88,8 +119,22 @@ def test_fit_npy_polynomial(tmp_path):
     x, y, coef, b = fastgd.datasets.make_polynomial(500, 2, noise=0.0, seed=1)
     np.save(tmp_path / "d.npy", np.c_[y, x])
     out = tmp_path / "r.json"
-    proc = run_cli("fit", tmp_path / "d.npy", "--target", "0", "--degree", "2", "--optimizer",
-                   "momentum", "--tol", "1e-12", "--max-iter", "20000", "--json", out)
+    proc = run_cli(
+        "fit",
+        tmp_path / "d.npy",
+        "--target",
+        "0",
+        "--degree",
+        "2",
+        "--optimizer",
+        "momentum",
+        "--tol",
+        "1e-12",
+        "--max-iter",
+        "20000",
+        "--json",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert list(res["coef"]) == ["1^1", "1^2"]
@@ -100,8 +145,17 @@ def test_fit_npz_with_X_and_y(tmp_path):
     X, y, coef, b = fastgd.datasets.make_linear(300, 2, noise=0.0, seed=2)
     np.savez(tmp_path / "d.npz", X=X, y=y)
     out = tmp_path / "r.json"
-    proc = run_cli("fit", tmp_path / "d.npz", "--tol", "1e-12", "--max-iter", "5000",
-                   "--float32", "--json", out)
+    proc = run_cli(
+        "fit",
+        tmp_path / "d.npz",
+        "--tol",
+        "1e-12",
+        "--max-iter",
+        "5000",
+        "--float32",
+        "--json",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     np.testing.assert_allclose(list(res["coef"].values()), coef, atol=1e-4)
@@ -118,8 +172,14 @@ def test_demo_tiny(tmp_path):
     for be in fastgd.available_backends():
         assert be in text
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["backends.png", "cubic_fit.png", "mse_vs_huber.png", "optimizers.png",
-                    "path.png", "path_preconditioned.png"]
+    assert pngs == [
+        "backends.png",
+        "cubic_fit.png",
+        "mse_vs_huber.png",
+        "optimizers.png",
+        "path.png",
+        "path_preconditioned.png",
+    ]
     assert all((out / p).stat().st_size > 5000 for p in pngs)
     assert "Traceback" not in proc.stderr
 
@@ -140,29 +200,37 @@ def test_demo_numbers_and_no_plots(tmp_path):
     assert "numpy" in buf.getvalue()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["fit", "missing.csv", "--target", "y"], ["missing.csv", "No such file"]),
-    (["fit", "{csv}", "--target", "nope"], ["'nope' not found", "target"]),
-    (["fit", "{csv}", "--target", "9"], ["out of range"]),
-    (["fit", "{csv}"], ["--target"]),
-    (["fit", "{csv}", "--target", "target", "--loss", "l1"], ["--loss", "invalid choice"]),
-    (["fit", "{csv}", "--target", "target", "--lr", "fast"], ["--lr"]),
-    (["fit", "{csv}", "--target", "target", "--lr", "-1"], ["lr"]),
-    (["fit", "{csv}", "--target", "target", "--max-iter", "0"], ["max_iter"]),
-    (["fit", "{csv}", "--target", "target", "--max-iter", "ten"], ["--max-iter"]),
-    (["fit", "{csv}", "--target", "target", "--momentum", "1.5"], ["momentum"]),
-    (["fit", "{csv}", "--target", "target", "--degree", "2"], ["--degree", "one feature"]),
-    (["fit", "{csv}", "--target", "target", "--backend", "gpu"], ["--backend"]),
-    (["fit", "{bad}", "--target", "y"], ["not a numeric CSV"]),
-    (["fit", "{nohdr}", "--target", "0"], ["header"]),
-    (["fit", "{nan}", "--target", "y"], ["contains nan"]),
-    (["fit", "{npy1d}", "--target", "0"], ["2-D"]),
-    (["demo", "--scale", "-1"], ["scale"]),
-    (["nosuchcommand"], ["invalid choice"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["fit", "missing.csv", "--target", "y"], ["missing.csv", "No such file"]),
+        (["fit", "{csv}", "--target", "nope"], ["'nope' not found", "target"]),
+        (["fit", "{csv}", "--target", "9"], ["out of range"]),
+        (["fit", "{csv}"], ["--target"]),
+        (["fit", "{csv}", "--target", "target", "--loss", "l1"], ["--loss", "invalid choice"]),
+        (["fit", "{csv}", "--target", "target", "--lr", "fast"], ["--lr"]),
+        (["fit", "{csv}", "--target", "target", "--lr", "-1"], ["lr"]),
+        (["fit", "{csv}", "--target", "target", "--max-iter", "0"], ["max_iter"]),
+        (["fit", "{csv}", "--target", "target", "--max-iter", "ten"], ["--max-iter"]),
+        (["fit", "{csv}", "--target", "target", "--momentum", "1.5"], ["momentum"]),
+        (["fit", "{csv}", "--target", "target", "--degree", "2"], ["--degree", "one feature"]),
+        (["fit", "{csv}", "--target", "target", "--backend", "gpu"], ["--backend"]),
+        (["fit", "{bad}", "--target", "y"], ["not a numeric CSV"]),
+        (["fit", "{nohdr}", "--target", "0"], ["header"]),
+        (["fit", "{nan}", "--target", "y"], ["contains nan"]),
+        (["fit", "{npy1d}", "--target", "0"], ["2-D"]),
+        (["demo", "--scale", "-1"], ["scale"]),
+        (["nosuchcommand"], ["invalid choice"]),
+    ],
+)
 def test_bad_input_is_one_clear_line(tmp_path, linear_csv, args, words):
-    files = {"csv": linear_csv[0], "bad": tmp_path / "bad.csv", "nohdr": tmp_path / "nohdr.csv",
-             "nan": tmp_path / "nan.csv", "npy1d": tmp_path / "v.npy"}
+    files = {
+        "csv": linear_csv[0],
+        "bad": tmp_path / "bad.csv",
+        "nohdr": tmp_path / "nohdr.csv",
+        "nan": tmp_path / "nan.csv",
+        "npy1d": tmp_path / "v.npy",
+    }
     files["bad"].write_text("x,y\n1,2\n3,abc\n")
     files["nohdr"].write_text("1,2\n3,4\n")
     files["nan"].write_text("x,y\n1,2\nnan,4\n")

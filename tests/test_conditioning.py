@@ -37,7 +37,7 @@ def awkward_linear(n=600, seed=0, outliers=0.0):
     X[:, 1] = 30.0 * z[:, 1]
     X[:, 2] = 5.0 + z[:, 2]
     X[:, 3] = z[:, 3]
-    X[:, 4] = z[:, 3] + 0.045 * z[:, 4]          # corr(X3, X4) ~ 0.999
+    X[:, 4] = z[:, 3] + 0.045 * z[:, 4]  # corr(X3, X4) ~ 0.999
     coef = np.array([50.0, 0.05, -1.0, 2.0, 1.0])
     y = X @ coef + 3.0 + 0.3 * rng.normal(size=n)
     if outliers:
@@ -50,8 +50,13 @@ def extreme_linear(n=800, seed=1):
     """Scales 1e-3 .. 1e5, offsets 1e3 and -50, correlation 0.999."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 5))
-    X = np.c_[1e-3 * z[:, 0], 1e5 * z[:, 1], 1e3 + 10 * z[:, 2], -50 + z[:, 3],
-              -50 + z[:, 3] + 0.045 * z[:, 4]]
+    X = np.c_[
+        1e-3 * z[:, 0],
+        1e5 * z[:, 1],
+        1e3 + 10 * z[:, 2],
+        -50 + z[:, 3],
+        -50 + z[:, 3] + 0.045 * z[:, 4],
+    ]
     y = X @ np.array([1e3, 1e-5, 0.01, 1.0, -2.0]) + 7.0 + 0.1 * rng.normal(size=n)
     return X, y
 
@@ -59,7 +64,7 @@ def extreme_linear(n=800, seed=1):
 def poly_far(n=500, seed=2, lo=3.0, hi=10.0, degree=4, outliers=0.0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(lo, hi, n)
-    c = np.array([2.0, -1.0, 0.5, 0.3, -0.02, 0.001, 0.0, 0.0, 0.0, 0.0, 0.0])[:degree + 1]
+    c = np.array([2.0, -1.0, 0.5, 0.3, -0.02, 0.001, 0.0, 0.0, 0.0, 0.0, 0.0])[: degree + 1]
     y = np.polynomial.polynomial.polyval(x, c) + 0.5 * rng.normal(size=n)
     if outliers:
         bad = rng.random(n) < outliers
@@ -93,8 +98,9 @@ def _optimum(X, y, loss, degree=None):
         A = np.c_[np.ones(len(y)), X]
         sol = np.linalg.lstsq(A, y, rcond=None)[0]
         return _objective(X, y, sol[1:], sol[0], "mse", degree)
-    res = fastgd.fit(X, y, loss="huber", degree=degree, tol=0.0, max_iter=200_000, backend=FAST,
-                     record=None)
+    res = fastgd.fit(
+        X, y, loss="huber", degree=degree, tol=0.0, max_iter=200_000, backend=FAST, record=None
+    )
     return res.objective
 
 
@@ -106,9 +112,10 @@ def _optimum(X, y, loss, degree=None):
 def test_degree5_on_0_to_20_recovers_every_coefficient(optimizer, backend):
     """The example that plain gradient descent cannot fit: all six coefficients 1."""
     x = np.arange(21.0)
-    y = sum(x ** k for k in range(6))
-    res = fastgd.fit(x, y, degree=5, optimizer=optimizer, max_iter=2_000_000, tol=1e-15,
-                     backend=backend)
+    y = sum(x**k for k in range(6))
+    res = fastgd.fit(
+        x, y, degree=5, optimizer=optimizer, max_iter=2_000_000, tol=1e-15, backend=backend
+    )
     got = np.r_[res.intercept, res.coef]
     ref = np.polynomial.Polynomial.fit(x, y, 5).convert().coef
     assert res.status == "converged" and res.precondition == "auto"
@@ -116,8 +123,9 @@ def test_degree5_on_0_to_20_recovers_every_coefficient(optimizer, backend):
     assert lre(got, np.ones(6)) >= max(8.0, lre(ref, np.ones(6)) - 0.5)
 
 
-@pytest.mark.parametrize("lo,hi,degree", [(-9.0, -3.0, 10), (0.0, 20.0, 10), (0.0, 20.0, 5),
-                                          (1e3, 1e3 + 7, 3)])
+@pytest.mark.parametrize(
+    "lo,hi,degree", [(-9.0, -3.0, 10), (0.0, 20.0, 10), (0.0, 20.0, 5), (1e3, 1e3 + 7, 3)]
+)
 def test_high_degree_far_from_zero_as_many_digits_as_numpy(lo, hi, degree):
     x = np.linspace(lo, hi, 200)
     y = np.polynomial.polynomial.polyval(x, np.ones(degree + 1))
@@ -137,8 +145,9 @@ def test_badly_scaled_linear_reaches_lstsq(make, dtype):
     X, y = X.astype(dtype), y.astype(dtype)
     A = np.c_[X, np.ones(len(y))].astype(np.float64)  # the least squares of the data as given
     sol = np.linalg.lstsq(A, y.astype(np.float64), rcond=None)[0]
-    res = fastgd.fit(X, y, max_iter=1_000_000, tol=1e-13 if dtype is np.float64 else 1e-6,
-                     backend=FAST)
+    res = fastgd.fit(
+        X, y, max_iter=1_000_000, tol=1e-13 if dtype is np.float64 else 1e-6, backend=FAST
+    )
     got = np.r_[res.coef, res.intercept]
     assert res.status == "converged"
     if dtype is np.float64:
@@ -148,7 +157,9 @@ def test_badly_scaled_linear_reaches_lstsq(make, dtype):
         # (its condition number times 6e-8); the objective still reaches the optimum
         Xd, yd = X.astype(np.float64), y.astype(np.float64)
         f_opt = _objective(Xd, yd, sol[:-1], sol[-1], "mse")
-        assert _objective(Xd, yd, got[:-1].astype(np.float64), float(got[-1]), "mse") <= 1.01 * f_opt
+        assert (
+            _objective(Xd, yd, got[:-1].astype(np.float64), float(got[-1]), "mse") <= 1.01 * f_opt
+        )
 
 
 def test_preconditioning_helps_where_plain_gd_stalls():
@@ -183,6 +194,7 @@ def optima():
             X, y, degree = DESIGNS[design](loss)
             cache[design, loss] = _optimum(X, y, loss, degree)
         return cache[design, loss]
+
     return get
 
 
@@ -192,8 +204,18 @@ def test_auto_lr_never_diverges_and_gets_within_2x(design, loss, optimizer, batc
     X, y, degree = DESIGNS[design](loss)
     with warnings.catch_warnings():
         warnings.simplefilter("error", fastgd.DivergenceWarning)
-        res = fastgd.fit(X, y, loss=loss, degree=degree, optimizer=optimizer, batch_size=batch,
-                         max_iter=3000, seed=0, backend=FAST, record=None)
+        res = fastgd.fit(
+            X,
+            y,
+            loss=loss,
+            degree=degree,
+            optimizer=optimizer,
+            batch_size=batch,
+            max_iter=3000,
+            seed=0,
+            backend=FAST,
+            record=None,
+        )
     assert res.status != "diverged"
     f_opt = optima(design, loss)
     f = _objective(X, y, res.coef, res.intercept, loss, degree)
@@ -207,8 +229,16 @@ def test_auto_lr_with_momentum_and_single_samples_is_stable(optimizer):
     for precondition in ("auto", "none"):
         with warnings.catch_warnings():
             warnings.simplefilter("error", fastgd.DivergenceWarning)
-            res = fastgd.fit(X, y, optimizer=optimizer, batch_size=1, max_iter=200, seed=1,
-                             backend=FAST, precondition=precondition)
+            res = fastgd.fit(
+                X,
+                y,
+                optimizer=optimizer,
+                batch_size=1,
+                max_iter=200,
+                seed=1,
+                backend=FAST,
+                precondition=precondition,
+            )
         assert res.status != "diverged"
         assert res.objective < 2.0 * 0.01 * 1.2  # noise variance 0.01, MSE
 
@@ -228,8 +258,15 @@ def test_both_settings_reach_the_same_minimiser(loss, l2, degree, fit_intercept)
     else:
         X, y = awkward_linear(n=300)
         X = X[:, [1, 2, 3]]  # moderate conditioning, so that plain gd gets there too
-    kw = dict(loss=loss, l2=l2, degree=degree, fit_intercept=fit_intercept, max_iter=400_000,
-              tol=1e-13, backend=FAST)
+    kw = dict(
+        loss=loss,
+        l2=l2,
+        degree=degree,
+        fit_intercept=fit_intercept,
+        max_iter=400_000,
+        tol=1e-13,
+        backend=FAST,
+    )
     a = fastgd.fit(X, y, precondition="auto", **kw)
     b = fastgd.fit(X, y, precondition="none", **kw)
     scale = max(1.0, float(np.abs(b.coef).max()))
@@ -273,8 +310,17 @@ def test_history_and_callback_are_in_the_users_basis(degree):
     else:
         X, y = awkward_linear(n=200)
     seen = []
-    res = fastgd.fit(X, y, degree=degree, optimizer="adam", max_iter=30, tol=0.0, record="params",
-                     backend=FAST, callback=lambda e, c, b, f: seen.append((np.r_[c, b], f)))
+    res = fastgd.fit(
+        X,
+        y,
+        degree=degree,
+        optimizer="adam",
+        max_iter=30,
+        tol=0.0,
+        record="params",
+        backend=FAST,
+        callback=lambda e, c, b, f: seen.append((np.r_[c, b], f)),
+    )
     P = res.history.params
     assert res.n_iter == 30 and P.shape == (31, (degree or 5) + 1)
     np.testing.assert_allclose(P[-1], np.r_[res.coef, res.intercept], rtol=1e-12)
@@ -306,10 +352,12 @@ def test_small_algebra_runs_on_one_blas_thread():
     BLAS thread (a threaded BLAS call there fought the OpenMP team for the cores)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from fastgd._precondition import small_algebra
+
     before = [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
     with small_algebra():
-        inside = [d["num_threads"] for d in threadpoolctl.threadpool_info()
-                  if d["user_api"] == "blas"]
+        inside = [
+            d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"
+        ]
     after = [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
     assert inside and all(k == 1 for k in inside)
     assert after == before  # restored

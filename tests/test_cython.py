@@ -36,8 +36,9 @@ RTOL = {np.float64: 1e-9, np.float32: 1e-4}
 def _problem(model, dtype, n=40_000, p=12, seed=0):
     """Data big enough for several row chunks; theta away from the optimum."""
     if model == 0:
-        X, y, coef, b = fastgd.datasets.make_linear(n, p, noise=0.5, outliers=0.05, seed=seed,
-                                                    dtype=dtype)
+        X, y, coef, b = fastgd.datasets.make_linear(
+            n, p, noise=0.5, outliers=0.05, seed=seed, dtype=dtype
+        )
         theta = np.r_[0.6 * coef, 0.3 * b].astype(dtype)
         xscale = 1.0
     else:
@@ -67,18 +68,29 @@ def test_serial_build_without_openmp(tmp_path):
     subprocess, so the in-place build of the repository is not touched.
     """
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "fastgd", src / "fastgd",
-                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "_cython.c", "__pycache__"))
+    shutil.copytree(
+        ROOT / "fastgd",
+        src / "fastgd",
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "_cython.c", "__pycache__"),
+    )
     for name in ("setup.py", "pyproject.toml", "README.md"):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, src / name)
     env = {k: v for k, v in os.environ.items() if k not in ("FASTGD_NATIVE", "PYTHONPATH")}
     env["FASTGD_NO_OPENMP"] = "1"
-    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=src, env=env,
-                           capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     assert "OpenMP=no" in build.stderr
-    compile_lines = [ln for ln in (build.stdout + build.stderr).splitlines() if "_cython.c -o" in ln]
+    compile_lines = [
+        ln for ln in (build.stdout + build.stderr).splitlines() if "_cython.c -o" in ln
+    ]
     assert compile_lines and not any("-fopenmp" in ln for ln in compile_lines)
 
     X, y, theta, xscale, l2w = _problem(0, np.float64, n=30_000, p=9)
@@ -97,8 +109,14 @@ def test_serial_build_without_openmp(tmp_path):
             f = cy.objective_grad(0, loss, X, y, theta, 1.0, 0.7, l2w, 1, g)
             print(repr(f), *map(repr, g.tolist()))
     """)
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert lines[0] == "openmp False 1"
@@ -126,13 +144,16 @@ def test_parallel_objective_grad_matches_reference(model, loss, dtype):
     g_cy, g_ref = np.empty_like(theta), np.empty_like(theta)
     f_cy = cy.objective_grad(model, loss, X, y, theta, xscale, 0.7, l2w, 1, g_cy)
     # the reference takes basis arrays only; the extension also a float s ([0, s])
-    f_ref = ref.objective_grad(model, loss, X, y, theta, np.array([0.0, xscale]), 0.7, l2w, 1,
-                               g_ref)
+    f_ref = ref.objective_grad(
+        model, loss, X, y, theta, np.array([0.0, xscale]), 0.7, l2w, 1, g_ref
+    )
     rtol = RTOL[dtype]
     assert g_cy.dtype == dtype
     assert f_cy == pytest.approx(f_ref, rel=rtol)
     np.testing.assert_allclose(g_cy, g_ref, rtol=rtol, atol=rtol * np.abs(g_ref).max())
-    assert cy.objective(model, loss, X, y, theta, xscale, 0.7, l2w) == pytest.approx(f_cy, rel=1e-12)
+    assert cy.objective(model, loss, X, y, theta, xscale, 0.7, l2w) == pytest.approx(
+        f_cy, rel=1e-12
+    )
     g0 = np.empty_like(theta)
     cy.objective_grad(model, loss, X, y, theta, xscale, 0.7, l2w, 0, g0)
     assert g0[-1] == 0 and np.array_equal(g0[:-1], g_cy[:-1])
@@ -190,8 +211,34 @@ def test_read_only_memmap_and_int64_order(tmp_path, dtype):
         st = state.copy()
         g = np.zeros_like(theta)
         hist = np.empty(3)
-        out = mod.run(0, 0, XX, yy, th, 1.0, 1.0, l2w, 1, 5, hp, st, 0, 0, 0.01, shp, 0, 2, 16,
-                      order, 0.0, 1, g, float("nan"), hist, np.empty((0, theta.shape[0]), dtype))
+        out = mod.run(
+            0,
+            0,
+            XX,
+            yy,
+            th,
+            1.0,
+            1.0,
+            l2w,
+            1,
+            5,
+            hp,
+            st,
+            0,
+            0,
+            0.01,
+            shp,
+            0,
+            2,
+            16,
+            order,
+            0.0,
+            1,
+            g,
+            float("nan"),
+            hist,
+            np.empty((0, theta.shape[0]), dtype),
+        )
         res.append((out, th, hist))
     (out_c, th_c, h_c), (out_r, th_r, h_r) = res
     assert out_c[:3] == out_r[:3]
@@ -211,12 +258,28 @@ def _fit(backend, **kw):
 def test_one_sample_gd_path_matches_reference(fit_intercept, dtype):
     """batch_size=1 with plain gd takes a fused path; it walks the reference trajectory."""
     X, y, _, _, _ = _problem(0, dtype, n=500, p=6)
-    kw = dict(X=X, y=y, loss="huber", delta=0.5, batch_size=1, lr=0.01, max_iter=4, tol=0.0,
-              l2=0.02, seed=5, fit_intercept=fit_intercept, record="params")
+    kw = dict(
+        X=X,
+        y=y,
+        loss="huber",
+        delta=0.5,
+        batch_size=1,
+        lr=0.01,
+        max_iter=4,
+        tol=0.0,
+        l2=0.02,
+        seed=5,
+        fit_intercept=fit_intercept,
+        record="params",
+    )
     got, want = _fit("cython", **kw), _fit("numpy", **kw)
     rtol = RTOL[dtype]
-    np.testing.assert_allclose(got.history.params, want.history.params, rtol=rtol,
-                               atol=rtol * np.abs(want.history.params).max())
+    np.testing.assert_allclose(
+        got.history.params,
+        want.history.params,
+        rtol=rtol,
+        atol=rtol * np.abs(want.history.params).max(),
+    )
     np.testing.assert_allclose(got.history.loss, want.history.loss, rtol=rtol)
     assert got.info["steps"] == want.info["steps"] == 4 * 500
     if not fit_intercept:
@@ -228,14 +291,27 @@ def test_one_sample_gd_path_matches_reference(fit_intercept, dtype):
 def test_poly_mse_moments_path_matches_reference(opt, dtype):
     """Full-batch polynomial MSE runs its epochs from the data's moments."""
     x, y, _, _ = fastgd.datasets.make_polynomial(50_000, 4, noise=0.1, seed=2, dtype=dtype)
-    kw = dict(X=(3.0 * x).astype(dtype), y=y, degree=4, optimizer=opt,
-              lr={"gd": 0.3, "nesterov": 0.1, "adam": 0.05}[opt], max_iter=60, tol=0.0, l2=0.001,
-              record="params", precondition="none")  # 60 epochs above the noise floor
+    kw = dict(
+        X=(3.0 * x).astype(dtype),
+        y=y,
+        degree=4,
+        optimizer=opt,
+        lr={"gd": 0.3, "nesterov": 0.1, "adam": 0.05}[opt],
+        max_iter=60,
+        tol=0.0,
+        l2=0.001,
+        record="params",
+        precondition="none",
+    )  # 60 epochs above the noise floor
     got, want = _fit("cython", **kw), _fit("numpy", **kw)
     rtol = RTOL[dtype]
     np.testing.assert_allclose(got.history.loss, want.history.loss, rtol=rtol)
-    np.testing.assert_allclose(got.history.params, want.history.params, rtol=rtol,
-                               atol=rtol * np.abs(want.history.params).max())
+    np.testing.assert_allclose(
+        got.history.params,
+        want.history.params,
+        rtol=rtol,
+        atol=rtol * np.abs(want.history.params).max(),
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -243,20 +319,41 @@ def test_poly_mse_moments_path_matches_reference(opt, dtype):
 def test_linear_mse_gram_path_matches_reference(fit_intercept, dtype):
     """Full-batch linear MSE with more epochs than parameters runs from the Gram matrix."""
     X, y, _, _, _ = _problem(0, dtype, n=20_000, p=12)
-    kw = dict(X=X, y=y, optimizer="momentum", lr=0.05, max_iter=40, tol=0.0, l2=0.01,
-              fit_intercept=fit_intercept, record="params")
+    kw = dict(
+        X=X,
+        y=y,
+        optimizer="momentum",
+        lr=0.05,
+        max_iter=40,
+        tol=0.0,
+        l2=0.01,
+        fit_intercept=fit_intercept,
+        record="params",
+    )
     got, want = _fit("cython", **kw), _fit("numpy", **kw)
     rtol = RTOL[dtype]
     np.testing.assert_allclose(got.history.loss, want.history.loss, rtol=rtol)
-    np.testing.assert_allclose(got.history.params, want.history.params, rtol=rtol,
-                               atol=rtol * np.abs(want.history.params).max())
+    np.testing.assert_allclose(
+        got.history.params,
+        want.history.params,
+        rtol=rtol,
+        atol=rtol * np.abs(want.history.params).max(),
+    )
 
 
 def test_exact_fit_keeps_the_reference_loss_history():
     """y = x**2 fitted by a quadratic: the loss falls towards 0 and stays exact."""
     x = np.arange(1.0, 6.0)
-    kw = dict(X=x, y=x ** 2, degree=2, optimizer="nesterov", lr=0.3, max_iter=3000, tol=0.0,
-              precondition="none")  # the textbook path: hundreds of epochs to the noise floor
+    kw = dict(
+        X=x,
+        y=x**2,
+        degree=2,
+        optimizer="nesterov",
+        lr=0.3,
+        max_iter=3000,
+        tol=0.0,
+        precondition="none",
+    )  # the textbook path: hundreds of epochs to the noise floor
     got, want = _fit("cython", **kw), _fit("numpy", **kw)
     # down to 1e-14 of the start (below that both are rounding noise of the parameters)
     keep = want.history.loss > 1e-14 * want.history.loss[0]
@@ -279,8 +376,18 @@ def test_chunked_runs_equal_one_run():
 
 def test_polyfit_recovered_to_high_precision():
     x, y, _, _ = fastgd.datasets.make_polynomial(20_000, 3, noise=0.1, seed=7)
-    res = fastgd.fit(x, y, degree=3, optimizer="nesterov", lr=0.3, momentum=0.9, max_iter=20_000,
-                     tol=1e-13, backend="cython", record=None)
+    res = fastgd.fit(
+        x,
+        y,
+        degree=3,
+        optimizer="nesterov",
+        lr=0.3,
+        momentum=0.9,
+        max_iter=20_000,
+        tol=1e-13,
+        backend="cython",
+        record=None,
+    )
     want = np.polyfit(x, y, 3)[::-1]
     assert res.status == "converged"
     np.testing.assert_allclose(np.r_[res.intercept, res.coef], want, rtol=1e-8)
@@ -301,8 +408,16 @@ def test_tiny_fit_converges_to_identity():
 @pytest.mark.parametrize("batch_size", [None, 1, 8])
 def test_divergence_restores_last_finite_parameters(batch_size):
     X, y, _, _, _ = _problem(0, np.float64, n=400, p=4)
-    kw = dict(X=X * 1e3, y=y, lr=5.0, batch_size=batch_size, max_iter=200, tol=0.0, seed=0,
-              record="params")
+    kw = dict(
+        X=X * 1e3,
+        y=y,
+        lr=5.0,
+        batch_size=batch_size,
+        max_iter=200,
+        tol=0.0,
+        seed=0,
+        record="params",
+    )
     with pytest.warns(fastgd.DivergenceWarning):
         got = _fit("cython", **kw)
     with pytest.warns(fastgd.DivergenceWarning):
@@ -329,19 +444,67 @@ def _weights(n, dtype, seed=0):
     return (w / w.mean()).astype(dtype)
 
 
-def _kernel_run(mod, model, loss, X, y, theta, basis, l2w, opt, batch, n_ep, lr, w, pre=None,
-                stats=None, sched=0, sched_hp=(0.3, 0.9), seed=0):
+def _kernel_run(
+    mod,
+    model,
+    loss,
+    X,
+    y,
+    theta,
+    basis,
+    l2w,
+    opt,
+    batch,
+    n_ep,
+    lr,
+    w,
+    pre=None,
+    stats=None,
+    sched=0,
+    sched_hp=(0.3, 0.9),
+    seed=0,
+):
     """``mod.run`` from ``theta`` (updated) with the loss and parameter history."""
     n, m = X.shape[0], theta.shape[0]
     rng = np.random.default_rng(seed)
-    order = (np.array([rng.permutation(n) for _ in range(n_ep)], dtype=np.int64) if batch
-             else np.empty((0, 0), dtype=np.int64))
+    order = (
+        np.array([rng.permutation(n) for _ in range(n_ep)], dtype=np.int64)
+        if batch
+        else np.empty((0, 0), dtype=np.int64)
+    )
     hist, params = np.zeros(n_ep + 1), np.zeros((n_ep + 1, m), dtype=X.dtype)
     with np.errstate(all="ignore"):  # diverging runs overflow on their way
-        out = mod.run(model, loss, X, y, theta, basis, 0.7, l2w, 1, opt, HP,
-                      np.zeros((2, m), dtype=X.dtype), 0, sched, lr, np.array(sched_hp), 0, n_ep,
-                      batch, order, 0.0, 1, np.zeros(m, dtype=X.dtype), math.nan, hist, params,
-                      pre=pre, stats=stats, w=w)
+        out = mod.run(
+            model,
+            loss,
+            X,
+            y,
+            theta,
+            basis,
+            0.7,
+            l2w,
+            1,
+            opt,
+            HP,
+            np.zeros((2, m), dtype=X.dtype),
+            0,
+            sched,
+            lr,
+            np.array(sched_hp),
+            0,
+            n_ep,
+            batch,
+            order,
+            0.0,
+            1,
+            np.zeros(m, dtype=X.dtype),
+            math.nan,
+            hist,
+            params,
+            pre=pre,
+            stats=stats,
+            w=w,
+        )
     return out, hist, params
 
 
@@ -360,16 +523,19 @@ def test_weighted_passes_match_reference(model, loss, dtype):
     assert f_cy == pytest.approx(f_ref, rel=rtol)
     np.testing.assert_allclose(g_cy, g_ref, rtol=rtol, atol=rtol * np.abs(g_ref).max())
     assert cy.objective(model, loss, X, y, theta, basis, 0.7, l2w, w=w) == pytest.approx(
-        ref.objective(model, loss, X, y, theta, basis, 0.7, l2w, w=w), rel=rtol)
+        ref.objective(model, loss, X, y, theta, basis, 0.7, l2w, w=w), rel=rtol
+    )
     idx = np.random.default_rng(2).permutation(X.shape[0]).astype(np.int32)
     for start, stop in ((0, 1), (5, 8), (100, 164), (0, X.shape[0])):
         cy.batch_grad(model, loss, X, y, theta, basis, 0.7, l2w, 1, idx, start, stop, g_cy, w=w)
         ref.batch_grad(model, loss, X, y, theta, basis, 0.7, l2w, 1, idx, start, stop, g_ref, w=w)
-        np.testing.assert_allclose(g_cy, g_ref, rtol=10 * rtol,
-                                   atol=10 * rtol * np.abs(g_ref).max())
+        np.testing.assert_allclose(
+            g_cy, g_ref, rtol=10 * rtol, atol=10 * rtol * np.abs(g_ref).max()
+        )
     p = theta.shape[0] - 1
-    for got, want in zip(cy.lsq_stats(model, X, y, basis, p, w=w),
-                         ref.lsq_stats(model, X, y, basis, p, w=w)):
+    for got, want in zip(
+        cy.lsq_stats(model, X, y, basis, p, w=w), ref.lsq_stats(model, X, y, basis, p, w=w)
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
 
 
@@ -381,8 +547,10 @@ def test_integer_weights_repeat_rows_and_zero_drops_them(model, dtype):
     k = np.random.default_rng(3).integers(0, 4, X.shape[0])  # 0 drops the row
     Xr, yr = np.repeat(X, k, axis=0), np.repeat(y, k)
     p = theta.shape[0] - 1
-    for got, want in zip(cy.lsq_stats(model, X, y, basis, p, w=k.astype(dtype)),
-                         cy.lsq_stats(model, Xr, yr, basis, p)):
+    for got, want in zip(
+        cy.lsq_stats(model, X, y, basis, p, w=k.astype(dtype)),
+        cy.lsq_stats(model, Xr, yr, basis, p),
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-12)
     # the weighted sums are divided by n, the repeated ones by sum(k)
     ratio = k.sum() / X.shape[0]
@@ -390,12 +558,14 @@ def test_integer_weights_repeat_rows_and_zero_drops_them(model, dtype):
     rtol = {np.float64: 1e-12, np.float32: 2e-5}[dtype]
     for loss in (0, 1):
         g_w, g_r = np.empty_like(theta), np.empty_like(theta)
-        f_w = cy.objective_grad(model, loss, X, y, theta, basis, 0.7, zero, 1, g_w,
-                                w=k.astype(dtype))
+        f_w = cy.objective_grad(
+            model, loss, X, y, theta, basis, 0.7, zero, 1, g_w, w=k.astype(dtype)
+        )
         f_r = cy.objective_grad(model, loss, Xr, yr, theta, basis, 0.7, zero, 1, g_r)
         assert f_w == pytest.approx(f_r * ratio, rel=rtol)
-        np.testing.assert_allclose(g_w, g_r * ratio, rtol=10 * rtol,
-                                   atol=10 * rtol * np.abs(g_w).max())
+        np.testing.assert_allclose(
+            g_w, g_r * ratio, rtol=10 * rtol, atol=10 * rtol * np.abs(g_w).max()
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -409,8 +579,9 @@ def test_unit_weights_give_the_unweighted_bits(model, dtype):
     m = theta.shape[0]
     ones = np.ones(X.shape[0], dtype)
     g1, g2 = np.empty_like(theta), np.empty_like(theta)
-    assert (cy.objective_grad(model, 1, X, y, theta, basis, 0.7, l2w, 1, g1, w=ones)
-            == cy.objective_grad(model, 1, X, y, theta, basis, 0.7, l2w, 1, g2))
+    assert cy.objective_grad(
+        model, 1, X, y, theta, basis, 0.7, l2w, 1, g1, w=ones
+    ) == cy.objective_grad(model, 1, X, y, theta, basis, 0.7, l2w, 1, g2)
     np.testing.assert_array_equal(g1, g2)
     pre1 = np.vstack([np.linspace(0.5, 1.5, m), np.linspace(-0.1, 0.1, m)])
     cases = [(0, 0, 0, 2 * m, None), (1, 5, 8, 2, None), (0, 0, 1, 2, None)]
@@ -418,23 +589,31 @@ def test_unit_weights_give_the_unweighted_bits(model, dtype):
         cases.append((0, 0, 1, 2, pre1))
     for loss, opt, batch, n_ep, pre in cases:
         th1, th2 = theta.copy(), theta.copy()
-        out1 = _kernel_run(cy, model, loss, X, y, th1, basis, l2w, opt, batch, n_ep, 1e-3, ones,
-                           pre=pre)
-        out2 = _kernel_run(cy, model, loss, X, y, th2, basis, l2w, opt, batch, n_ep, 1e-3, None,
-                           pre=pre)
+        out1 = _kernel_run(
+            cy, model, loss, X, y, th1, basis, l2w, opt, batch, n_ep, 1e-3, ones, pre=pre
+        )
+        out2 = _kernel_run(
+            cy, model, loss, X, y, th2, basis, l2w, opt, batch, n_ep, 1e-3, None, pre=pre
+        )
         assert out1[0] == out2[0]
         np.testing.assert_array_equal(out1[1], out2[1])
         np.testing.assert_array_equal(out1[2], out2[2])
 
 
-RUN_CASES = [(model, opt, batch, kind, dtype)
-             for model in (0, 1) for opt in range(6) for batch in (0, 1, 3, 8)
-             for kind in (0, 1, 2) for dtype in (np.float64, np.float32)
-             if not (model == 1 and kind == 1)]
+RUN_CASES = [
+    (model, opt, batch, kind, dtype)
+    for model in (0, 1)
+    for opt in range(6)
+    for batch in (0, 1, 3, 8)
+    for kind in (0, 1, 2)
+    for dtype in (np.float64, np.float32)
+    if not (model == 1 and kind == 1)
+]
 
 
-@pytest.mark.parametrize("model,opt,batch,kind,dtype", RUN_CASES,
-                         ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize(
+    "model,opt,batch,kind,dtype", RUN_CASES, ids=lambda v: getattr(v, "__name__", str(v))
+)
 def test_weighted_run_matches_reference(model, opt, batch, kind, dtype):
     """Every pass of ``run`` weighted, with a schedule offset; full-batch MSE takes the
     least-squares shortcut (12 epochs > p + 1), with and without ``stats``."""
@@ -446,7 +625,7 @@ def test_weighted_run_matches_reference(model, opt, batch, kind, dtype):
         basis = np.array([0.0, 1.0])
     else:
         x = rng.uniform(-2.0, 2.0, n)
-        X, y = x.astype(dtype)[:, None], (x ** 3 - x + 0.1 * rng.normal(size=n)).astype(dtype)
+        X, y = x.astype(dtype)[:, None], (x**3 - x + 0.1 * rng.normal(size=n)).astype(dtype)
         basis = np.array([0.25, 0.45])
     m = p + 1
     theta0 = (0.3 * rng.normal(size=m)).astype(dtype)
@@ -465,15 +644,17 @@ def test_weighted_run_matches_reference(model, opt, batch, kind, dtype):
     kw = dict(pre=pre, sched=opt % 3, sched_hp=(0.3, 0.9, 7.0), seed=opt)
     rtol = {np.float64: 1e-11, np.float32: 2e-5}[dtype]
     want_theta = theta0.copy()
-    want = _kernel_run(ref, model, loss, X, y, want_theta, basis, l2w, opt, batch, n_ep, lr, w,
-                       **kw)
+    want = _kernel_run(
+        ref, model, loss, X, y, want_theta, basis, l2w, opt, batch, n_ep, lr, w, **kw
+    )
     stats_options = [None]
     if batch == 0 and loss == 0:
         stats_options.append(ref.lsq_stats(model, X, y, basis, p, w=w))
     for stats in stats_options:
         got_theta = theta0.copy()
-        got = _kernel_run(cy, model, loss, X, y, got_theta, basis, l2w, opt, batch, n_ep, lr, w,
-                          stats=stats, **kw)
+        got = _kernel_run(
+            cy, model, loss, X, y, got_theta, basis, l2w, opt, batch, n_ep, lr, w, stats=stats, **kw
+        )
         assert got[0][:3] == want[0][:3] == (n_ep, 0, n_ep * (1 if batch == 0 else -(-n // batch)))
         np.testing.assert_allclose(got[1], want[1], rtol=rtol)
         scale = float(np.abs(want[2]).max())
@@ -488,8 +669,9 @@ def test_weighted_shortcut_diverges_where_the_reference_does(model, dtype):
     statistics cannot see it, the guard sends that epoch to the exact pass."""
     n, p = 200, (3 if model == 0 else 4)
     seen = set()
-    for w_out, scale, lr, stats in itertools.product((0.0, 0.01, 0.2, 1.0), (1.0, 1e3, 1e6),
-                                                     (0.5, 2.0, 8.0), (False, True)):
+    for w_out, scale, lr, stats in itertools.product(
+        (0.0, 0.01, 0.2, 1.0), (1.0, 1e3, 1e6), (0.5, 2.0, 8.0), (False, True)
+    ):
         rng = np.random.default_rng(1)
         if model == 0:
             X = rng.normal(size=(n, p))
@@ -498,7 +680,7 @@ def test_weighted_shortcut_diverges_where_the_reference_does(model, dtype):
         else:
             x = rng.uniform(-1.0, 1.0, n)
             x[0] = scale
-            X, y = x[:, None], x ** 2 + 0.1 * rng.normal(size=n)
+            X, y = x[:, None], x**2 + 0.1 * rng.normal(size=n)
         X, y = X.astype(dtype), y.astype(dtype)
         w = np.ones(n)
         w[0] = w_out
@@ -506,15 +688,18 @@ def test_weighted_shortcut_diverges_where_the_reference_does(model, dtype):
         basis = np.array([0.0, 1.0])
         st = ref.lsq_stats(model, X, y, basis, p, w=w) if stats else None
         got_theta, want_theta = np.zeros(p + 1, dtype), np.zeros(p + 1, dtype)
-        want = _kernel_run(ref, model, 0, X, y, want_theta, basis, np.zeros(p + 1, dtype), 0, 0,
-                           300, lr, w)
+        want = _kernel_run(
+            ref, model, 0, X, y, want_theta, basis, np.zeros(p + 1, dtype), 0, 0, 300, lr, w
+        )
         if want[0][1] != 2:  # only the diverging runs: converged ones stop at tol = 0 on
-            continue         # an exact fixed point, which the shortcut's rounding may miss
-        got = _kernel_run(cy, model, 0, X, y, got_theta, basis, np.zeros(p + 1, dtype), 0, 0, 300,
-                          lr, w, stats=st)
+            continue  # an exact fixed point, which the shortcut's rounding may miss
+        got = _kernel_run(
+            cy, model, 0, X, y, got_theta, basis, np.zeros(p + 1, dtype), 0, 0, 300, lr, w, stats=st
+        )
         assert got[0][:3] == want[0][:3], (w_out, scale, lr, stats)
-        np.testing.assert_allclose(got_theta, want_theta,
-                                   rtol=1e-4 if dtype == np.float32 else 1e-9)
+        np.testing.assert_allclose(
+            got_theta, want_theta, rtol=1e-4 if dtype == np.float32 else 1e-9
+        )
         seen.add(w_out)
     assert {0.0, 0.01} <= seen  # zero and light outlier rows among the diverging runs
 
@@ -535,8 +720,9 @@ def test_schedule_offset():
             for hp in ([0.25, 0.5], [0.25, 0.5, 0.0], [0.25, 0.5, 3.0]):
                 a = np.array(hp)
                 assert cy.schedule(sched, 0.8, a, epoch) == ref.schedule(sched, 0.8, a, epoch)
-            assert (cy.schedule(sched, 0.8, np.array([0.25, 0.5, 3.0]), epoch)
-                    == cy.schedule(sched, 0.8, np.array([0.25, 0.5]), epoch + 3))
+            assert cy.schedule(sched, 0.8, np.array([0.25, 0.5, 3.0]), epoch) == cy.schedule(
+                sched, 0.8, np.array([0.25, 0.5]), epoch + 3
+            )
 
 
 # ---------------------------------------------------------------- threads
@@ -584,8 +770,16 @@ def test_eight_threads_give_the_sequential_results():
 
 
 def test_minimize_through_the_cython_backend():
-    res = fastgd.minimize(lambda v: float(v @ v), lambda v: 2 * v, np.array([3.0, -4.0]),
-                          optimizer="adam", lr=0.1, max_iter=2000, tol=1e-10, backend="cython")
+    res = fastgd.minimize(
+        lambda v: float(v @ v),
+        lambda v: 2 * v,
+        np.array([3.0, -4.0]),
+        optimizer="adam",
+        lr=0.1,
+        max_iter=2000,
+        tol=1e-10,
+        backend="cython",
+    )
     assert res.backend == "cython"
     np.testing.assert_allclose(res.x, 0.0, atol=1e-4)
 
@@ -615,8 +809,9 @@ def test_simd_variants_give_the_same_bits(tmp_path):
     runs = {}
     for simd in ("", "baseline"):
         env = dict(os.environ, FASTGD_SIMD=simd)
-        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[simd] = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
     assert runs["baseline"]["simd"] == "baseline"

@@ -65,9 +65,36 @@ def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0, w=None):
     grad = np.zeros(m, dtype=X.dtype)
     hist = np.zeros(n_ep + 1)
     params = np.zeros((n_ep + 1, m), dtype=X.dtype)
-    out = mod.run(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, opt, HP,
-                  np.zeros((2, m), dtype=X.dtype), 0, 0, lr, SHP, 0, n_ep, 1, order, 0.0, 1,
-                  grad, math.nan, hist, params, pre, w=w)
+    out = mod.run(
+        0,
+        loss,
+        X,
+        y,
+        theta,
+        1.0,
+        DELTA,
+        l2w,
+        fit_icpt,
+        opt,
+        HP,
+        np.zeros((2, m), dtype=X.dtype),
+        0,
+        0,
+        lr,
+        SHP,
+        0,
+        n_ep,
+        1,
+        order,
+        0.0,
+        1,
+        grad,
+        math.nan,
+        hist,
+        params,
+        pre,
+        w=w,
+    )
     return out, grad, hist, params
 
 
@@ -84,8 +111,7 @@ def _general_path(X, y, theta, l2w, fit_icpt, loss, order, pre, lr, w=None):
     t = 0
     for idx in order:
         for k in range(idx.shape[0]):
-            cy.batch_grad(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, idx, k, k + 1, grad,
-                          w=w)
+            cy.batch_grad(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, idx, k, k + 1, grad, w=w)
             t += 1
             ref.step(0, theta, grad, state, lr, HP, t, pre)
         params.append(theta.copy())
@@ -111,18 +137,21 @@ def test_fused_path_is_the_general_path_bit_for_bit(kind, p, dtype, fit_icpt, l2
         pre = None
     loss = p % 2  # mse and huber
     l2w = _l2w(p, l2, fit_icpt, dtype)
-    order = np.array([rng.permutation(n) for _ in range(n_ep)],
-                     dtype=np.int64 if p % 3 == 1 else np.int32)
+    order = np.array(
+        [rng.permutation(n) for _ in range(n_ep)], dtype=np.int64 if p % 3 == 1 else np.int32
+    )
     # contractive steps: in the standardized coordinates, or on the raw rows
     lr = _lr(p) if kind else 0.5 / (1.0 + float((X.astype(np.float64) ** 2).sum(1).max()))
     w = _weights(n, dtype, rng) if weighted else None
     if weighted:
         lr /= float(w.max())  # still contractive for the heaviest sample
     theta = theta0.copy()
-    (n_done, status, t, f), grad, _, params = _run(cy, X, y, theta, l2w, fit_icpt, loss, order,
-                                                   pre, lr, w=w)
-    want_params, want_grad, want_t = _general_path(X, y, theta0.copy(), l2w, fit_icpt, loss,
-                                                   order, pre, lr, w=w)
+    (n_done, status, t, f), grad, _, params = _run(
+        cy, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, w=w
+    )
+    want_params, want_grad, want_t = _general_path(
+        X, y, theta0.copy(), l2w, fit_icpt, loss, order, pre, lr, w=w
+    )
     assert (n_done, status, t) == (n_ep, 0, want_t)
     np.testing.assert_array_equal(params, want_params)
     np.testing.assert_array_equal(theta, want_params[-1])

@@ -71,9 +71,9 @@ def _pre(kind, X, m, rng):
         if cols == m - 1:
             mu, sd = X.mean(0, dtype=np.float64), X.std(0, dtype=np.float64)
         pre = np.zeros((2, m))
-        pre[0, :m - 1] = 1.0 / sd
+        pre[0, : m - 1] = 1.0 / sd
         pre[0, m - 1] = 1.0
-        pre[1, :m - 1] = mu / sd
+        pre[1, : m - 1] = mu / sd
         return pre
     T = np.eye(m) + np.triu(0.2 * rng.normal(size=(m, m)), 1)
     return np.vstack([T, np.linalg.inv(T)])
@@ -86,10 +86,37 @@ def _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=
     grad = np.zeros(m, dt)
     hist_loss = np.full(n_epochs + 1, np.nan)
     hist_params = np.zeros((n_epochs + 1, m), dt)
-    out = cy.run(0 if X.shape[1] != 1 or m == 2 else 1, loss, X, y, theta, basis, DELTA, l2w,
-                 1, opt, HP, state, 3, 1, lr, SHP, epoch0, n_epochs, 1, orders, 0.0, need_obj,
-                 grad, float("nan"), hist_loss if need_obj else np.empty(0),
-                 hist_params, pre, None, w)
+    out = cy.run(
+        0 if X.shape[1] != 1 or m == 2 else 1,
+        loss,
+        X,
+        y,
+        theta,
+        basis,
+        DELTA,
+        l2w,
+        1,
+        opt,
+        HP,
+        state,
+        3,
+        1,
+        lr,
+        SHP,
+        epoch0,
+        n_epochs,
+        1,
+        orders,
+        0.0,
+        need_obj,
+        grad,
+        float("nan"),
+        hist_loss if need_obj else np.empty(0),
+        hist_params,
+        pre,
+        None,
+        w,
+    )
     return out, theta, state, grad, hist_loss, hist_params
 
 
@@ -102,9 +129,15 @@ def _same(a, b):
         assert np.array_equal(u, v, equal_nan=True)
 
 
-CASES = [(opt, loss, model, kind, weighted, dtype)
-         for opt in range(6) for loss in (0, 1) for model in (0, 1) for kind in (0, 1, 2)
-         for weighted in (False, True) for dtype in (np.float64, np.float32)]
+CASES = [
+    (opt, loss, model, kind, weighted, dtype)
+    for opt in range(6)
+    for loss in (0, 1)
+    for model in (0, 1)
+    for kind in (0, 1, 2)
+    for weighted in (False, True)
+    for dtype in (np.float64, np.float32)
+]
 
 
 @pytest.mark.parametrize("opt,loss,model,kind,weighted,dtype", CASES)
@@ -172,8 +205,10 @@ def test_chunks_of_a_few_rows(staging, rows, kind, dtype, index):
     old = cy._set_stage_bytes(rows * row_bytes)
     try:
         assert cy._stage_rows(1001, row_bytes, 1) == rows
-        for l2w in (np.r_[np.full(m - 1, 0.01), 0.0].astype(dtype),
-                    (0.01 * np.eye(m)).ravel().astype(dtype)):
+        for l2w in (
+            np.r_[np.full(m - 1, 0.01), 0.0].astype(dtype),
+            (0.01 * np.eye(m)).ravel().astype(dtype),
+        ):
             staged = _run(X, y, m, basis, 0, 1, pre, None, l2w, orders, 0.01, n_epochs=3)
             cy._set_stage_min_bytes(1 << 62)
             plain = _run(X, y, m, basis, 0, 1, pre, None, l2w, orders, 0.01, n_epochs=3)
@@ -270,7 +305,12 @@ _FORK_SCRIPT = textwrap.dedent("""
 def test_forked_child_runs_serially_with_the_same_bits():
     """After a staged epoch, a forked child runs the plain epoch: the same bits, no hang."""
     import os
+
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(cy.__file__))))
-    proc = subprocess.run([sys.executable, "-c", _FORK_SCRIPT.format(root=root)],
-                          timeout=120, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT.format(root=root)],
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])

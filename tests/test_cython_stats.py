@@ -66,8 +66,11 @@ def test_value_range_nan_anywhere(dtype, n):
     a = rng.uniform(-5, 5, n).astype(dtype)
     nch = max(1, min(64, n // 32768))
     bounds = [(c * n) // nch for c in range(1, nch)]
-    where = set(range(n)) if n < 16 else {0, 1, n - 1, n - 2, n // 2, *bounds[:5],
-                                           *[b - 1 for b in bounds[:5]]}
+    where = (
+        set(range(n))
+        if n < 16
+        else {0, 1, n - 1, n - 2, n // 2, *bounds[:5], *[b - 1 for b in bounds[:5]]}
+    )
     for k in sorted(where):
         b = a.copy()
         b[k] = np.nan
@@ -117,7 +120,7 @@ def _poly_data(n, dtype, centred, seed=0):
     (no cancellation in the sums of powers: a plain relative comparison)."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(3.0, 7.0, n)
-    y = 2.0 + 0.5 * x - 0.02 * x ** 3 + 0.1 * rng.normal(size=n)
+    y = 2.0 + 0.5 * x - 0.02 * x**3 + 0.1 * rng.normal(size=n)
     basis = np.array([5.0, 0.5]) if centred else np.array([2.6, 0.4])
     return x.astype(dtype)[:, None], y.astype(dtype), basis
 
@@ -253,8 +256,9 @@ def test_moments_are_the_same_bits_for_any_thread_count_and_simd_variant(tmp_pat
     runs = {}
     for simd, threads in (("", "2"), ("", "1"), ("avx2", "2"), ("baseline", "1")):
         env = dict(os.environ, FASTGD_SIMD=simd, OMP_NUM_THREADS=threads)
-        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[simd, threads] = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
     assert runs["baseline", "1"]["simd"] == "baseline"

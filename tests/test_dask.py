@@ -38,8 +38,10 @@ def awkward(n=3000, d=4, seed=0, dtype=np.float64):
     on one machine or on a cluster -- is amplified beyond ``RTOL``.)
     """
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d)) * np.array([0.1, 1.0, 100.0, 10.0])[:d] + np.array(
-        [1.0, -4.0, 200.0, 0.0])[:d]
+    X = (
+        rng.standard_normal((n, d)) * np.array([0.1, 1.0, 100.0, 10.0])[:d]
+        + np.array([1.0, -4.0, 200.0, 0.0])[:d]
+    )
     X[:, 3 % d] += 5 * X[:, 1 % d]
     y = (X / np.abs(X).mean(0)) @ np.linspace(1, 2, d) + 3.0 + 0.1 * rng.standard_normal(n)
     return X.astype(dtype), y.astype(dtype)
@@ -62,8 +64,10 @@ def assert_same_fit(a, b, rtol=RTOL):
 # ---------------------------------------------------------------- without a cluster (first:
 # no Client exists yet in this module)
 
+
 def test_local_scheduler_without_a_cluster():
     from distributed import get_client
+
     with pytest.raises(ValueError):
         get_client()  # no cluster: dask's local scheduler runs the chunks
     X, y = awkward()
@@ -76,11 +80,17 @@ def test_local_scheduler_without_a_cluster():
 
 # ---------------------------------------------------------------- the cluster
 
+
 @pytest.fixture(scope="module")
 def client():
     from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -92,8 +102,14 @@ def test_full_batch_is_the_in_memory_trajectory(client, loss, optimizer, precond
     if precondition == "none":  # textbook GD needs data of one scale to move in 8 epochs
         X = (X - X.mean(0)) / X.std(0)
     Xd, yd = chunked(X, y)
-    kw = dict(loss=loss, optimizer=optimizer, precondition=precondition, max_iter=8, tol=0,
-              record="params")
+    kw = dict(
+        loss=loss,
+        optimizer=optimizer,
+        precondition=precondition,
+        max_iter=8,
+        tol=0,
+        record="params",
+    )
     if optimizer in ADAPTIVE:
         # An adaptive rule divides each coordinate's gradient by its own size: where that
         # gradient is at rounding level -- the intercept that precondition="auto" starts at
@@ -108,8 +124,9 @@ def test_full_batch_is_the_in_memory_trajectory(client, loss, optimizer, precond
     assert b.objective == pytest.approx(a.objective, rel=RTOL)
 
 
-@pytest.mark.parametrize("case", ["weights", "l2", "poly", "poly-none", "fixed-lr", "no-icpt",
-                                  "float32"])
+@pytest.mark.parametrize(
+    "case", ["weights", "l2", "poly", "poly-none", "fixed-lr", "no-icpt", "float32"]
+)
 def test_full_batch_variants(client, case):
     X, y = awkward()
     kw = dict(max_iter=8, tol=0)
@@ -121,11 +138,14 @@ def test_full_batch_variants(client, case):
         kw["l2"] = 0.5
     elif case in ("poly", "poly-none"):
         X = np.linspace(10, 12, 3000)
-        y = 1 + X + 0.5 * X ** 2 - 0.01 * X ** 3
+        y = 1 + X + 0.5 * X**2 - 0.01 * X**3
         y = y + np.random.default_rng(4).standard_normal(3000)
         # (huber: full-batch MSE in the orthonormal basis converges in one step)
-        kw.update(degree=3, precondition="auto" if case == "poly" else "none",
-                  loss="huber" if case == "poly" else "mse")
+        kw.update(
+            degree=3,
+            precondition="auto" if case == "poly" else "none",
+            loss="huber" if case == "poly" else "mse",
+        )
     elif case == "fixed-lr":
         kw.update(lr=0.05, optimizer="momentum")
     elif case == "no-icpt":
@@ -153,6 +173,7 @@ def test_loss_and_grad(client):
 
 # ---------------------------------------------------------------- mini-batches and SGD
 
+
 @pytest.mark.parametrize("batch_size,optimizer", [(1, "gd"), (32, "adam"), (100, "momentum")])
 def test_stochastic_chunk_to_chunk(client, batch_size, optimizer):
     rng = np.random.default_rng(1)
@@ -176,6 +197,7 @@ def test_stochastic_chunk_to_chunk(client, batch_size, optimizer):
 
 def test_stochastic_state_travels_partial_fit(client):
     from fastgd import GDRegressor
+
     X, y = awkward()
     Xd, yd = chunked(X, y)
     est = GDRegressor(optimizer="adam", batch_size=64, random_state=0)
@@ -191,6 +213,7 @@ def test_stochastic_state_travels_partial_fit(client):
 
 
 # ---------------------------------------------------------------- bad input
+
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 @pytest.mark.parametrize("array", ["X", "y"])
@@ -233,12 +256,14 @@ def test_bad_chunking_is_named(client):
 def test_columns_in_several_chunks_are_joined(client):
     X, y = awkward()
     a = fastgd.fit(X, y, max_iter=5, tol=0)
-    b = fastgd.fit(da.from_array(X, chunks=(600, 2)), da.from_array(y, chunks=600), max_iter=5,
-                   tol=0)
+    b = fastgd.fit(
+        da.from_array(X, chunks=(600, 2)), da.from_array(y, chunks=600), max_iter=5, tol=0
+    )
     assert_same_fit(a, b)
 
 
 # ---------------------------------------------------------------- where the data live
+
 
 def test_client_memory_stays_small(client):
     """A 256 MB array made on the workers: only parameters and gradients reach the client."""
@@ -272,8 +297,9 @@ def test_ctrl_c_returns_the_parameters_reached(client):
             timers[0].start()
 
     try:
-        res = fastgd.fit(Xd, yd, optimizer="adam", lr=1e-4, max_iter=100_000, tol=0,
-                         callback=start_timer)
+        res = fastgd.fit(
+            Xd, yd, optimizer="adam", lr=1e-4, max_iter=100_000, tol=0, callback=start_timer
+        )
     finally:
         for t in timers:
             t.cancel()
@@ -305,9 +331,11 @@ def test_a_killed_worker_does_not_change_the_result(client):
 
 # ---------------------------------------------------------------- larger than the workers' memory
 
+
 def test_data_larger_than_the_workers_memory_are_read_from_disk(tmp_path):
     """576 MB on disk, 2 x 256 MiB workers: read chunk by chunk in every pass."""
     from fastgd._demo_dask import cluster, open_dataset, write_dataset
+
     path = tmp_path / "big.zarr"
     with dask.config.set(scheduler="threads"):  # (written before the cluster starts)
         write_dataset(path, 6_000_000, 12, chunk_rows=200_000)
@@ -325,12 +353,14 @@ def test_data_larger_than_the_workers_memory_are_read_from_disk(tmp_path):
 def test_fastgd_fit_reads_a_zarr_store(tmp_path, capsys):
     from fastgd import cli
     from fastgd._demo_dask import write_dataset
+
     path = tmp_path / "d.zarr"
     coef, b = write_dataset(path, 20_000, 3, chunk_rows=5_000)
     assert cli.main(["fit", str(path), "--tol", "1e-10", "--json", str(tmp_path / "o.json")]) == 0
     out = capsys.readouterr().out
     assert "20,000 rows" in out and "converged" in out
     import json
+
     got = json.loads((tmp_path / "o.json").read_text())
     np.testing.assert_allclose(list(got["coef"].values()), coef, atol=5e-3)
     assert got["r2"] > 0.99
@@ -338,6 +368,7 @@ def test_fastgd_fit_reads_a_zarr_store(tmp_path, capsys):
 
 def test_demo_dask_fits_a_dataset_on_disk(capsys):
     from fastgd import cli
+
     assert cli.main(["demo", "--dask", "--scale", "0.02"]) == 0
     out = capsys.readouterr().out
     assert "LocalCluster" in out and "200,000 x 10" in out

@@ -23,8 +23,14 @@ def test_same_data_whatever_the_chunking(kind, dtype):
     make = MAKERS[kind]
     ref_x, ref_y, coef, b = make(seed=7, dtype=dtype, outliers=0.1, n_jobs=1, chunk_size=N)
     assert ref_x.dtype == dtype and ref_y.dtype == dtype
-    for chunk_size, n_jobs in [(1, 1), (1, 2), (BLOCK_ROWS, 2), (3 * BLOCK_ROWS + 5, 2),
-                               (10 * N, 2), (None, None)]:
+    for chunk_size, n_jobs in [
+        (1, 1),
+        (1, 2),
+        (BLOCK_ROWS, 2),
+        (3 * BLOCK_ROWS + 5, 2),
+        (10 * N, 2),
+        (None, None),
+    ]:
         x, y, c2, b2 = make(seed=7, dtype=dtype, outliers=0.1, chunk_size=chunk_size, n_jobs=n_jobs)
         np.testing.assert_array_equal(x, ref_x)
         np.testing.assert_array_equal(y, ref_y)
@@ -39,7 +45,7 @@ def test_seed_changes_the_data(kind):
     assert not np.array_equal(x1, x2)
     assert not np.array_equal(c1, c2)
     # every block gets its own stream: no two blocks repeat each other
-    assert not np.array_equal(x1[:BLOCK_ROWS], x1[BLOCK_ROWS:2 * BLOCK_ROWS])
+    assert not np.array_equal(x1[:BLOCK_ROWS], x1[BLOCK_ROWS : 2 * BLOCK_ROWS])
     x3, *_ = MAKERS[kind](seed=None)
     x4, *_ = MAKERS[kind](seed=None)
     assert not np.array_equal(x3, x4)
@@ -131,20 +137,23 @@ def test_zero_features_gives_a_constant_target():
     np.testing.assert_allclose(y, b)
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(dtype=np.int64), ValueError, "dtype"),
-    (dict(dtype="not a dtype"), ValueError, "dtype"),
-    (dict(chunk_size=0), ValueError, "chunk_size"),
-    (dict(n_jobs=0), ValueError, "n_jobs"),
-    (dict(n_jobs=1.5), TypeError, "n_jobs"),
-    (dict(outliers=1.0), ValueError, "outliers"),
-    (dict(noise=-1.0), ValueError, "noise"),
-    (dict(seed=-1), ValueError, "seed"),
-    (dict(out=np.empty((10, 3))), ValueError, "pair"),
-    (dict(out=(np.empty((10, 2)), np.empty(10))), ValueError, r"out\[0\]"),
-    (dict(out=(np.empty((10, 3), np.float32), np.empty(10))), ValueError, r"out\[0\]"),
-    (dict(out=(np.empty((10, 3)), np.empty(20)[::2])), ValueError, "C-contiguous"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(dtype=np.int64), ValueError, "dtype"),
+        (dict(dtype="not a dtype"), ValueError, "dtype"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(n_jobs=0), ValueError, "n_jobs"),
+        (dict(n_jobs=1.5), TypeError, "n_jobs"),
+        (dict(outliers=1.0), ValueError, "outliers"),
+        (dict(noise=-1.0), ValueError, "noise"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(out=np.empty((10, 3))), ValueError, "pair"),
+        (dict(out=(np.empty((10, 2)), np.empty(10))), ValueError, r"out\[0\]"),
+        (dict(out=(np.empty((10, 3), np.float32), np.empty(10))), ValueError, r"out\[0\]"),
+        (dict(out=(np.empty((10, 3)), np.empty(20)[::2])), ValueError, "C-contiguous"),
+    ],
+)
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         datasets.make_linear(10, 3, **kwargs)

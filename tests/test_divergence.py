@@ -61,13 +61,22 @@ def _powers(steps_per_epoch, dtype):
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_full_batch_overflow_detected_in_its_epoch(backend):
     X, y = np.ones((1, 1)), np.zeros(1)
-    res = _fit_diverging(backend, X=X, y=y, fit_intercept=False, coef_init=[1.0], lr=50.5,
-                         tol=0.0, max_iter=500, record="params")
+    res = _fit_diverging(
+        backend,
+        X=X,
+        y=y,
+        fit_intercept=False,
+        coef_init=[1.0],
+        lr=50.5,
+        tol=0.0,
+        max_iter=500,
+        record="params",
+    )
     want_epochs, want_coef = _powers(1, np.float64)
     assert want_epochs == 77
     assert res.n_iter == 77
-    assert res.coef[0] == pytest.approx(want_coef, rel=1e-12)       # -1e154
-    assert res.history.loss[-1] == pytest.approx(want_coef ** 2, rel=1e-12)
+    assert res.coef[0] == pytest.approx(want_coef, rel=1e-12)  # -1e154
+    assert res.history.loss[-1] == pytest.approx(want_coef**2, rel=1e-12)
     assert len(res.history.loss) == 78
     _assert_clean_divergence(res)
 
@@ -76,8 +85,19 @@ def test_full_batch_overflow_detected_in_its_epoch(backend):
 def test_sgd_overflow_detected_in_its_epoch(backend):
     """Two rows, batch_size=1: two steps (x -100 each) per epoch; the objective overflows in epoch 39."""
     X, y = np.ones((2, 1)), np.zeros(2)
-    res = _fit_diverging(backend, X=X, y=y, fit_intercept=False, coef_init=[1.0], lr=50.5,
-                         tol=0.0, max_iter=500, batch_size=1, seed=0, record="params")
+    res = _fit_diverging(
+        backend,
+        X=X,
+        y=y,
+        fit_intercept=False,
+        coef_init=[1.0],
+        lr=50.5,
+        tol=0.0,
+        max_iter=500,
+        batch_size=1,
+        seed=0,
+        record="params",
+    )
     assert res.n_iter == 38
     assert res.coef[0] == pytest.approx(1e152, rel=1e-12)
     _assert_clean_divergence(res)
@@ -89,8 +109,19 @@ def test_sgd_without_objective_stops_when_parameters_overflow(backend):
     (that is a full pass over X): divergence is then detected from the
     parameters, in the epoch they overflow, and the objective is reported as inf."""
     X, y = np.ones((2, 1)), np.zeros(2)
-    res = _fit_diverging(backend, X=X, y=y, fit_intercept=False, coef_init=[1.0], lr=50.5,
-                         tol=0.0, max_iter=500, batch_size=1, seed=0, record=None)
+    res = _fit_diverging(
+        backend,
+        X=X,
+        y=y,
+        fit_intercept=False,
+        coef_init=[1.0],
+        lr=50.5,
+        tol=0.0,
+        max_iter=500,
+        batch_size=1,
+        seed=0,
+        record=None,
+    )
     assert res.n_iter == 77
     assert res.coef[0] == pytest.approx(1e308, rel=1e-12)
     assert res.objective == math.inf
@@ -102,8 +133,17 @@ def test_sgd_without_objective_stops_when_parameters_overflow(backend):
 def test_float32_divergence(backend, batch_size):
     n = 1 if batch_size is None else 2
     X, y = np.ones((n, 1), dtype=np.float32), np.zeros(n, dtype=np.float32)
-    kw = dict(X=X, y=y, fit_intercept=False, coef_init=[1.0], lr=50.5, tol=0.0, max_iter=100,
-              batch_size=batch_size, seed=0)
+    kw = dict(
+        X=X,
+        y=y,
+        fit_intercept=False,
+        coef_init=[1.0],
+        lr=50.5,
+        tol=0.0,
+        max_iter=100,
+        batch_size=batch_size,
+        seed=0,
+    )
     res = _fit_diverging(backend, **kw)
     ref = _fit_diverging("numpy", **kw)
     assert res.coef.dtype == np.float32
@@ -117,8 +157,18 @@ def test_nan_within_an_epoch_restores_the_epoch_start(backend):
     """Many SGD steps per epoch: the coefficient overflows to inf and then
     becomes NaN (inf - inf) inside the first epoch; the fit returns the start."""
     X, y = np.ones((400, 1)), np.zeros(400)
-    res = _fit_diverging(backend, X=X, y=y, coef_init=[0.5], intercept_init=0.25, lr=50.5,
-                         batch_size=1, seed=0, max_iter=10, record="params")
+    res = _fit_diverging(
+        backend,
+        X=X,
+        y=y,
+        coef_init=[0.5],
+        intercept_init=0.25,
+        lr=50.5,
+        batch_size=1,
+        seed=0,
+        max_iter=10,
+        record="params",
+    )
     assert res.n_iter == 0
     assert res.coef.tolist() == [0.5] and res.intercept == 0.25
     _assert_clean_divergence(res)
@@ -134,11 +184,16 @@ def test_non_finite_objective_at_the_start(backend):
     _assert_clean_divergence(res)
 
 
-CASES = list(itertools.product(["linear", "poly"], ["gd", "momentum", "nesterov"], [None, 1, 7],
-                               [np.float64, np.float32]))
+CASES = list(
+    itertools.product(
+        ["linear", "poly"], ["gd", "momentum", "nesterov"], [None, 1, 7], [np.float64, np.float32]
+    )
+)
 
 
-@pytest.mark.parametrize("model,opt,batch,dtype", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize(
+    "model,opt,batch,dtype", CASES, ids=lambda v: getattr(v, "__name__", str(v))
+)
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_every_path_diverges_cleanly_like_the_reference(backend, model, opt, batch, dtype):
     if model == "linear":
@@ -147,8 +202,19 @@ def test_every_path_diverges_cleanly_like_the_reference(backend, model, opt, bat
     else:
         X, y, _, _ = small_poly(dtype=dtype)
         extra = {"degree": 3}
-    kw = dict(X=X, y=y, optimizer=opt, lr=20.0, batch_size=batch, seed=1, max_iter=400, tol=0.0,
-              l2=0.01, record="params", **extra)
+    kw = dict(
+        X=X,
+        y=y,
+        optimizer=opt,
+        lr=20.0,
+        batch_size=batch,
+        seed=1,
+        max_iter=400,
+        tol=0.0,
+        l2=0.01,
+        record="params",
+        **extra,
+    )
     res = _fit_diverging(backend, **kw)
     ref = _fit_diverging("numpy", **kw)
     _assert_clean_divergence(res)
@@ -160,8 +226,17 @@ def test_callback_sees_only_finite_epochs(backend):
     X, y = np.ones((1, 1)), np.zeros(1)
     seen = []
     with pytest.warns(DivergenceWarning):
-        res = fastgd.fit(X, y, fit_intercept=False, coef_init=[1.0], lr=50.5, tol=0.0, max_iter=500,
-                         backend=backend, callback=lambda e, c, b, f: seen.append((e, c[0], f)))
+        res = fastgd.fit(
+            X,
+            y,
+            fit_intercept=False,
+            coef_init=[1.0],
+            lr=50.5,
+            tol=0.0,
+            max_iter=500,
+            backend=backend,
+            callback=lambda e, c, b, f: seen.append((e, c[0], f)),
+        )
     assert len(seen) == res.n_iter == 77
     assert all(math.isfinite(c) and math.isfinite(f) for _, c, f in seen)
     assert seen[-1][1] == res.coef[0]
@@ -171,8 +246,15 @@ def test_callback_sees_only_finite_epochs(backend):
 def test_minimize_divergence(backend):
     """minimize: x -> -100 x per step on x**2 with lr=50.5; fun overflows at step 78."""
     with pytest.warns(DivergenceWarning, match=r"minimize diverged in iteration 78.*smaller lr"):
-        r = fastgd.minimize(lambda x: float(x @ x), lambda x: 2.0 * x, np.array([1.0]),
-                            lr=50.5, tol=0.0, max_iter=500, backend=backend)
+        r = fastgd.minimize(
+            lambda x: float(x @ x),
+            lambda x: 2.0 * x,
+            np.array([1.0]),
+            lr=50.5,
+            tol=0.0,
+            max_iter=500,
+            backend=backend,
+        )
     assert r.status == "diverged" and not r.converged and r.n_iter == 77
     assert r.x[0] == pytest.approx(-1e154, rel=1e-12)
     assert math.isfinite(r.fun) and np.isfinite(r.history.loss).all()
@@ -193,7 +275,9 @@ def test_minimize_divergence_jitted():
         return 2.0 * x
 
     with pytest.warns(DivergenceWarning):
-        r = fastgd.minimize(fun, grad, np.array([1.0]), lr=50.5, tol=0.0, max_iter=500, backend="auto")
+        r = fastgd.minimize(
+            fun, grad, np.array([1.0]), lr=50.5, tol=0.0, max_iter=500, backend="auto"
+        )
     assert r.backend == "numba"
     assert r.status == "diverged" and r.n_iter == 77 and np.isfinite(r.x).all()
 

@@ -29,32 +29,57 @@ from .conftest import small_linear  # noqa: E402
 def _expected_failures(est):
     if est.batch_size is None:
         return {}
-    return {"check_sample_weight_equivalence_on_dense_data":
-            "mini-batches: a weighted row and its repetitions land in different batches, so "
-            "the stochastic paths differ (the weighted batch gradient is unbiased, equal in "
-            "expectation only; full batch passes this check)"}
+    return {
+        "check_sample_weight_equivalence_on_dense_data": "mini-batches: a weighted row and its repetitions land in different batches, so "
+        "the stochastic paths differ (the weighted batch gradient is unbiased, equal in "
+        "expectation only; full batch passes this check)"
+    }
 
 
-@parametrize_with_checks([GDRegressor(), GDRegressor(optimizer="adam", batch_size=4, random_state=0),
-                          GDRegressor(loss="huber", optimizer="nesterov")],
-                         expected_failed_checks=_expected_failures)
+@parametrize_with_checks(
+    [
+        GDRegressor(),
+        GDRegressor(optimizer="adam", batch_size=4, random_state=0),
+        GDRegressor(loss="huber", optimizer="nesterov"),
+    ],
+    expected_failed_checks=_expected_failures,
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
 def test_import_fastgd_does_not_import_sklearn():
-    code = ("import sys, fastgd; assert 'sklearn' not in sys.modules; "
-            "fastgd.GDRegressor; assert 'sklearn' in sys.modules")
+    code = (
+        "import sys, fastgd; assert 'sklearn' not in sys.modules; "
+        "fastgd.GDRegressor; assert 'sklearn' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_same_meaning_as_fit():
     X, y, _, _ = small_linear()
     w = np.arange(60) % 4
-    est = GDRegressor(optimizer="adam", l2=0.1, schedule="invscaling", power_t=0.5, beta1=0.8,
-                      max_iter=50, tol=0.0).fit(X, y, sample_weight=w)
-    res = fastgd.fit(X, y, optimizer="adam", l2=0.1, schedule="invscaling", power_t=0.5,
-                     beta1=0.8, max_iter=50, tol=0.0, sample_weight=w)
+    est = GDRegressor(
+        optimizer="adam",
+        l2=0.1,
+        schedule="invscaling",
+        power_t=0.5,
+        beta1=0.8,
+        max_iter=50,
+        tol=0.0,
+    ).fit(X, y, sample_weight=w)
+    res = fastgd.fit(
+        X,
+        y,
+        optimizer="adam",
+        l2=0.1,
+        schedule="invscaling",
+        power_t=0.5,
+        beta1=0.8,
+        max_iter=50,
+        tol=0.0,
+        sample_weight=w,
+    )
     np.testing.assert_array_equal(est.coef_, res.coef)
     assert est.intercept_ == res.intercept
     np.testing.assert_array_equal(est.loss_curve_, res.history.loss[1:])
@@ -64,7 +89,7 @@ def test_same_meaning_as_fit():
 
 def test_polynomial_degree_needs_one_column():
     x = np.linspace(-2, 3, 40)
-    y = 1 - x + 0.5 * x ** 3
+    y = 1 - x + 0.5 * x**3
     est = GDRegressor(degree=3, tol=1e-13, max_iter=20_000).fit(x.reshape(-1, 1), y)
     np.testing.assert_allclose(est.coef_, [-1, 0, 0.5], atol=1e-8)
     assert est.n_features_in_ == 1
@@ -77,8 +102,15 @@ def test_pipeline_search_and_cross_validation():
     X = X * np.array([1.0, 100.0, 0.01, 5.0]) + 1000.0  # badly scaled, off-centre
     pipe = make_pipeline(StandardScaler(), GDRegressor(optimizer="adam", max_iter=300, tol=0.0))
     assert pipe.fit(X, y).score(X, y) > 0.99
-    grid = GridSearchCV(pipe, {"gdregressor__beta1": [0.5, 0.9], "gdregressor__lr": ["auto", 0.05],
-                               "gdregressor__batch_size": [None, 32]}, cv=3)
+    grid = GridSearchCV(
+        pipe,
+        {
+            "gdregressor__beta1": [0.5, 0.9],
+            "gdregressor__lr": ["auto", 0.05],
+            "gdregressor__batch_size": [None, 32],
+        },
+        cv=3,
+    )
     grid.fit(X, y)
     assert len(grid.cv_results_["params"]) == 8
     assert grid.best_score_ > 0.99
@@ -178,7 +210,7 @@ def test_partial_fit_on_streamed_chunks():
     est = GDRegressor(optimizer="momentum")
     for _ in range(100):
         for lo in range(0, 2000, 500):
-            est.partial_fit(X[lo:lo + 500], y[lo:lo + 500])
+            est.partial_fit(X[lo : lo + 500], y[lo : lo + 500])
     np.testing.assert_allclose(est.coef_, coef, atol=1e-7)
     assert est.t_ == 400 and est.loss_curve_.shape == (400,)
     with pytest.raises(ValueError, match="X has 2 features"):

@@ -40,8 +40,10 @@ from .conftest import AVAILABLE
 
 #: Backends these tests run on.
 FORK_BACKENDS = ["cython", "numba", "numpy"]
-BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(b not in AVAILABLE, reason=f"{b} not available"))
-            for b in FORK_BACKENDS]
+BACKENDS = [
+    pytest.param(b, marks=pytest.mark.skipif(b not in AVAILABLE, reason=f"{b} not available"))
+    for b in FORK_BACKENDS
+]
 
 #: Seconds any wait on a child process may take before the test fails.
 TIMEOUT = 60.0
@@ -54,7 +56,9 @@ OK, MISMATCH, NOT_SERIAL, ERROR, GRANDCHILD_HUNG, NO_EXIT = 0, 3, 4, 5, 6, 7
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
     # Python >= 3.12 warns on fork with threads alive (the pool's, the busy thread)
-    pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning"
+    ),
 ]
 
 # Sizes: enough rows for several chunks of every row-parallel pass of the
@@ -80,19 +84,31 @@ def _light_weights(n, seed):
 def _data():
     """The problems, built once (a forked child inherits them)."""
     if not _DATA:
-        X, y, _, _ = fastgd.datasets.make_linear(N_LINEAR, P_LINEAR, noise=0.5, outliers=0.05, seed=7)
+        X, y, _, _ = fastgd.datasets.make_linear(
+            N_LINEAR, P_LINEAR, noise=0.5, outliers=0.05, seed=7
+        )
         x, yp, _, _ = fastgd.datasets.make_polynomial(N_POLY, DEGREE, noise=0.1, seed=8)
-        _DATA.update(X=X, y=y, X32=X.astype(np.float32), y32=y.astype(np.float32),
-                     w=_light_weights(N_LINEAR, 9), x=2.5 * x, yp=yp, wp=_light_weights(N_POLY, 10))
+        _DATA.update(
+            X=X,
+            y=y,
+            X32=X.astype(np.float32),
+            y32=y.astype(np.float32),
+            w=_light_weights(N_LINEAR, 9),
+            x=2.5 * x,
+            yp=yp,
+            wp=_light_weights(N_POLY, 10),
+        )
     return _DATA
 
 
 def _fit_summary(res):
-    return {"coef": np.asarray(res.coef, dtype=np.float64),
-            "scalars": np.array([res.intercept, res.objective, res.n_iter], dtype=np.float64),
-            "loss": np.asarray(res.history.loss),
-            "params": np.asarray(res.history.params if res.history.params is not None else []),
-            "status": res.status}
+    return {
+        "coef": np.asarray(res.coef, dtype=np.float64),
+        "scalars": np.array([res.intercept, res.objective, res.n_iter], dtype=np.float64),
+        "loss": np.asarray(res.history.loss),
+        "params": np.asarray(res.history.params if res.history.params is not None else []),
+        "status": res.status,
+    }
 
 
 def _fit(**kw):
@@ -109,21 +125,24 @@ def _fit(**kw):
         if kw.get("weighted"):
             opts["sample_weight"] = w[:rows]
         return _fit_summary(fastgd.fit(X[:rows], y[:rows], backend=backend, **opts))
+
     return case
 
 
 def _loss_and_grad_linear(backend):
     d = _data()
     coef = np.linspace(-1.0, 1.0, P_LINEAR)
-    f, g, gi = fastgd.loss_and_grad(d["X"], d["y"], coef, 0.5, loss="huber", l2=0.1,
-                                    sample_weight=d["w"], backend=backend)
+    f, g, gi = fastgd.loss_and_grad(
+        d["X"], d["y"], coef, 0.5, loss="huber", l2=0.1, sample_weight=d["w"], backend=backend
+    )
     return {"f": np.array([f, gi]), "grad": np.asarray(g)}
 
 
 def _loss_and_grad_poly(backend):
     d = _data()
-    f, g, gi = fastgd.loss_and_grad(d["x"], d["yp"], [0.3, -0.2, 0.1], 0.2, degree=DEGREE,
-                                    backend=backend)
+    f, g, gi = fastgd.loss_and_grad(
+        d["x"], d["yp"], [0.3, -0.2, 0.1], 0.2, degree=DEGREE, backend=backend
+    )
     return {"f": np.array([f, gi]), "grad": np.asarray(g)}
 
 
@@ -132,10 +151,19 @@ def _kernels(backend):
     mod = resolve(backend)[1]
     d = _data()
     G, c, S = mod.lsq_stats(0, d["X"], d["y"], 1.0, P_LINEAR)
-    Gw, cw, Sw = mod.lsq_stats(1, d["x"].reshape(-1, 1), d["yp"], np.array([0.25, 0.4]), DEGREE, w=d["wp"])
+    Gw, cw, Sw = mod.lsq_stats(
+        1, d["x"].reshape(-1, 1), d["yp"], np.array([0.25, 0.4]), DEGREE, w=d["wp"]
+    )
     lo, hi = mod.value_range(d["x"])
-    return {"G": G, "c": c, "Gw": Gw, "cw": cw, "S": np.array([S, Sw]), "range": np.array([lo, hi]),
-            "finite": np.array([mod.all_finite(d["X"]), mod.all_finite(d["x"])], dtype=np.float64)}
+    return {
+        "G": G,
+        "c": c,
+        "Gw": Gw,
+        "cw": cw,
+        "S": np.array([S, Sw]),
+        "range": np.array([lo, hi]),
+        "finite": np.array([mod.all_finite(d["X"]), mod.all_finite(d["x"])], dtype=np.float64),
+    }
 
 
 #: Every entry point: fit in each batching (full batch and its least-squares
@@ -143,19 +171,41 @@ def _kernels(backend):
 #: dtypes, weights and preconditioning; loss_and_grad; the statistics kernels.
 CASES = {
     "full-gd-lsq": _fit(max_iter=30, tol=0.0),
-    "full-adam-huber-l2": _fit(optimizer="adam", loss="huber", l2=0.01, lr=0.05, max_iter=15, tol=0.0),
-    "full-nesterov-f32-none": _fit(optimizer="nesterov", dtype="float32", precondition="none", max_iter=15,
-                                   tol=0.0),
+    "full-adam-huber-l2": _fit(
+        optimizer="adam", loss="huber", l2=0.01, lr=0.05, max_iter=15, tol=0.0
+    ),
+    "full-nesterov-f32-none": _fit(
+        optimizer="nesterov", dtype="float32", precondition="none", max_iter=15, tol=0.0
+    ),
     "full-weighted-guard": _fit(weighted=True, max_iter=20, tol=0.0),
     "sgd": _fit(batch_size=1, lr=1e-3, max_iter=2, tol=0.0, seed=1, rows=N_STOCHASTIC),
-    "minibatch-momentum": _fit(optimizer="momentum", batch_size=64, max_iter=3, tol=0.0, seed=2,
-                               record="params", rows=N_STOCHASTIC),
-    "minibatch-rmsprop-weighted": _fit(optimizer="rmsprop", batch_size=32, lr=0.01, max_iter=2, tol=0.0,
-                                       seed=3, weighted=True, rows=N_STOCHASTIC),
+    "minibatch-momentum": _fit(
+        optimizer="momentum",
+        batch_size=64,
+        max_iter=3,
+        tol=0.0,
+        seed=2,
+        record="params",
+        rows=N_STOCHASTIC,
+    ),
+    "minibatch-rmsprop-weighted": _fit(
+        optimizer="rmsprop",
+        batch_size=32,
+        lr=0.01,
+        max_iter=2,
+        tol=0.0,
+        seed=3,
+        weighted=True,
+        rows=N_STOCHASTIC,
+    ),
     "poly-full": _fit(degree=DEGREE, max_iter=50, tol=0.0),
     "poly-full-weighted-guard": _fit(degree=DEGREE, weighted=True, max_iter=20, tol=0.0),
-    "poly-adagrad-huber": _fit(degree=DEGREE, optimizer="adagrad", loss="huber", max_iter=20, tol=0.0),
-    "poly-sgd": _fit(degree=DEGREE, batch_size=1, lr=0.01, max_iter=2, tol=0.0, seed=4, rows=N_STOCHASTIC),
+    "poly-adagrad-huber": _fit(
+        degree=DEGREE, optimizer="adagrad", loss="huber", max_iter=20, tol=0.0
+    ),
+    "poly-sgd": _fit(
+        degree=DEGREE, batch_size=1, lr=0.01, max_iter=2, tol=0.0, seed=4, rows=N_STOCHASTIC
+    ),
     "loss_and_grad-linear": _loss_and_grad_linear,
     "loss_and_grad-poly": _loss_and_grad_poly,
     "kernels": _kernels,
@@ -200,6 +250,7 @@ def _is_serial(backend):
     if backend != "cython":
         return True
     from fastgd.backends import _cython
+
     return _cython.forked() and _cython.max_threads() == 1
 
 
@@ -207,6 +258,7 @@ def _threads_state(backend):
     if backend != "cython":
         return None
     from fastgd.backends import _cython
+
     return _cython.forked(), _cython.max_threads()
 
 

@@ -30,7 +30,13 @@ class Snapshot:
 
     def check(self, what=""):
         a = self.a
-        assert (a.dtype, a.shape, a.strides, a.flags.writeable, a.flags.c_contiguous) == self.meta, what
+        assert (
+            a.dtype,
+            a.shape,
+            a.strides,
+            a.flags.writeable,
+            a.flags.c_contiguous,
+        ) == self.meta, what
         assert hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() == self.digest, what
         np.testing.assert_array_equal(a, self.copy, err_msg=what)
 
@@ -49,8 +55,9 @@ FIT_SETTINGS = {
     "full": dict(max_iter=20),
     "sgd": dict(batch_size=1, lr=0.01, max_iter=3, seed=0),
     "minibatch-adam-huber": dict(batch_size=8, optimizer="adam", loss="huber", max_iter=5, seed=1),
-    "nesterov-params-callback": dict(optimizer="nesterov", record="params", max_iter=6,
-                                     callback=lambda *a: None),
+    "nesterov-params-callback": dict(
+        optimizer="nesterov", record="params", max_iter=6, callback=lambda *a: None
+    ),
     "sgd-no-record": dict(batch_size=3, record=None, max_iter=4, seed=2, l2=0.1),
     "diverging": dict(lr=1e6, max_iter=50),
 }
@@ -62,7 +69,7 @@ FIT_SETTINGS = {
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_fit_never_writes_inputs(backend, setting, dtype):
     X, y, _, _ = small_linear(dtype=dtype)
-    Xf = np.asfortranarray(X)               # copied internally
+    Xf = np.asfortranarray(X)  # copied internally
     coef_init = np.array([0.1, -0.2, 0.3], dtype=dtype)
     snaps = _snap(X, y, Xf, coef_init)
     r1 = fastgd.fit(X, y, backend=backend, coef_init=coef_init, **FIT_SETTINGS[setting])
@@ -130,8 +137,11 @@ def _quad_grad(x):
 
 
 @pytest.mark.filterwarnings("ignore::fastgd.DivergenceWarning")
-@pytest.mark.parametrize("kw", [dict(), dict(optimizer="adam", record="params"), dict(lr=5.0, max_iter=400)],
-                         ids=["gd", "adam-params", "diverging"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(), dict(optimizer="adam", record="params"), dict(lr=5.0, max_iter=400)],
+    ids=["gd", "adam-params", "diverging"],
+)
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_minimize_never_writes_x0(backend, kw):
     for x0 in (np.array([5.0, -3.0, 0.5]), np.array([5.0, -3.0, 0.5], dtype=np.float32)):
@@ -145,6 +155,7 @@ def test_minimize_never_writes_x0(backend, kw):
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_minimize_scribbling_user_functions_never_reach_x0(backend):
     """fun/grad that write into the array they are given cannot reach the caller's x0."""
+
     def fun(x):
         val = float(((x - 1.0) ** 2).sum())
         x[...] = -5.0
@@ -193,7 +204,9 @@ def test_callback_exception_propagates_unchanged(backend, batch_size):
         if epoch == 3:
             raise err
 
-    kw = dict(backend=backend, batch_size=batch_size, lr=0.01, seed=5, max_iter=10, coef_init=coef_init)
+    kw = dict(
+        backend=backend, batch_size=batch_size, lr=0.01, seed=5, max_iter=10, coef_init=coef_init
+    )
     before = fastgd.fit(X, y, **kw)
     with pytest.raises(Boom) as info:
         fastgd.fit(X, y, callback=cb, **kw)

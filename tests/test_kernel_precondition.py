@@ -24,12 +24,12 @@ SHP = np.array([0.25, 0.99])
 def _problem(model, dtype, n=80, p=4, seed=0):
     rng = np.random.default_rng(seed)
     if model == 0:
-        X = (rng.normal(size=(n, p)) * [0.5, 3.0, 1.0, 2.0][:p] + [4.0, -1.0, 0.0, 2.0][:p])
+        X = rng.normal(size=(n, p)) * [0.5, 3.0, 1.0, 2.0][:p] + [4.0, -1.0, 0.0, 2.0][:p]
         y = X @ rng.normal(size=p) + 1.5 + 0.1 * rng.normal(size=n)
     else:
         x = rng.uniform(3.0, 7.0, n)
         X = x[:, None]
-        y = 1.0 + 0.5 * x - 0.2 * x ** 2 + 0.01 * x ** 3 + 0.05 * rng.normal(size=n)
+        y = 1.0 + 0.5 * x - 0.2 * x**2 + 0.01 * x**3 + 0.05 * rng.normal(size=n)
     return np.ascontiguousarray(X, dtype=dtype), y.astype(dtype)
 
 
@@ -39,9 +39,9 @@ def _pre(kind, m, seed=1):
         return np.empty((0, m))
     if kind == 1:
         pre = np.zeros((2, m))
-        pre[0, :m - 1] = rng.uniform(0.3, 2.0, m - 1)
+        pre[0, : m - 1] = rng.uniform(0.3, 2.0, m - 1)
         pre[0, m - 1] = 1.0
-        pre[1, :m - 1] = rng.uniform(-1.0, 1.0, m - 1)
+        pre[1, : m - 1] = rng.uniform(-1.0, 1.0, m - 1)
         return pre
     T = np.triu(rng.uniform(-0.5, 0.5, (m, m))) + np.eye(m)
     return np.vstack([T, np.linalg.inv(T)])
@@ -53,7 +53,7 @@ def _l2w(m, dense, dtype):
     rng = np.random.default_rng(2)
     B = rng.normal(size=(m - 1, m - 1))
     Q = np.zeros((m, m))
-    Q[:m - 1, :m - 1] = 0.02 * B @ B.T
+    Q[: m - 1, : m - 1] = 0.02 * B @ B.T
     return Q.reshape(-1).astype(dtype)
 
 
@@ -61,23 +61,63 @@ def _run(mod, model, loss, X, y, theta, basis, l2w, opt, batch, pre, n_epochs=6,
     n = X.shape[0]
     m = theta.shape[0]
     rng = np.random.default_rng(5)
-    order = (np.array([rng.permutation(n) for _ in range(n_epochs)], dtype=np.int32)
-             if batch else np.empty((0, 0), dtype=np.int32))
+    order = (
+        np.array([rng.permutation(n) for _ in range(n_epochs)], dtype=np.int32)
+        if batch
+        else np.empty((0, 0), dtype=np.int32)
+    )
     state = np.zeros((2, m), dtype=X.dtype)
     grad = np.zeros(m, dtype=X.dtype)
     hist = np.zeros(n_epochs + 1)
     histp = np.zeros((n_epochs + 1, m), dtype=X.dtype)
-    out = mod.run(model, loss, X, y, theta, basis, 0.7, l2w, 1, opt, HP, state, 0, 0, lr, SHP,
-                  0, n_epochs, batch, order, 0.0, 1, grad, float("nan"), hist, histp, pre)
+    out = mod.run(
+        model,
+        loss,
+        X,
+        y,
+        theta,
+        basis,
+        0.7,
+        l2w,
+        1,
+        opt,
+        HP,
+        state,
+        0,
+        0,
+        lr,
+        SHP,
+        0,
+        n_epochs,
+        batch,
+        order,
+        0.0,
+        1,
+        grad,
+        float("nan"),
+        hist,
+        histp,
+        pre,
+    )
     return out, hist, histp, state
 
 
-CASES = list(itertools.product(COMPILED, [0, 1], [0, 1], [0, 1, 2], list(reg.OPTIMIZERS),
-                               [0, 1, 5], [np.float64, np.float32]))
+CASES = list(
+    itertools.product(
+        COMPILED,
+        [0, 1],
+        [0, 1],
+        [0, 1, 2],
+        list(reg.OPTIMIZERS),
+        [0, 1, 5],
+        [np.float64, np.float32],
+    )
+)
 
 
-@pytest.mark.parametrize("backend,model,loss,kind,opt,batch,dtype", CASES,
-                         ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize(
+    "backend,model,loss,kind,opt,batch,dtype", CASES, ids=lambda v: getattr(v, "__name__", str(v))
+)
 def test_run_with_preconditioner_matches_reference(backend, model, loss, kind, opt, batch, dtype):
     if model == 0 and kind == 2:
         pytest.skip("the linear model uses the centre-and-scale kind")
@@ -94,7 +134,8 @@ def test_run_with_preconditioner_matches_reference(backend, model, loss, kind, o
     # single-sample momentum on this data is chaotic at larger steps (one ulp of y
     # changes the path): keep it contractive so float32 stays comparable
     lr = {"adagrad": 0.05, "rmsprop": 0.005, "adam": 0.01}.get(
-        opt, (0.002 if batch == 1 else 0.01) if batch else 0.05)
+        opt, (0.002 if batch == 1 else 0.01) if batch else 0.05
+    )
     th_ref = np.zeros(m, dtype=dtype)
     th_got = th_ref.copy()
     a = _run(ref, model, loss, X, y, th_ref, basis, l2w, code, batch, pre, lr=lr)
@@ -124,8 +165,9 @@ def test_shifted_basis_and_dense_penalty_match_reference(backend, dtype, loss):
         f_got = mod.objective_grad(1, loss, X, y, theta, basis, 0.7, l2w, 1, g_got)
         assert f_got == pytest.approx(f_ref, rel=RTOL[dtype])
         np.testing.assert_allclose(g_got, g_ref, rtol=RTOL[dtype], atol=RTOL[dtype])
-        assert mod.objective(1, loss, X, y, theta, basis, 0.7, l2w) == pytest.approx(f_ref,
-                                                                                     rel=RTOL[dtype])
+        assert mod.objective(1, loss, X, y, theta, basis, 0.7, l2w) == pytest.approx(
+            f_ref, rel=RTOL[dtype]
+        )
         idx = np.arange(X.shape[0], dtype=np.int32)[::-1].copy()
         mod.batch_grad(1, loss, X, y, theta, basis, 0.7, l2w, 1, idx, 3, 17, g_got)
         ref.batch_grad(1, loss, X, y, theta, basis, 0.7, l2w, 1, idx, 3, 17, g_ref)

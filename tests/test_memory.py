@@ -47,10 +47,13 @@ def _settings(backend):
     sgd = 1 if backend != "numpy" else 64
     return {
         "full-batch": dict(max_iter=5, tol=0.0),
-        "full-huber-adam-params": dict(max_iter=5, tol=0.0, loss="huber", optimizer="adam",
-                                       record="params", l2=0.1),
+        "full-huber-adam-params": dict(
+            max_iter=5, tol=0.0, loss="huber", optimizer="adam", record="params", l2=0.1
+        ),
         "sgd": dict(batch_size=sgd, lr=1e-4, max_iter=3, seed=0, tol=0.0),
-        "sgd-many-epochs": dict(batch_size=4 * sgd, lr=1e-4, max_iter=8, seed=0, tol=0.0, record=None),
+        "sgd-many-epochs": dict(
+            batch_size=4 * sgd, lr=1e-4, max_iter=8, seed=0, tol=0.0, record=None
+        ),
         "minibatch-auto-lr": dict(batch_size=512, max_iter=4, seed=0, tol=0.0),
     }
 
@@ -66,8 +69,10 @@ def _traced_peak(fn):
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("setting", ["full-batch", "full-huber-adam-params", "sgd", "sgd-many-epochs",
-                                     "minibatch-auto-lr"])
+@pytest.mark.parametrize(
+    "setting",
+    ["full-batch", "full-huber-adam-params", "sgd", "sgd-many-epochs", "minibatch-auto-lr"],
+)
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_fit_allocates_no_copy_of_X(data, backend, setting):
     X, y = data

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif("numba" not in AVAILABLE, reason="numba not inst
 
 def _nb():
     from fastgd.backends import _numba
+
     return _numba
 
 
@@ -35,8 +36,9 @@ def _big(dtype=np.float64, seed=0):
     """Large enough (rows x columns) for the parallel kernels."""
     nb = _nb()
     n, p = 4 * nb.PARALLEL_MIN // 8 + 123, 8
-    X, y, coef, b = fastgd.datasets.make_linear(n, p, noise=0.5, outliers=0.05, seed=seed,
-                                                dtype=dtype)
+    X, y, coef, b = fastgd.datasets.make_linear(
+        n, p, noise=0.5, outliers=0.05, seed=seed, dtype=dtype
+    )
     assert X.size >= nb.PARALLEL_MIN and nb._n_blocks(X) > 1
     return X, y, coef, b
 
@@ -48,9 +50,11 @@ def _weights(n, dtype=np.float64, seed=0):
 
 
 def test_import_fastgd_does_not_import_numba():
-    code = ("import sys, numpy as np, fastgd\n"
-            "fastgd.fit(np.arange(5.0)[:, None], np.arange(5.0), backend='numpy', max_iter=3)\n"
-            "print('numba' in sys.modules)")
+    code = (
+        "import sys, numpy as np, fastgd\n"
+        "fastgd.fit(np.arange(5.0)[:, None], np.arange(5.0), backend='numpy', max_iter=3)\n"
+        "print('numba' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -74,8 +78,17 @@ def test_eight_threads_give_the_sequential_results(loss):
 
     def fit_job(k):
         X, y, _, _ = problems[k]
-        return lambda: fastgd.fit(X, y, loss=loss, optimizer=opts[k % 4], max_iter=6, tol=0.0,
-                                  lr=0.05, l2=0.01, backend="numba")
+        return lambda: fastgd.fit(
+            X,
+            y,
+            loss=loss,
+            optimizer=opts[k % 4],
+            max_iter=6,
+            tol=0.0,
+            lr=0.05,
+            l2=0.01,
+            backend="numba",
+        )
 
     def lag_job(k):
         X, y, coef, b = problems[k]
@@ -98,6 +111,7 @@ def test_eight_threads_give_the_sequential_results(loss):
 @pytest.mark.parametrize("loss", ["mse", "huber"])
 def test_results_do_not_depend_on_the_thread_count(loss):
     import numba
+
     X, y, coef, b = _big()
     before = numba.get_num_threads()
     try:
@@ -114,6 +128,7 @@ def test_results_do_not_depend_on_the_thread_count(loss):
 def test_results_do_not_depend_on_the_scheduling_and_leave_it_alone():
     """fastgd schedules its parallel loops dynamically, and restores the caller's chunk size."""
     import numba
+
     X, y, coef, b = _big()
     before = numba.get_parallel_chunksize()
     try:
@@ -146,12 +161,14 @@ def test_weighted_parallel_passes_match_the_reference(model, dtype):
     the parallel passes: the reference to rounding; weight 0 drops a row."""
     nb = _nb()
     from fastgd.backends import _numpy as ref
+
     if model == 0:
         X, y, _, _ = _big(dtype)
         p, basis = X.shape[1], np.array([0.0, 1.0])
     else:
-        x, y, _, _ = fastgd.datasets.make_polynomial(2 * nb.PARALLEL_MIN + 123, 4, noise=0.1,
-                                                     seed=2, dtype=dtype)
+        x, y, _, _ = fastgd.datasets.make_polynomial(
+            2 * nb.PARALLEL_MIN + 123, 4, noise=0.1, seed=2, dtype=dtype
+        )
         X, p, basis = x[:, None], 4, np.array([0.2, 0.6])
     assert X.size >= nb.PARALLEL_MIN and nb._n_blocks(X) > 1
     w = _weights(X.shape[0], dtype)
@@ -166,14 +183,16 @@ def test_weighted_parallel_passes_match_the_reference(model, dtype):
         assert f == pytest.approx(fr, rel=rtol)
         np.testing.assert_allclose(g, gr, rtol=rtol, atol=rtol * np.abs(gr).max())
         assert nb.objective(model, loss, X, y, theta, basis, 0.5, l2w, w=w) == pytest.approx(
-            fr, rel=rtol)
+            fr, rel=rtol
+        )
         # without a penalty: dropping the weight-0 rows changes the sums only by
         # their count (n_kept / n)
         f0 = nb.objective(model, loss, X, y, theta, basis, 0.5, 0 * l2w, w=w)
         fk = nb.objective(model, loss, X[keep], y[keep], theta, basis, 0.5, 0 * l2w, w=w[keep])
         assert fk * keep.mean() == pytest.approx(f0, rel=10 * rtol)
-    for got, want in zip(nb.lsq_stats(model, X, y, basis, p, w=w),
-                         ref.lsq_stats(model, X, y, basis, p, w=w)):
+    for got, want in zip(
+        nb.lsq_stats(model, X, y, basis, p, w=w), ref.lsq_stats(model, X, y, basis, p, w=w)
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -215,16 +234,49 @@ def test_read_only_and_memmap_inputs(tmp_path):
         assert v[0] == w[0] and np.array_equal(v[1], w[1])
 
 
-def _run_args(X, y, order, n_epochs, batch_size, epoch0=0, theta=None, f0=float("nan"),
-              grad=None, state=None, hist=None):
+def _run_args(
+    X,
+    y,
+    order,
+    n_epochs,
+    batch_size,
+    epoch0=0,
+    theta=None,
+    f0=float("nan"),
+    grad=None,
+    state=None,
+    hist=None,
+):
     p = X.shape[1]
     theta = np.zeros(p + 1) if theta is None else theta
-    return (0, 0, X, y, theta, 1.0, 1.0, np.full(p + 1, 0.01), 1, 1,
-            np.array([0.9, 0.9, 0.999, 1e-8, 0.99]),
-            np.zeros((2, p + 1)) if state is None else state, 0, 0, 0.01, np.array([0.25, 0.99]),
-            epoch0, n_epochs, batch_size, order, 0.0, 1,
-            np.zeros(p + 1) if grad is None else grad, f0,
-            np.empty(n_epochs + 1) if hist is None else hist, np.empty((0, p + 1)))
+    return (
+        0,
+        0,
+        X,
+        y,
+        theta,
+        1.0,
+        1.0,
+        np.full(p + 1, 0.01),
+        1,
+        1,
+        np.array([0.9, 0.9, 0.999, 1e-8, 0.99]),
+        np.zeros((2, p + 1)) if state is None else state,
+        0,
+        0,
+        0.01,
+        np.array([0.25, 0.99]),
+        epoch0,
+        n_epochs,
+        batch_size,
+        order,
+        0.0,
+        1,
+        np.zeros(p + 1) if grad is None else grad,
+        f0,
+        np.empty(n_epochs + 1) if hist is None else hist,
+        np.empty((0, p + 1)),
+    )
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
@@ -241,9 +293,14 @@ def test_int64_order_same_as_int32(batch_size):
     assert not np.array_equal(a[4], np.zeros(4))
 
 
-STAGED = [(opt, bs, degree, loss, dtype)
-          for opt in ("gd", "momentum", "adam") for bs in (1, 3) for degree in (None, 3)
-          for loss in ("mse", "huber") for dtype in (np.float64, np.float32)]
+STAGED = [
+    (opt, bs, degree, loss, dtype)
+    for opt in ("gd", "momentum", "adam")
+    for bs in (1, 3)
+    for degree in (None, 3)
+    for loss in ("mse", "huber")
+    for dtype in (np.float64, np.float32)
+]
 
 
 @pytest.mark.parametrize("opt,batch_size,degree,loss,dtype", STAGED)
@@ -255,12 +312,21 @@ def test_staged_epochs_take_the_same_steps(monkeypatch, opt, batch_size, degree,
     would change the steps).
     """
     nb = _nb()
-    X, y, _, _ = fastgd.datasets.make_linear(2003, 6, noise=0.2, outliers=0.05, seed=5,
-                                             dtype=dtype)
+    X, y, _, _ = fastgd.datasets.make_linear(2003, 6, noise=0.2, outliers=0.05, seed=5, dtype=dtype)
     if degree is not None:
         X = X[:, 0]
-    kw = dict(optimizer=opt, batch_size=batch_size, degree=degree, loss=loss, l2=0.01,
-              lr=0.002 if degree else 0.01, max_iter=3, tol=0.0, seed=6, backend="numba")
+    kw = dict(
+        optimizer=opt,
+        batch_size=batch_size,
+        degree=degree,
+        loss=loss,
+        l2=0.01,
+        lr=0.002 if degree else 0.01,
+        max_iter=3,
+        tol=0.0,
+        seed=6,
+        backend="numba",
+    )
     plain = fastgd.fit(X, y, **kw)
     rows = 4 * batch_size + (1 if batch_size == 1 else 0)
     monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: rows)
@@ -271,21 +337,35 @@ def test_staged_epochs_take_the_same_steps(monkeypatch, opt, batch_size, degree,
     assert np.array_equal(plain.history.loss, staged.history.loss)
 
 
-STAGED_W = [(opt, bs, degree, dtype) for opt in ("gd", "adam") for bs in (1, 3)
-            for degree in (None, 3) for dtype in (np.float64, np.float32)]
+STAGED_W = [
+    (opt, bs, degree, dtype)
+    for opt in ("gd", "adam")
+    for bs in (1, 3)
+    for degree in (None, 3)
+    for dtype in (np.float64, np.float32)
+]
 
 
 @pytest.mark.parametrize("opt,batch_size,degree,dtype", STAGED_W)
 def test_staged_weighted_epochs_take_the_same_steps(monkeypatch, opt, batch_size, degree, dtype):
     """The weights staged with their rows: the same bits as the plain weighted epoch."""
     nb = _nb()
-    X, y, _, _ = fastgd.datasets.make_linear(2003, 6, noise=0.2, outliers=0.05, seed=5,
-                                             dtype=dtype)
+    X, y, _, _ = fastgd.datasets.make_linear(2003, 6, noise=0.2, outliers=0.05, seed=5, dtype=dtype)
     if degree is not None:
         X = X[:, 0]
-    kw = dict(optimizer=opt, batch_size=batch_size, degree=degree, loss="huber", l2=0.01,
-              lr=0.002 if degree else 0.01, max_iter=3, tol=0.0, seed=6, backend="numba",
-              sample_weight=_weights(2003))
+    kw = dict(
+        optimizer=opt,
+        batch_size=batch_size,
+        degree=degree,
+        loss="huber",
+        l2=0.01,
+        lr=0.002 if degree else 0.01,
+        max_iter=3,
+        tol=0.0,
+        seed=6,
+        backend="numba",
+        sample_weight=_weights(2003),
+    )
     plain = fastgd.fit(X, y, **kw)
     rows = 4 * batch_size + (1 if batch_size == 1 else 0)  # whole batches
     monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: rows)
@@ -299,6 +379,7 @@ def test_staged_weighted_epochs_take_the_same_steps(monkeypatch, opt, batch_size
 def test_staged_epoch_with_one_thread_and_from_several_threads(monkeypatch):
     """One thread runs both halves of every chunk in turn; concurrent fits stay apart."""
     import numba
+
     nb = _nb()
     X, y, _, _ = fastgd.datasets.make_linear(3001, 9, seed=7)
     kw = dict(batch_size=1, max_iter=2, tol=0.0, lr=0.01, seed=8, backend="numba")
@@ -317,6 +398,7 @@ def test_staged_epoch_with_one_thread_and_from_several_threads(monkeypatch):
 
 def test_stage_rows_chooses_whole_batches_of_large_data(monkeypatch):
     import numba
+
     nb = _nb()
     big = np.empty((64 * nb.STAGE_BYTES // 800 + 1, 100))  # chunks of STAGE_BYTES
     small = np.empty((nb.STAGE_MIN_BYTES // 800, 100))  # just under STAGE_MIN_BYTES
@@ -352,8 +434,11 @@ def test_least_squares_shortcut_matches_the_row_pass():
     hist = np.empty(41)
     f, t = float("nan"), 0
     for e in range(40):
-        args = list(_run_args(X, y, empty, 1, 0, epoch0=e, theta=theta, f0=f, grad=grad,
-                              state=state, hist=hist))
+        args = list(
+            _run_args(
+                X, y, empty, 1, 0, epoch0=e, theta=theta, f0=f, grad=grad, state=state, hist=hist
+            )
+        )
         args[12] = t
         done, status, t, f = nb.run(*args)
         assert (done, status) == (1, 0)
@@ -367,6 +452,7 @@ def test_weighted_least_squares_shortcut_matches_the_reference(model):
     pass, or the caller's ``stats``): the reference's weighted passes over the rows."""
     nb = _nb()
     from fastgd.backends import _numpy as ref
+
     X, y, _, _ = fastgd.datasets.make_linear(300, 3, noise=0.3, seed=5)
     p, basis = 3, np.array([0.1, 0.5])
     if model == 1:
@@ -376,10 +462,35 @@ def test_weighted_least_squares_shortcut_matches_the_reference(model):
 
     def go(mod, **kw):
         theta, grad, hist = np.zeros(p + 1), np.zeros(p + 1), np.empty(41)
-        out = mod.run(model, 0, X, y, theta, basis, 1.0, np.full(p + 1, 0.01), 1, 1,
-                      np.array([0.9, 0.9, 0.999, 1e-8, 0.99]), np.zeros((2, p + 1)), 0, 0, 0.05,
-                      np.array([0.25, 0.99]), 0, 40, 0, empty, 0.0, 1, grad, float("nan"), hist,
-                      np.empty((0, p + 1)), **kw)
+        out = mod.run(
+            model,
+            0,
+            X,
+            y,
+            theta,
+            basis,
+            1.0,
+            np.full(p + 1, 0.01),
+            1,
+            1,
+            np.array([0.9, 0.9, 0.999, 1e-8, 0.99]),
+            np.zeros((2, p + 1)),
+            0,
+            0,
+            0.05,
+            np.array([0.25, 0.99]),
+            0,
+            40,
+            0,
+            empty,
+            0.0,
+            1,
+            grad,
+            float("nan"),
+            hist,
+            np.empty((0, p + 1)),
+            **kw,
+        )
         return out, theta, hist
 
     want = go(ref, w=w)
@@ -398,6 +509,7 @@ def test_weighted_shortcut_sees_an_overflow_in_a_weight_zero_row(model):
     the fit diverges at the reference's epoch (its 0 * inf is NaN)."""
     nb = _nb()
     from fastgd.backends import _numpy as ref
+
     rng = np.random.default_rng(0)
     n, p = 200, 1 if model == 0 else 2
     x = rng.normal(size=n)
@@ -410,11 +522,35 @@ def test_weighted_shortcut_sees_an_overflow_in_a_weight_zero_row(model):
     got = []
     for mod in (nb, ref):
         theta, grad = np.zeros(p + 1, np.float32), np.zeros(p + 1, np.float32)
-        out = mod.run(model, 0, X, y, theta, np.array([0.0, 1.0]), 1.0,
-                      np.zeros(p + 1, np.float32), 1, 0, np.zeros(5),
-                      np.zeros((2, p + 1), np.float32), 0, 0, 1.2 if model == 0 else 0.7,
-                      np.zeros(2), 0, 400, 0, empty, 0.0, 0, grad, float("nan"), np.empty(0),
-                      np.empty((0, p + 1), np.float32), w=w)
+        out = mod.run(
+            model,
+            0,
+            X,
+            y,
+            theta,
+            np.array([0.0, 1.0]),
+            1.0,
+            np.zeros(p + 1, np.float32),
+            1,
+            0,
+            np.zeros(5),
+            np.zeros((2, p + 1), np.float32),
+            0,
+            0,
+            1.2 if model == 0 else 0.7,
+            np.zeros(2),
+            0,
+            400,
+            0,
+            empty,
+            0.0,
+            0,
+            grad,
+            float("nan"),
+            np.empty(0),
+            np.empty((0, p + 1), np.float32),
+            w=w,
+        )
         got.append((out, theta))
     (out, theta), (want, want_theta) = got
     assert out[1] == want[1] == 2  # diverged
@@ -429,6 +565,7 @@ def test_schedule_offset_continues_the_schedule(sched, batch_size):
     two entries are offset 0."""
     nb = _nb()
     from fastgd.backends import _numpy as ref
+
     shp = np.array([0.4, 0.8])
     for e in range(4):
         want = ref.schedule(sched, 0.1, np.r_[shp, 3.0], e)
@@ -437,14 +574,18 @@ def test_schedule_offset_continues_the_schedule(sched, batch_size):
         assert nb.schedule(sched, 0.1, np.r_[shp, 0.0], e) == nb.schedule(sched, 0.1, shp, e)
     X, y, _, _ = fastgd.datasets.make_linear(64, 3, seed=3)
     rng = np.random.default_rng(1)
-    order = (np.stack([rng.permutation(64) for _ in range(5)]).astype(np.int32) if batch_size
-             else np.empty((0, 0), np.int32))
+    order = (
+        np.stack([rng.permutation(64) for _ in range(5)]).astype(np.int32)
+        if batch_size
+        else np.empty((0, 0), np.int32)
+    )
     out = {}
-    for name, mod, epoch0, sched_hp in [("later epochs", nb, 3, shp),
-                                        ("offset", nb, 0, np.r_[shp, 3.0]),
-                                        ("reference", ref, 0, np.r_[shp, 3.0])]:
-        args = list(_run_args(X, y, order, 5, batch_size, epoch0=epoch0,
-                              hist=np.empty(epoch0 + 6)))
+    for name, mod, epoch0, sched_hp in [
+        ("later epochs", nb, 3, shp),
+        ("offset", nb, 0, np.r_[shp, 3.0]),
+        ("reference", ref, 0, np.r_[shp, 3.0]),
+    ]:
+        args = list(_run_args(X, y, order, 5, batch_size, epoch0=epoch0, hist=np.empty(epoch0 + 6)))
         args[13], args[15] = sched, sched_hp
         res = mod.run(*args)
         out[name] = (res[:3], args[4])
@@ -498,8 +639,9 @@ def test_minimize_with_jitted_functions():
 
     kw = dict(optimizer="momentum", lr=1e-3, max_iter=3000, tol=0.0, record="params")
     got = fastgd.minimize(rosen, rosen_grad, np.array([-1.0, 1.5]), **kw)
-    ref = fastgd.minimize(rosen.py_func, rosen_grad.py_func, np.array([-1.0, 1.5]),
-                          backend="numpy", **kw)
+    ref = fastgd.minimize(
+        rosen.py_func, rosen_grad.py_func, np.array([-1.0, 1.5]), backend="numpy", **kw
+    )
     assert got.backend == "numba"
     np.testing.assert_allclose(got.history.params, ref.history.params, rtol=1e-9, atol=1e-12)
     assert got.fun == pytest.approx(ref.fun, rel=1e-9)
@@ -507,8 +649,9 @@ def test_minimize_with_jitted_functions():
 
 
 def test_minimize_plain_python_functions_on_numba_backend():
-    got = fastgd.minimize(lambda x: float(x @ x), lambda x: 2 * x, np.array([3.0, -4.0]),
-                          backend="numba", lr=0.1)
+    got = fastgd.minimize(
+        lambda x: float(x @ x), lambda x: 2 * x, np.array([3.0, -4.0]), backend="numba", lr=0.1
+    )
     assert got.status == "converged"
     assert np.allclose(got.x, 0.0, atol=1e-5)
 
@@ -518,11 +661,11 @@ def test_minimize_jitted_divergence():
 
     @numba.njit
     def f(x):
-        return np.sum(x ** 4)
+        return np.sum(x**4)
 
     @numba.njit
     def g(x):
-        return 4.0 * x ** 3
+        return 4.0 * x**3
 
     with pytest.warns(DivergenceWarning):
         got = fastgd.minimize(f, g, np.array([3.0, 1.0]), lr=10.0, max_iter=100)

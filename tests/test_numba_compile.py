@@ -43,8 +43,14 @@ def _python(code, cache):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     env.pop("FASTGD_NUMBA_KERNELS", None)
     env.pop("NUMBA_DISABLE_JIT", None)
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=TIMEOUT)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert out.returncode == 0, out.stderr
     return out
 
@@ -105,14 +111,26 @@ def test_job_families_give_the_generic_kernels_bits(cache_dir):
     """What a new installation compiles per job equals, bit for bit, what the
     generic kernels (``fastgd compile``, this test suite) compute."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), FASTGD_NUMBA_KERNELS="family")
-    fam = subprocess.run([sys.executable, "-c", JOBS], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=2 * TIMEOUT)
+    fam = subprocess.run(
+        [sys.executable, "-c", JOBS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2 * TIMEOUT,
+    )
     assert fam.returncode == 0, fam.stderr
     assert _announcements(fam), "the families were compiled in that process"
     env["FASTGD_NUMBA_KERNELS"] = "generic"
     env.pop("NUMBA_CACHE_DIR")  # the suite's own cache of the generic kernels
-    gen = subprocess.run([sys.executable, "-c", JOBS], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=2 * TIMEOUT)
+    gen = subprocess.run(
+        [sys.executable, "-c", JOBS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2 * TIMEOUT,
+    )
     assert gen.returncode == 0, gen.stderr
     fam_out, gen_out = fam.stdout.splitlines(), gen.stdout.splitlines()
     assert fam_out[:-1] == gen_out[:-1]  # parameters (and linear histories): the same bits
@@ -125,12 +143,19 @@ def test_fastgd_compile_then_no_fit_compiles(tmp_path):
     in a later process then compiles nothing."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     env.pop("FASTGD_NUMBA_KERNELS", None)
-    out = subprocess.run([sys.executable, "-m", "fastgd", "compile", "--dtype", "float32"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=3 * TIMEOUT)
+    out = subprocess.run(
+        [sys.executable, "-m", "fastgd", "compile", "--dtype", "float32"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3 * TIMEOUT,
+    )
     assert out.returncode == 0, out.stderr
     assert "run, every family float32" in out.stdout
     code = FIT.format(kw="batch_size=8, optimizer='rmsprop', seed=0").replace(
-        "make_linear(200, 3, noise=0.1, seed=0)", "make_linear(200, 3, noise=0.1, seed=0, "
-        "dtype=np.float32)")
+        "make_linear(200, 3, noise=0.1, seed=0)",
+        "make_linear(200, 3, noise=0.1, seed=0, dtype=np.float32)",
+    )
     later = _python(code, tmp_path)
     assert _announcements(later) == [], later.stderr

@@ -58,9 +58,36 @@ def _run(mod, X, y, theta, l2w, fit_icpt, loss, order, pre, lr, opt=0, w=None):
     grad = np.zeros(m, dtype=X.dtype)
     hist = np.zeros(n_ep + 1)
     params = np.zeros((n_ep + 1, m), dtype=X.dtype)
-    out = mod.run(0, loss, X, y, theta, 1.0, DELTA, l2w, fit_icpt, opt, HP,
-                  np.zeros((2, m), dtype=X.dtype), 0, 0, lr, SHP, 0, n_ep, 1, order, 0.0, 1,
-                  grad, math.nan, hist, params, pre, w=w)
+    out = mod.run(
+        0,
+        loss,
+        X,
+        y,
+        theta,
+        1.0,
+        DELTA,
+        l2w,
+        fit_icpt,
+        opt,
+        HP,
+        np.zeros((2, m), dtype=X.dtype),
+        0,
+        0,
+        lr,
+        SHP,
+        0,
+        n_ep,
+        1,
+        order,
+        0.0,
+        1,
+        grad,
+        math.nan,
+        hist,
+        params,
+        pre,
+        w=w,
+    )
     return out, hist, params
 
 
@@ -96,10 +123,10 @@ def test_fused_path_is_the_general_path_bit_for_bit(monkeypatch, p, dtype, fit_i
     n, n_ep = 150, 3
     X, y, pre, theta0, rng = _problem(p, dtype, n)
     l2w = _l2w(p, l2, fit_icpt, dtype)
-    order = np.array([rng.permutation(n) for _ in range(n_ep)],
-                     dtype=np.int64 if p % 3 == 1 else np.int32)
-    fused, general = _both_paths(monkeypatch, X, y, theta0, l2w, fit_icpt, loss, order, pre,
-                                 _lr(p))
+    order = np.array(
+        [rng.permutation(n) for _ in range(n_ep)], dtype=np.int64 if p % 3 == 1 else np.int32
+    )
+    fused, general = _both_paths(monkeypatch, X, y, theta0, l2w, fit_icpt, loss, order, pre, _lr(p))
     assert fused[0][:3] == (n_ep, 0, n_ep * n)
     _assert_same(fused, general)
     assert not np.array_equal(fused[3], theta0)
@@ -129,6 +156,7 @@ def test_fused_path_with_staged_rows(monkeypatch, p, dtype):
 def test_fused_path_staged_by_size(monkeypatch):
     """Staging as ``run`` chooses it, with the size threshold lowered to 0."""
     import numba
+
     if numba.get_num_threads() < 2:
         pytest.skip("staging needs two threads")
     n, p, n_ep = 400, 12, 2
@@ -250,9 +278,36 @@ def _shortcut_or_rows(kind, dense, tol, exact=False):
     pre = np.r_[np.ones((1, m)), np.zeros((1, m))] if kind else None  # T = I, kind 1
     l2w = np.zeros(m * m if dense else m)
     grad = np.zeros(m)
-    out = nb.run(0, 0, X, y, theta, 1.0, 1.0, l2w, 1, 0, HP, np.zeros((2, m)), 0, 0, 0.1, SHP,
-                 0, 0, 0, np.empty((0, 0), np.int32), tol, 1, grad, math.nan, np.empty(0),
-                 np.empty((0, m)), pre, (G, c, S))
+    out = nb.run(
+        0,
+        0,
+        X,
+        y,
+        theta,
+        1.0,
+        1.0,
+        l2w,
+        1,
+        0,
+        HP,
+        np.zeros((2, m)),
+        0,
+        0,
+        0.1,
+        SHP,
+        0,
+        0,
+        0,
+        np.empty((0, 0), np.int32),
+        tol,
+        1,
+        grad,
+        math.nan,
+        np.empty(0),
+        np.empty((0, m)),
+        pre,
+        (G, c, S),
+    )
     f = out[3]
     rows = float(np.mean((X @ theta[:p] + theta[p] - y) ** 2))
     short = float(np.mean((X @ theta[:p] + theta[p] - y_stats) ** 2))
@@ -274,8 +329,7 @@ def test_noise_floor_fallback_only_when_tol_is_zero(kind, dense):
     assert _shortcut_or_rows(kind, dense, 1e-9, exact=True) == "rows"
 
 
-@pytest.mark.parametrize("n,degree,l2", [(200_000, 3, 0.0), (50_000, 5, 0.0),
-                                         (50_000, 3, 1e-3)])
+@pytest.mark.parametrize("n,degree,l2", [(200_000, 3, 0.0), (50_000, 5, 0.0), (50_000, 3, 1e-3)])
 def test_preconditioned_poly_fit_with_tol(n, degree, l2):
     x, y, _, _ = fastgd.datasets.make_polynomial(n, degree, noise=0.1, seed=0)
     kw = dict(degree=degree, l2=l2)
@@ -287,17 +341,21 @@ def test_preconditioned_poly_fit_with_tol(n, degree, l2):
         np.testing.assert_allclose(got_params, want, rtol=0, atol=1e-9 * np.abs(want).max())
     if "cython" in fastgd.available_backends():
         cy = fastgd.fit(x, y, tol=1e-14, backend="cython", **kw)
-        np.testing.assert_allclose(got_params, np.r_[cy.intercept, cy.coef], rtol=0,
-                                   atol=1e-9 * np.abs(got_params).max())
+        np.testing.assert_allclose(
+            got_params, np.r_[cy.intercept, cy.coef], rtol=0, atol=1e-9 * np.abs(got_params).max()
+        )
     # tol = 0: the reference's history up to the epoch where either stops
     short = fastgd.fit(x, y, tol=0.0, max_iter=50, backend="numba", **kw)
     want = fastgd.fit(x, y, tol=0.0, max_iter=50, backend="numpy", **kw)
     k = min(short.history.loss.shape[0], want.history.loss.shape[0])
     assert k >= 3
     np.testing.assert_allclose(short.history.loss[:k], want.history.loss[:k], rtol=1e-9)
-    np.testing.assert_allclose(np.r_[short.intercept, short.coef],
-                               np.r_[want.intercept, want.coef], rtol=0,
-                               atol=1e-9 * np.abs(got_params).max())
+    np.testing.assert_allclose(
+        np.r_[short.intercept, short.coef],
+        np.r_[want.intercept, want.coef],
+        rtol=0,
+        atol=1e-9 * np.abs(got_params).max(),
+    )
 
 
 # ---------------------------------------------------------------- value_range
@@ -317,8 +375,9 @@ def _same(got, want):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 1001, nb.PARALLEL_MIN - 1, nb.PARALLEL_MIN,
-                               (1 << 20) + 3])
+@pytest.mark.parametrize(
+    "n", [1, 2, 3, 5, 8, 1001, nb.PARALLEL_MIN - 1, nb.PARALLEL_MIN, (1 << 20) + 3]
+)
 def test_value_range_matches_numpy(n, dtype):
     rng = np.random.default_rng(n)
     a = (rng.normal(size=n) * 10 + 3).astype(dtype)
@@ -365,5 +424,6 @@ def test_value_range_agrees_with_the_reference_and_cython():
     _same(nb.value_range(a), want)
     if "cython" in fastgd.available_backends():
         from fastgd.backends import _cython as cy
+
         if hasattr(cy, "value_range"):
             _same(tuple(float(v) for v in cy.value_range(a)), want)

@@ -30,8 +30,13 @@ def _continued(X, y, k, **kw):
 @pytest.mark.parametrize("model", ["linear", "poly"])
 def test_k_continued_epochs_are_one_fit(backend, opt, model):
     X, y, _, _ = small_linear() if model == "linear" else small_poly()
-    kw = dict(optimizer=opt, schedule=SCHEDULE.get(opt, "constant"), backend=backend, l2=0.01,
-              sample_weight=np.arange(60) % 3)
+    kw = dict(
+        optimizer=opt,
+        schedule=SCHEDULE.get(opt, "constant"),
+        backend=backend,
+        l2=0.01,
+        sample_weight=np.arange(60) % 3,
+    )
     if model == "poly":
         kw["degree"] = 3
     whole = fastgd.fit(X, y, max_iter=12, tol=0.0, **kw)
@@ -41,8 +46,11 @@ def test_k_continued_epochs_are_one_fit(backend, opt, model):
     assert cont.state.epoch == cont.state.step == 12
     # one fit stops early only on a step of exactly 0 (tol=0): the continued
     # calls then go on at rest, which the equal coefficients above show
-    assert whole.state.epoch == whole.state.step == (12 if whole.status == "max_iter"
-                                                     else whole.n_iter)
+    assert (
+        whole.state.epoch
+        == whole.state.step
+        == (12 if whole.status == "max_iter" else whole.n_iter)
+    )
 
 
 @pytest.mark.parametrize("opt", ["gd", "adam", "momentum"])
@@ -65,8 +73,9 @@ def test_state_is_copied_and_pickles():
     before = pickle.dumps(res.state)
     a = fastgd.fit(X, y, optimizer="adam", max_iter=2, tol=0.0, state=res.state)
     assert pickle.dumps(res.state) == before  # not modified by the call continuing it
-    b = fastgd.fit(X, y, optimizer="adam", max_iter=2, tol=0.0,
-                   state=pickle.loads(pickle.dumps(res.state)))
+    b = fastgd.fit(
+        X, y, optimizer="adam", max_iter=2, tol=0.0, state=pickle.loads(pickle.dumps(res.state))
+    )
     np.testing.assert_array_equal(a.coef, b.coef)
 
 
@@ -75,8 +84,14 @@ def test_streaming_chunks_reach_the_least_squares_solution():
     res = None
     for _ in range(100):
         for lo in range(0, 4000, 1000):
-            res = fastgd.fit(X[lo:lo + 1000], y[lo:lo + 1000], optimizer="momentum",
-                             max_iter=1, tol=0.0, state=None if res is None else res.state)
+            res = fastgd.fit(
+                X[lo : lo + 1000],
+                y[lo : lo + 1000],
+                optimizer="momentum",
+                max_iter=1,
+                tol=0.0,
+                state=None if res is None else res.state,
+            )
     np.testing.assert_allclose(res.coef, coef, atol=1e-6)
 
 

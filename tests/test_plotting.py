@@ -20,16 +20,19 @@ def _is_png(path):
 
 
 def test_matplotlib_is_imported_lazily_and_pyplot_never():
-    code = ("import sys, fastgd.plotting; assert 'matplotlib' not in sys.modules; "
-            "import numpy as np, fastgd; from fastgd.plotting import plot_history; "
-            "X, y, c, b = fastgd.datasets.make_linear(100, 2, seed=0); "
-            "plot_history(fastgd.fit(X, y)); "
-            "assert 'matplotlib' in sys.modules and 'matplotlib.pyplot' not in sys.modules")
+    code = (
+        "import sys, fastgd.plotting; assert 'matplotlib' not in sys.modules; "
+        "import numpy as np, fastgd; from fastgd.plotting import plot_history; "
+        "X, y, c, b = fastgd.datasets.make_linear(100, 2, seed=0); "
+        "plot_history(fastgd.fit(X, y)); "
+        "assert 'matplotlib' in sys.modules and 'matplotlib.pyplot' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env=_env())
 
 
 def _env():
     import os
+
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(fastgd.__file__))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -97,11 +100,13 @@ def test_plot_path_of_minimize(tmp_path):
         return float((1 - v[0]) ** 2 + 100 * (v[1] - v[0] ** 2) ** 2)
 
     def g(v):
-        return np.array([-2 * (1 - v[0]) - 400 * v[0] * (v[1] - v[0] ** 2),
-                         200 * (v[1] - v[0] ** 2)])
+        return np.array(
+            [-2 * (1 - v[0]) - 400 * v[0] * (v[1] - v[0] ** 2), 200 * (v[1] - v[0] ** 2)]
+        )
 
-    r = fastgd.minimize(f, g, np.array([-1.2, 1.0]), optimizer="adam", lr=0.02, max_iter=500,
-                        record="params")
+    r = fastgd.minimize(
+        f, g, np.array([-1.2, 1.0]), optimizer="adam", lr=0.02, max_iter=500, record="params"
+    )
     out = tmp_path / "rosen.png"
     fig = plotting.plot_path(r, f, bounds=((-2, 2), (-1, 3)), grid=30, names=("a", "b"), path=out)
     assert _is_png(out)
@@ -129,8 +134,9 @@ def test_plot_fit_polynomial_subsamples_big_data(tmp_path):
     fitted, truth = ax.lines[0], ax.lines[1]
     grid = fitted.get_xdata()
     np.testing.assert_allclose(fitted.get_ydata(), res.predict(grid), rtol=1e-12)
-    np.testing.assert_allclose(truth.get_ydata(),
-                               np.polynomial.polynomial.polyval(grid, np.r_[b, coef]))
+    np.testing.assert_allclose(
+        truth.get_ydata(), np.polynomial.polynomial.polyval(grid, np.r_[b, coef])
+    )
 
 
 def test_plot_fit_linear(tmp_path):

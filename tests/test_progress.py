@@ -51,8 +51,7 @@ def test_callback_sees_every_epoch_and_can_stop(data, backend):
         seen.append((epoch, coef.copy(), intercept, objective))
         return True if epoch == 7 else None  # anything but True continues
 
-    res = fastgd.fit(X, y, optimizer="momentum", max_iter=100, tol=0, callback=cb,
-                     backend=backend)
+    res = fastgd.fit(X, y, optimizer="momentum", max_iter=100, tol=0, callback=cb, backend=backend)
     assert res.status == "callback" and not res.converged
     assert res.n_iter == 7 and [s[0] for s in seen] == list(range(1, 8))
     np.testing.assert_allclose([s[3] for s in seen], res.history.loss[1:])
@@ -69,8 +68,9 @@ def test_keyboard_interrupt_keeps_the_progress(data, backend):
         if epoch == 5:
             raise KeyboardInterrupt
 
-    res = fastgd.fit(X, y, max_iter=1000, tol=0, callback=cb, backend=backend,
-                     batch_size=64, seed=0)
+    res = fastgd.fit(
+        X, y, max_iter=1000, tol=0, callback=cb, backend=backend, batch_size=64, seed=0
+    )
     assert res.status == "interrupted" and not res.converged
     assert res.n_iter == 5 and len(res.history.loss) == 6
     assert np.all(np.isfinite(res.coef)) and math.isfinite(res.intercept)
@@ -98,8 +98,13 @@ print(json.dumps({"status": res.status, "n_iter": res.n_iter, "objective": res.o
 def test_ctrl_c_during_a_long_fit(backend):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, backend], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout.readline().strip() == "fitting", proc.stderr.read()
         time.sleep(2.0)  # a million epochs would take hours: it is still running

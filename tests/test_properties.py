@@ -27,8 +27,13 @@ from fastgd import DivergenceWarning
 
 from .conftest import AVAILABLE, COMPILED
 
-SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 STATUSES = {"converged", "max_iter", "diverged"}
 
 
@@ -37,7 +42,7 @@ def _magnitudes(dtype, lo_exp, hi_exp):
     mant = st.floats(1.0, 9.99)
     expo = st.integers(lo_exp, hi_exp)
     sign = st.sampled_from([-1.0, 1.0])
-    val = st.builds(lambda m, e, s: s * m * 10.0 ** e, mant, expo, sign)
+    val = st.builds(lambda m, e, s: s * m * 10.0**e, mant, expo, sign)
     return st.one_of(st.just(0.0), val).map(lambda v: float(np.asarray(v, dtype=dtype)))
 
 
@@ -135,14 +140,23 @@ def test_loss_and_grad_agrees_with_reference(data):
         psi = 2 * r if loss == "mse" else np.minimum(r, delta)
         rho = r * r if loss == "mse" else r * delta
         n = X.shape[0]
-        tol_f = 64 * n * eps * (float(rho.sum()) / n + l2 * float((coef.astype(np.float64) ** 2).sum()) + 1e-300)
+        tol_f = (
+            64
+            * n
+            * eps
+            * (float(rho.sum()) / n + l2 * float((coef.astype(np.float64) ** 2).sum()) + 1e-300)
+        )
         tol_g = 64 * n * eps * ((psi[:, None] * Xf).sum(axis=0) / n + l2 * np.abs(coef) + 1e-300)
         tol_b = 64 * n * eps * (float(psi.sum()) / n + 1e-300)
     assume(np.isfinite(tol_f) and np.isfinite(tol_g).all() and np.isfinite(tol_b))
     for backend in COMPILED:
         got = fastgd.loss_and_grad(X, y, coef, intercept, backend=backend, **kw)
         assert abs(got[0] - ref[0]) <= tol_f, (backend, got[0], ref[0])
-        assert (np.abs(got[1].astype(np.float64) - ref[1]) <= tol_g).all(), (backend, got[1], ref[1])
+        assert (np.abs(got[1].astype(np.float64) - ref[1]) <= tol_g).all(), (
+            backend,
+            got[1],
+            ref[1],
+        )
         assert abs(got[2] - ref[2]) <= tol_b, (backend, got[2], ref[2])
 
 
@@ -164,8 +178,9 @@ def test_fit_agrees_with_reference(data):
     # backends' summation orders then part at ~1e-6
     rtol = 1e-5 if dt is np.float64 else 2e-2
     scale = max(1.0, float(np.abs(ref.history.params).max()))
-    singular = degree is not None and (np.unique(X).size
-                                       < degree + int(kw.get("fit_intercept", True)))
+    singular = degree is not None and (
+        np.unique(X).size < degree + int(kw.get("fit_intercept", True))
+    )
     for backend in COMPILED:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DivergenceWarning)
@@ -186,12 +201,21 @@ def test_fit_agrees_with_reference(data):
             # more coefficients than distinct x: the parameters along the
             # directions the data do not see move by the backends' rounding
             # (scaled up by the preconditioner's floor); the objective does not
-            np.testing.assert_allclose(got.history.loss[:k], ref.history.loss[:k], rtol=rtol,
-                                       atol=rtol * float(np.abs(ref.history.loss).max()),
-                                       err_msg=backend)
+            np.testing.assert_allclose(
+                got.history.loss[:k],
+                ref.history.loss[:k],
+                rtol=rtol,
+                atol=rtol * float(np.abs(ref.history.loss).max()),
+                err_msg=backend,
+            )
             continue
-        np.testing.assert_allclose(got.history.params[:k], ref.history.params[:k], rtol=rtol,
-                                   atol=rtol * scale, err_msg=backend)
+        np.testing.assert_allclose(
+            got.history.params[:k],
+            ref.history.params[:k],
+            rtol=rtol,
+            atol=rtol * scale,
+            err_msg=backend,
+        )
 
 
 @pytest.mark.parametrize("backend", AVAILABLE)

@@ -11,6 +11,7 @@ from .conftest import small_linear, small_poly
 
 # ---------------------------------------------------------------- losses
 
+
 @pytest.mark.parametrize("loss", list(reg.LOSSES))
 def test_loss_vectors(loss):
     spec = reg.LOSSES[loss]
@@ -28,13 +29,16 @@ def test_huber_matches_torch_convention():
 
 # ---------------------------------------------------------------- gradients
 
+
 def _fd4(f, theta, h=1e-4):
     """4th-order central finite difference of f at theta."""
     g = np.empty_like(theta)
     for j in range(theta.size):
         e = np.zeros_like(theta)
         e[j] = h
-        g[j] = (-f(theta + 2 * e) + 8 * f(theta + e) - 8 * f(theta - e) + f(theta - 2 * e)) / (12 * h)
+        g[j] = (-f(theta + 2 * e) + 8 * f(theta + e) - 8 * f(theta - e) + f(theta - 2 * e)) / (
+            12 * h
+        )
     return g
 
 
@@ -50,11 +54,13 @@ def test_gradient_matches_finite_differences(loss, model):
     theta = np.r_[0.6 * coef - 0.2, b + 0.4]
 
     def f(th):
-        return fastgd.loss_and_grad(X, y, th[:-1], th[-1], loss=loss, delta=0.7, l2=0.3,
-                                    backend="numpy", **kw)[0]
+        return fastgd.loss_and_grad(
+            X, y, th[:-1], th[-1], loss=loss, delta=0.7, l2=0.3, backend="numpy", **kw
+        )[0]
 
-    val, gc, gb = fastgd.loss_and_grad(X, y, theta[:-1], theta[-1], loss=loss, delta=0.7, l2=0.3,
-                                       backend="numpy", **kw)
+    val, gc, gb = fastgd.loss_and_grad(
+        X, y, theta[:-1], theta[-1], loss=loss, delta=0.7, l2=0.3, backend="numpy", **kw
+    )
     assert val == pytest.approx(f(theta))
     np.testing.assert_allclose(np.r_[gc, gb], _fd4(f, theta), rtol=1e-7, atol=1e-8)
 
@@ -71,6 +77,7 @@ def test_objective_definition_by_hand():
 
 
 # ---------------------------------------------------------------- closed forms
+
 
 def _design(X):
     return np.c_[X, np.ones(len(X))]
@@ -92,7 +99,9 @@ def test_mse_converges_to_closed_form(l2):
 
 def test_polynomial_degree3_matches_polyfit():
     x, y, _, _ = small_poly(n=300, degree=3)
-    res = fastgd.fit(x, y, degree=3, optimizer="nesterov", tol=1e-14, max_iter=100000, backend="numpy")
+    res = fastgd.fit(
+        x, y, degree=3, optimizer="nesterov", tol=1e-14, max_iter=100000, backend="numpy"
+    )
     assert res.status == "converged"
     expected = np.polynomial.polynomial.polyfit(x, y, 3)
     np.testing.assert_allclose(np.r_[res.intercept, res.coef], expected, rtol=1e-8)
@@ -101,8 +110,16 @@ def test_polynomial_degree3_matches_polyfit():
 @pytest.mark.parametrize("precondition", ["none", "auto"])
 def test_tutorial_quadratic_on_one_to_five(precondition):
     x = np.arange(1.0, 6.0)
-    res = fastgd.fit(x, x**2, degree=2, optimizer="nesterov", tol=1e-14, max_iter=200000,
-                     backend="numpy", precondition=precondition)
+    res = fastgd.fit(
+        x,
+        x**2,
+        degree=2,
+        optimizer="nesterov",
+        tol=1e-14,
+        max_iter=200000,
+        backend="numpy",
+        precondition=precondition,
+    )
     assert res.converged
     np.testing.assert_allclose(res.coef, [0.0, 1.0], atol=1e-7)
     assert res.intercept == pytest.approx(0.0, abs=1e-7)
@@ -113,11 +130,20 @@ def test_tutorial_quadratic_on_one_to_five(precondition):
 def test_tutorial_mean_as_one_parameter_fit(precondition):
     y = np.array([12.1, 12.8, 14.9, 16.3, 17.2])
     X = np.empty((5, 0))
-    one = fastgd.fit(X, y, lr=0.3, intercept_init=12.0, max_iter=1, tol=0.0, backend="numpy",
-                     precondition=precondition)
+    one = fastgd.fit(
+        X,
+        y,
+        lr=0.3,
+        intercept_init=12.0,
+        max_iter=1,
+        tol=0.0,
+        backend="numpy",
+        precondition=precondition,
+    )
     assert one.intercept == pytest.approx(13.596)
-    res = fastgd.fit(X, y, lr=0.3, intercept_init=12.0, tol=1e-12, backend="numpy",
-                     precondition=precondition)
+    res = fastgd.fit(
+        X, y, lr=0.3, intercept_init=12.0, tol=1e-12, backend="numpy", precondition=precondition
+    )
     assert res.converged and res.intercept == pytest.approx(y.mean(), rel=1e-10)
     assert res.coef.shape == (0,)
 
@@ -157,7 +183,9 @@ def test_update_rules_by_hand():
     exp = np.cumsum([-0.1 * 1 / 1.5, -0.1 * 2 / (5**0.5 + 0.5), 0.1 / (6**0.5 + 0.5)]) + 1
     np.testing.assert_allclose(_steps("adagrad", g), exp)
     # rmsprop (rho .6): s = .4, .24 + 1.6 = 1.84, 1.104 + .4 = 1.504
-    exp = np.cumsum([-0.1 / (0.4**0.5 + 0.5), -0.2 / (1.84**0.5 + 0.5), 0.1 / (1.504**0.5 + 0.5)]) + 1
+    exp = (
+        np.cumsum([-0.1 / (0.4**0.5 + 0.5), -0.2 / (1.84**0.5 + 0.5), 0.1 / (1.504**0.5 + 0.5)]) + 1
+    )
     np.testing.assert_allclose(_steps("rmsprop", g), exp)
     # adam (b1 .8, b2 .7): t=1: mhat = 1, vhat = 1 -> step 1/1.5
     m1, v1 = 0.2, 0.3
@@ -182,25 +210,50 @@ def _rosen_grad(x):
     return np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)])
 
 
-@pytest.mark.parametrize("opt,lr,iters", [
-    ("gd", 0.1, 2000), ("momentum", 0.05, 2000), ("nesterov", 0.05, 2000),
-    ("adagrad", 1.0, 3000), ("rmsprop", 0.01, 3000), ("adam", 0.1, 3000)])
+@pytest.mark.parametrize(
+    "opt,lr,iters",
+    [
+        ("gd", 0.1, 2000),
+        ("momentum", 0.05, 2000),
+        ("nesterov", 0.05, 2000),
+        ("adagrad", 1.0, 3000),
+        ("rmsprop", 0.01, 3000),
+        ("adam", 0.1, 3000),
+    ],
+)
 def test_optimizers_on_parabola(opt, lr, iters):
     A = np.diag([1.0, 4.0])
-    r = fastgd.minimize(lambda x: float(x @ A @ x), lambda x: 2 * A @ x, np.array([3.0, -2.0]),
-                        optimizer=opt, lr=lr, max_iter=iters, tol=1e-9, backend="numpy")
+    r = fastgd.minimize(
+        lambda x: float(x @ A @ x),
+        lambda x: 2 * A @ x,
+        np.array([3.0, -2.0]),
+        optimizer=opt,
+        lr=lr,
+        max_iter=iters,
+        tol=1e-9,
+        backend="numpy",
+    )
     np.testing.assert_allclose(r.x, [0, 0], atol=2e-3)
     assert r.history.loss[0] == pytest.approx(25.0) and r.fun < 1e-5
 
 
 @pytest.mark.parametrize("opt,lr", [("momentum", 1e-3), ("nesterov", 1e-3), ("adam", 0.02)])
 def test_optimizers_on_rosenbrock(opt, lr):
-    r = fastgd.minimize(_rosen, _rosen_grad, np.array([-1.2, 1.0]), optimizer=opt, lr=lr,
-                        max_iter=50000, tol=1e-12, backend="numpy")
+    r = fastgd.minimize(
+        _rosen,
+        _rosen_grad,
+        np.array([-1.2, 1.0]),
+        optimizer=opt,
+        lr=lr,
+        max_iter=50000,
+        tol=1e-12,
+        backend="numpy",
+    )
     np.testing.assert_allclose(r.x, [1.0, 1.0], atol=1e-3)
 
 
 # ---------------------------------------------------------------- results, history, dtypes
+
 
 def test_history_and_result_fields():
     X, y, _, _ = small_linear()
@@ -243,8 +296,17 @@ def test_sgd_and_minibatch_converge_near_solution():
     X, y, _, _ = small_linear(n=300, p=3, seed=4)
     exact = np.linalg.lstsq(_design(X), y, rcond=None)[0]
     for bs in (1, 16):
-        res = fastgd.fit(X, y, batch_size=bs, schedule="invscaling", power_t=0.6, max_iter=60,
-                         tol=0.0, seed=0, backend="numpy")
+        res = fastgd.fit(
+            X,
+            y,
+            batch_size=bs,
+            schedule="invscaling",
+            power_t=0.6,
+            max_iter=60,
+            tol=0.0,
+            seed=0,
+            backend="numpy",
+        )
         np.testing.assert_allclose(np.r_[res.coef, res.intercept], exact, atol=0.05)
 
 
@@ -281,6 +343,7 @@ def test_callback_can_stop():
 
 # ---------------------------------------------------------------- backends registry
 
+
 def test_backend_registry_errors():
     X, y, _, _ = small_linear()
     with pytest.raises(ValueError, match="numpy"):
@@ -292,6 +355,7 @@ def test_backend_registry_errors():
 
 def test_unavailable_backend_says_what_to_install(monkeypatch):
     from fastgd import backends
+
     monkeypatch.setitem(backends._failed, "numba", "No module named 'numba'")
     monkeypatch.delitem(backends._loaded, "numba", raising=False)
     with pytest.raises(ImportError, match="pip install"):
@@ -308,8 +372,9 @@ def test_loss_and_grad_check_finite_false_still_names_bad_data(backend):
     y2[2] = np.nan
     with pytest.raises(ValueError, match="y contains nan at position 2"):
         fastgd.loss_and_grad(np.ones((6, 2)), y2, np.zeros(2), backend=backend, check_finite=False)
-    v, gc, gb = fastgd.loss_and_grad(np.ones((6, 2)), y + 1, np.ones(2), backend=backend,
-                                     check_finite=False)
+    v, gc, gb = fastgd.loss_and_grad(
+        np.ones((6, 2)), y + 1, np.ones(2), backend=backend, check_finite=False
+    )
     assert v == pytest.approx(1.0) and gb == pytest.approx(2.0)  # residual 1 on every row
     np.testing.assert_allclose(gc, [2.0, 2.0])
 
@@ -322,7 +387,9 @@ def test_fit_check_finite_false_still_names_bad_data(backend, batch):
     with pytest.raises(ValueError, match=r"X contains nan at position \(17, 2\)"):
         fastgd.fit(X, y, batch_size=batch, record=None, backend=backend, check_finite=False)
     X2, y2, _, _ = small_linear()
-    a = fastgd.fit(X2, y2, batch_size=batch, max_iter=5, seed=0, backend=backend, check_finite=False)
+    a = fastgd.fit(
+        X2, y2, batch_size=batch, max_iter=5, seed=0, backend=backend, check_finite=False
+    )
     b = fastgd.fit(X2, y2, batch_size=batch, max_iter=5, seed=0, backend=backend)
     np.testing.assert_array_equal(a.coef, b.coef)
 
@@ -336,5 +403,14 @@ def test_fit_check_finite_false_names_inf_y_under_huber(backend, batch, record):
     y = y.copy()
     y[9] = np.inf
     with pytest.raises(ValueError, match="y contains inf at position 9"):
-        fastgd.fit(X, y, loss="huber", batch_size=batch, record=record, max_iter=3, seed=0,
-                   backend=backend, check_finite=False)
+        fastgd.fit(
+            X,
+            y,
+            loss="huber",
+            batch_size=batch,
+            record=record,
+            max_iter=3,
+            seed=0,
+            backend=backend,
+            check_finite=False,
+        )

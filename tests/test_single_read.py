@@ -34,8 +34,9 @@ ENTRY = {
     "sgd-auto-record": dict(batch_size=1),
     "sgd-none": dict(batch_size=1, precondition="none", lr=1e-3, record=None),
     "sgd-none-autolr": dict(batch_size=1, precondition="none", record=None),
-    "minibatch-adam-none": dict(batch_size=16, optimizer="adam", precondition="none", lr=0.01,
-                                record=None),
+    "minibatch-adam-none": dict(
+        batch_size=16, optimizer="adam", precondition="none", lr=0.01, record=None
+    ),
     "huber-sgd-none": dict(batch_size=1, loss="huber", precondition="none", lr=1e-3, record=None),
     "huber-gd-none": dict(loss="huber", precondition="none", lr=0.1, record=None),
 }
@@ -70,17 +71,22 @@ def test_fit_names_nan_inf_without_a_scan_pass(backend, entry, n, dtype, where):
     degree = 2 if entry.startswith("gd") and where == "middle" else None  # the poly model too
     Xa, ya = _data(n, dtype, degree)
     i = {"first": 0, "middle": n // 2, "last": n - 1}[where]
-    for name, arr, pos, value in [("X", Xa, (i, 1) if degree is None else i, np.nan),
-                                  ("X", Xa, (i, 0) if degree is None else i, np.inf),
-                                  ("y", ya, i, -np.inf),
-                                  ("y", ya, i, np.nan)]:
+    for name, arr, pos, value in [
+        ("X", Xa, (i, 1) if degree is None else i, np.nan),
+        ("X", Xa, (i, 0) if degree is None else i, np.inf),
+        ("y", ya, i, -np.inf),
+        ("y", ya, i, np.nan),
+    ]:
         bad = arr.copy()
         bad[pos] = value
         Xb, yb = (bad, ya) if name == "X" else (Xa, bad)
         before = (Xb.copy(), yb.copy())
         shown = str(pos).replace(" ", "") if degree is None or name == "y" else str(i)
-        with pytest.raises(ValueError, match=rf"{name} contains {value} at position "
-                                             rf"{re.escape(shown).replace(',', ', ?')};"):
+        with pytest.raises(
+            ValueError,
+            match=rf"{name} contains {value} at position "
+            rf"{re.escape(shown).replace(',', ', ?')};",
+        ):
             fastgd.fit(Xb, yb, degree=degree, backend=backend, max_iter=2, tol=0, seed=0, **kw)
         np.testing.assert_array_equal(Xb, before[0])
         np.testing.assert_array_equal(yb, before[1])
@@ -93,12 +99,28 @@ def test_continued_fit_and_callback_name_nan(backend):
     bad = ya.copy()
     bad[7] = np.nan
     with pytest.raises(ValueError, match=r"y contains nan at position 7;"):
-        fastgd.fit(Xa, bad, batch_size=1, max_iter=1, tol=0, seed=0, backend=backend,
-                   record=None, state=res.state)
+        fastgd.fit(
+            Xa,
+            bad,
+            batch_size=1,
+            max_iter=1,
+            tol=0,
+            seed=0,
+            backend=backend,
+            record=None,
+            state=res.state,
+        )
     seen = []
     with pytest.raises(ValueError, match=r"y contains nan at position 7;"):
-        fastgd.fit(Xa, bad, loss="huber", precondition="none", lr=0.1, backend=backend,
-                   callback=lambda *a: seen.append(a))
+        fastgd.fit(
+            Xa,
+            bad,
+            loss="huber",
+            precondition="none",
+            lr=0.1,
+            backend=backend,
+            callback=lambda *a: seen.append(a),
+        )
     assert seen == []  # the callback never saw parameters fitted to bad data
 
 
@@ -128,8 +150,9 @@ class _Spy:
 
 
 @pytest.mark.parametrize("backend", AVAILABLE)
-@pytest.mark.parametrize("entry", ["gd-auto", "gd-none", "sgd-auto", "sgd-none",
-                                   "minibatch-adam-none"])
+@pytest.mark.parametrize(
+    "entry", ["gd-auto", "gd-none", "sgd-auto", "sgd-none", "minibatch-adam-none"]
+)
 def test_finite_data_are_never_scanned(monkeypatch, backend, entry):
     _, be = resolve(backend)
     spy = _Spy(monkeypatch, be, ["all_finite", "objective"])
@@ -151,19 +174,28 @@ def test_finite_data_are_never_scanned(monkeypatch, backend, entry):
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_deferred_objective_pickles_without_the_data(backend):
     Xa, ya = _data(300, np.float64, None)
-    res = fastgd.fit(Xa, ya, batch_size=1, max_iter=2, tol=0, seed=0, record=None,
-                     backend=backend)
+    res = fastgd.fit(Xa, ya, batch_size=1, max_iter=2, tol=0, seed=0, record=None, backend=backend)
     blob = pickle.dumps(res)
     assert len(blob) < Xa.nbytes  # the pickle resolved the objective, it holds no X
     back = pickle.loads(blob)
     assert back.objective == res.objective
     assert res.objective == pytest.approx(
-        fastgd.loss_and_grad(Xa, ya, res.coef, res.intercept, backend=backend)[0], rel=1e-12)
+        fastgd.loss_and_grad(Xa, ya, res.coef, res.intercept, backend=backend)[0], rel=1e-12
+    )
 
 
 #: Every kernel that reads X or y.
-PASSES = ["all_finite", "value_range", "objective", "objective_grad", "lsq_stats", "moments",
-          "max_row_norm2", "batch_grad", "run"]
+PASSES = [
+    "all_finite",
+    "value_range",
+    "objective",
+    "objective_grad",
+    "lsq_stats",
+    "moments",
+    "max_row_norm2",
+    "batch_grad",
+    "run",
+]
 
 
 @pytest.mark.parametrize("backend", AVAILABLE)
@@ -174,15 +206,24 @@ def test_fixed_step_sgd_reads_the_data_once(monkeypatch, backend, entry, dtype, 
     _, be = resolve(backend)
     spy = _Spy(monkeypatch, be, [k for k in PASSES if hasattr(be, k)])
     Xa, ya = _data(300, dtype, None)
-    res = fastgd.fit(Xa, ya, backend=backend, max_iter=1, tol=0, seed=0,
-                     check_finite=check_finite, **ENTRY[entry])
+    res = fastgd.fit(
+        Xa,
+        ya,
+        backend=backend,
+        max_iter=1,
+        tol=0,
+        seed=0,
+        check_finite=check_finite,
+        **ENTRY[entry],
+    )
     assert res.status == "max_iter"
     # the one epoch, and no other pass: no scan, no statistics, no final objective
     assert {k: v for k, v in spy.calls.items() if v} == {"run": 1}
     value = res.objective  # computed on first read, exactly
     assert spy.calls["objective"] == 1
-    ref = fastgd.loss_and_grad(Xa, ya, res.coef, res.intercept, backend=backend,
-                               loss=ENTRY[entry].get("loss", "mse"))[0]
+    ref = fastgd.loss_and_grad(
+        Xa, ya, res.coef, res.intercept, backend=backend, loss=ENTRY[entry].get("loss", "mse")
+    )[0]
     assert value == pytest.approx(ref, rel=1e-5 if dtype == np.float32 else 1e-12)
 
 
@@ -207,7 +248,7 @@ def test_progressive_loss_is_not_the_objective(monkeypatch, backend, batch_size)
     order = rng.permutation(400)
     theta, lsum = np.zeros(3), 0.0
     for lo in range(0, 400, batch_size):
-        rows = order[lo:lo + batch_size]
+        rows = order[lo : lo + batch_size]
         r = Xa[rows] @ theta[:2] + theta[2] - ya[rows]
         lsum += float(np.sum(r * r))
         g = np.r_[Xa[rows].T @ (2 * r), np.sum(2 * r)] / len(rows)
@@ -224,13 +265,20 @@ def test_one_epoch_without_check_names_nan_inf(backend, entry, where):
     """``check_finite=False``: a bad value still ends in the named error (one epoch)."""
     Xa, ya = _data(300, np.float64, None)
     i = {"first": 0, "middle": 150, "last": 299}[where]
-    for name, value in [("X", np.inf), ("X", np.nan), ("y", np.inf), ("y", -np.inf),
-                        ("y", np.nan)]:
+    for name, value in [("X", np.inf), ("X", np.nan), ("y", np.inf), ("y", -np.inf), ("y", np.nan)]:
         Xb, yb = Xa.copy(), ya.copy()
         if name == "X":
             Xb[i, 1] = value
         else:
             yb[i] = value
         with pytest.raises(ValueError, match=rf"{name} contains {value} at position"):
-            fastgd.fit(Xb, yb, backend=backend, max_iter=1, tol=0, seed=0, check_finite=False,
-                       **ENTRY[entry])
+            fastgd.fit(
+                Xb,
+                yb,
+                backend=backend,
+                max_iter=1,
+                tol=0,
+                seed=0,
+                check_finite=False,
+                **ENTRY[entry],
+            )

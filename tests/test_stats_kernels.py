@@ -48,8 +48,13 @@ def _direct_moments(X, y, x0, y0, full, w):
     G = Aw.T @ A if full else np.einsum("ij,ij->j", Aw, A)
     # absolute scale of each sum: the same sums of |terms|
     Aa, ba = np.abs(Aw), np.abs(b)
-    scale = (Aa.sum(0), (Aa.T @ np.abs(A)) if full else np.einsum("ij,ij->j", Aa, np.abs(A)),
-             Aa.T @ ba, float((wv * ba).sum()), float((wv * ba) @ ba))
+    scale = (
+        Aa.sum(0),
+        (Aa.T @ np.abs(A)) if full else np.einsum("ij,ij->j", Aa, np.abs(A)),
+        Aa.T @ ba,
+        float((wv * ba).sum()),
+        float((wv * ba) @ ba),
+    )
     return (Aw.sum(0), G, Aw.T @ b, float((wv * b).sum()), float((wv * b) @ b)), scale
 
 
@@ -117,8 +122,9 @@ def test_moments_small_shapes(backend, full):
     assert sxy.tolist() == [7.0, 12.0]
     assert (sy, syy) == (3.0, 5.0)
     X1 = np.array([[2.0]])
-    s, G, sxy, sy, syy = mod.moments(X1, np.array([3.0]), np.array([1.0]), 1.0, full,
-                                     np.array([0.5]))
+    s, G, sxy, sy, syy = mod.moments(
+        X1, np.array([3.0]), np.array([1.0]), 1.0, full, np.array([0.5])
+    )
     assert s.tolist() == [0.5] and np.ravel(G).tolist() == [0.5]
     assert sxy.tolist() == [1.0] and (sy, syy) == (1.0, 2.0)
 
@@ -223,9 +229,15 @@ def test_same_bits_with_one_thread(backend):
     results = []
     for threads in ("1", "2"):
         env = dict(os.environ, OMP_NUM_THREADS=threads, PYTHONPATH=str(ROOT))
-        out = subprocess.run([sys.executable, "-c", code, threads], env=env, cwd=ROOT,
-                             capture_output=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code, threads],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
         import io
+
         results.append(np.load(io.BytesIO(out)))
     np.testing.assert_array_equal(results[0], results[1])
 
@@ -255,16 +267,18 @@ def test_cython_simd_variants_same_bits():
         np.save(sys.stdout.buffer, np.concatenate(out))
     """)
     import io
+
     runs = {}
     for simd in ("", "avx2", "baseline"):
         env = dict(os.environ, FASTGD_SIMD=simd, PYTHONPATH=str(ROOT))
-        out = subprocess.run([sys.executable, "-c", code, simd], env=env, cwd=ROOT,
-                             capture_output=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code, simd], env=env, cwd=ROOT, capture_output=True, check=True
+        ).stdout
         runs[simd] = np.load(io.BytesIO(out))
     np.testing.assert_array_equal(runs[""], runs["avx2"])
     # the baseline run skips the full moments (its tiles round each product)
     diag, full = 3 * 37 + 2, 2 * 37 + 37 * 37 + 2
     per = diag + full + 1
     for k in range(2):
-        want = np.r_[runs[""][k * per:k * per + diag], runs[""][(k + 1) * per - 1]]
-        np.testing.assert_array_equal(runs["baseline"][k * (diag + 1):(k + 1) * (diag + 1)], want)
+        want = np.r_[runs[""][k * per : k * per + diag], runs[""][(k + 1) * per - 1]]
+        np.testing.assert_array_equal(runs["baseline"][k * (diag + 1) : (k + 1) * (diag + 1)], want)

@@ -21,18 +21,38 @@ OPTIMIZERS = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "gd", 
 
 
 def _problem(i, n=3000):
-    X, y, _, _ = fastgd.datasets.make_linear(n + 17 * i, 4 + i % 3, noise=0.5, outliers=0.05,
-                                             seed=100 + i, dtype=np.float32 if i % 4 == 3 else np.float64)
+    X, y, _, _ = fastgd.datasets.make_linear(
+        n + 17 * i,
+        4 + i % 3,
+        noise=0.5,
+        outliers=0.05,
+        seed=100 + i,
+        dtype=np.float32 if i % 4 == 3 else np.float64,
+    )
     return X, y
 
 
 SETTINGS = {
-    "full-batch": lambda i: dict(optimizer=OPTIMIZERS[i], loss="huber" if i % 2 else "mse",
-                                 max_iter=40, tol=0.0, l2=0.01 * i,
-                                 lr="auto" if OPTIMIZERS[i] in ("gd", "momentum", "nesterov") else 0.05),
-    "sgd": lambda i: dict(optimizer=OPTIMIZERS[i], batch_size=1, lr=0.001, max_iter=2, tol=0.0, seed=i),
-    "minibatch": lambda i: dict(optimizer=OPTIMIZERS[i], batch_size=32, lr=0.005, max_iter=4, tol=0.0,
-                                seed=i, record="params"),
+    "full-batch": lambda i: dict(
+        optimizer=OPTIMIZERS[i],
+        loss="huber" if i % 2 else "mse",
+        max_iter=40,
+        tol=0.0,
+        l2=0.01 * i,
+        lr="auto" if OPTIMIZERS[i] in ("gd", "momentum", "nesterov") else 0.05,
+    ),
+    "sgd": lambda i: dict(
+        optimizer=OPTIMIZERS[i], batch_size=1, lr=0.001, max_iter=2, tol=0.0, seed=i
+    ),
+    "minibatch": lambda i: dict(
+        optimizer=OPTIMIZERS[i],
+        batch_size=32,
+        lr=0.005,
+        max_iter=4,
+        tol=0.0,
+        seed=i,
+        record="params",
+    ),
 }
 
 
@@ -55,7 +75,9 @@ def test_concurrent_fits_equal_sequential(backend, setting):
     kws = [dict(SETTINGS[setting](i), backend=backend) for i in range(N_THREADS // 2)]
     sequential = [fastgd.fit(*problems[i], **kws[i]) for i in range(len(problems))]
     # every problem twice, interleaved, all threads at once
-    jobs = [(lambda i=i: fastgd.fit(*problems[i], **kws[i])) for i in list(range(len(problems))) * 2]
+    jobs = [
+        (lambda i=i: fastgd.fit(*problems[i], **kws[i])) for i in list(range(len(problems))) * 2
+    ]
     assert len(jobs) == N_THREADS
     results = run_concurrently(jobs)
     for k, res in enumerate(results):
@@ -68,9 +90,12 @@ def test_concurrent_same_problem_poly(backend):
     kw = dict(degree=4, backend=backend, max_iter=50, tol=0.0)
     want = fastgd.fit(x, y, **kw)
     want_sgd = fastgd.fit(x, y, batch_size=1, lr=0.01, seed=3, **{**kw, "max_iter": 2})
-    jobs = [(lambda: fastgd.fit(x, y, **kw)) if k % 2 else
-            (lambda: fastgd.fit(x, y, batch_size=1, lr=0.01, seed=3, **{**kw, "max_iter": 2}))
-            for k in range(N_THREADS)]
+    jobs = [
+        (lambda: fastgd.fit(x, y, **kw))
+        if k % 2
+        else (lambda: fastgd.fit(x, y, batch_size=1, lr=0.01, seed=3, **{**kw, "max_iter": 2}))
+        for k in range(N_THREADS)
+    ]
     for k, res in enumerate(run_concurrently(jobs)):
         _assert_identical(res, want if k % 2 else want_sgd)
 
@@ -79,10 +104,18 @@ def test_concurrent_same_problem_poly(backend):
 def test_concurrent_loss_and_grad(backend):
     problems = [_problem(i) for i in range(N_THREADS)]
     coefs = [np.linspace(-1, 1, X.shape[1]).astype(X.dtype) for X, _ in problems]
-    want = [fastgd.loss_and_grad(X, y, c, 0.5, loss="huber", backend=backend)
-            for (X, y), c in zip(problems, coefs)]
-    jobs = [(lambda i=i: fastgd.loss_and_grad(*problems[i], coefs[i], 0.5, loss="huber", backend=backend))
-            for i in range(N_THREADS)]
+    want = [
+        fastgd.loss_and_grad(X, y, c, 0.5, loss="huber", backend=backend)
+        for (X, y), c in zip(problems, coefs)
+    ]
+    jobs = [
+        (
+            lambda i=i: fastgd.loss_and_grad(
+                *problems[i], coefs[i], 0.5, loss="huber", backend=backend
+            )
+        )
+        for i in range(N_THREADS)
+    ]
     for got, w in zip(run_concurrently(jobs), want):
         assert got[0] == w[0] and got[2] == w[2]
         np.testing.assert_array_equal(got[1], w[1])

@@ -18,11 +18,11 @@ from .conftest import AVAILABLE
 RTOL = {np.float64: 1e-9, np.float32: 1e-4}
 
 RNG = np.random.default_rng(7)
-XI = RNG.integers(-3, 4, size=(30, 3))            # small integers: exact in every dtype
+XI = RNG.integers(-3, 4, size=(30, 3))  # small integers: exact in every dtype
 YI = XI @ np.array([1, -2, 3]) + RNG.integers(-1, 2, size=30) + 5
 XF = XI.astype(np.float64)
 YF = YI.astype(np.float64)
-XP = np.linspace(-2.0, 3.0, 30)                   # 1-D input for polynomials
+XP = np.linspace(-2.0, 3.0, 30)  # 1-D input for polynomials
 YP = 1.0 - XP + 0.5 * XP**2
 
 
@@ -81,7 +81,9 @@ LINEAR_VARIANTS = {
 FIT_SETTINGS = {
     "full-batch": dict(max_iter=40, tol=0.0),
     "sgd": dict(batch_size=1, lr=0.005, max_iter=5, tol=0.0, seed=11),
-    "minibatch-huber": dict(batch_size=7, loss="huber", optimizer="adam", lr=0.05, max_iter=8, seed=2, tol=0.0),
+    "minibatch-huber": dict(
+        batch_size=7, loss="huber", optimizer="adam", lr=0.05, max_iter=8, seed=2, tol=0.0
+    ),
 }
 
 
@@ -104,8 +106,11 @@ def _assert_close(got, ref):
 @pytest.fixture(scope="module")
 def references():
     """The plain-array fit on every backend (computed once)."""
-    return {(b, s): fastgd.fit(XF, YF, backend=b, **kw)
-            for b in AVAILABLE for s, kw in FIT_SETTINGS.items()}
+    return {
+        (b, s): fastgd.fit(XF, YF, backend=b, **kw)
+        for b in AVAILABLE
+        for s, kw in FIT_SETTINGS.items()
+    }
 
 
 @pytest.mark.parametrize("setting", list(FIT_SETTINGS))
@@ -124,10 +129,14 @@ def test_float32_variants_stay_float32(tmp_path, backend):
     X32, y32 = XF.astype(np.float32), YF.astype(np.float32)
     want = fastgd.fit(X32, y32, backend=backend, max_iter=30, tol=0.0)
     ref = fastgd.fit(X32, y32, backend="numpy", max_iter=30, tol=0.0)
-    for Xv, yv in [(np.asfortranarray(X32), y32), (_readonly(X32), _readonly(y32)),
-                   (_memmap(tmp_path, "X32", X32), _memmap(tmp_path, "y32", y32)),
-                   (_strided(X32), _strided(y32)), (X32.astype(">f4"), y32.astype(">f4")),
-                   (X32, YF)]:  # float64 y follows X's dtype
+    for Xv, yv in [
+        (np.asfortranarray(X32), y32),
+        (_readonly(X32), _readonly(y32)),
+        (_memmap(tmp_path, "X32", X32), _memmap(tmp_path, "y32", y32)),
+        (_strided(X32), _strided(y32)),
+        (X32.astype(">f4"), y32.astype(">f4")),
+        (X32, YF),
+    ]:  # float64 y follows X's dtype
         res = fastgd.fit(Xv, yv, backend=backend, max_iter=30, tol=0.0)
         assert res.coef.dtype == np.float32
         _assert_same(res, want)
@@ -235,11 +244,18 @@ def test_minimize_unusual_x0(backend):
         return 2.0 * (x - 1.0)
 
     want = fastgd.minimize(fun, grad, np.array([3.0, -2.0]), backend=backend, max_iter=50)
-    for x0 in ([3, -2], (3.0, -2.0), _readonly(np.array([3.0, -2.0])), np.array([3, -2], dtype=np.int8),
-               _strided(np.array([3.0, -2.0]))):
+    for x0 in (
+        [3, -2],
+        (3.0, -2.0),
+        _readonly(np.array([3.0, -2.0])),
+        np.array([3, -2], dtype=np.int8),
+        _strided(np.array([3.0, -2.0])),
+    ):
         got = fastgd.minimize(fun, grad, x0, backend=backend, max_iter=50)
         assert got.x.dtype == np.float64
         np.testing.assert_array_equal(got.x, want.x)
         assert got.n_iter == want.n_iter
-    g32 = fastgd.minimize(fun, grad, np.array([3.0, -2.0], dtype=np.float32), backend=backend, max_iter=50)
+    g32 = fastgd.minimize(
+        fun, grad, np.array([3.0, -2.0], dtype=np.float32), backend=backend, max_iter=50
+    )
     assert g32.x.dtype == np.float32

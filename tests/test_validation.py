@@ -33,8 +33,10 @@ class KernelCalled(AssertionError):
 @pytest.fixture
 def no_kernels(monkeypatch):
     """Make every kernel of every available backend fail if called."""
+
     def boom(*args, **kwargs):
         raise KernelCalled("a kernel ran before the input was validated")
+
     for name in AVAILABLE:
         _, mod = resolve(name)
         for fn in KERNELS:
@@ -55,6 +57,7 @@ def _calls(counter_limit, good, bad):
     def f(x):
         count[0] += 1
         return good(x) if count[0] <= counter_limit else bad(x)
+
     return f
 
 
@@ -66,51 +69,150 @@ FIT_CASES = [
     ("X-0d", dict(X=np.float64(3.0)), ValueError, r"X must be 2-D"),
     ("y-2d", dict(y=Y[:, None]), ValueError, r"y must be 1-D"),
     ("y-0d", dict(y=1.0), ValueError, r"y must be 1-D"),
-    ("length-mismatch", dict(y=Y[:-1]), ValueError, r"X and y must have the same number of samples, got 12 and 11"),
-    ("zero-samples", dict(X=np.empty((0, 2)), y=np.empty(0)), ValueError, r"X and y must have at least one sample"),
+    (
+        "length-mismatch",
+        dict(y=Y[:-1]),
+        ValueError,
+        r"X and y must have the same number of samples, got 12 and 11",
+    ),
+    (
+        "zero-samples",
+        dict(X=np.empty((0, 2)), y=np.empty(0)),
+        ValueError,
+        r"X and y must have at least one sample",
+    ),
     ("X-None", dict(X=None), TypeError, r"X must be an array"),
     ("y-None", dict(y=None), TypeError, r"y must be an array"),
-    ("X-ragged", dict(X=[[1.0, 2.0], [3.0]], y=[1.0, 2.0]), ValueError, r"X must be a rectangular array"),
-    ("X-object", dict(X=np.array([[1.0, None]] * 12, dtype=object)), TypeError, r"X must be numeric, got dtype object"),
-    ("X-strings", dict(X=np.array([["a", "b"]] * 12)), TypeError, r"X must be numeric, got dtype <U1"),
-    ("X-datetime", dict(X=np.zeros((12, 2), dtype="datetime64[s]")), TypeError, r"X must be numeric"),
-    ("y-object", dict(y=np.array([1.0] * 11 + ["x"], dtype=object)), TypeError, r"y must be numeric"),
+    (
+        "X-ragged",
+        dict(X=[[1.0, 2.0], [3.0]], y=[1.0, 2.0]),
+        ValueError,
+        r"X must be a rectangular array",
+    ),
+    (
+        "X-object",
+        dict(X=np.array([[1.0, None]] * 12, dtype=object)),
+        TypeError,
+        r"X must be numeric, got dtype object",
+    ),
+    (
+        "X-strings",
+        dict(X=np.array([["a", "b"]] * 12)),
+        TypeError,
+        r"X must be numeric, got dtype <U1",
+    ),
+    (
+        "X-datetime",
+        dict(X=np.zeros((12, 2), dtype="datetime64[s]")),
+        TypeError,
+        r"X must be numeric",
+    ),
+    (
+        "y-object",
+        dict(y=np.array([1.0] * 11 + ["x"], dtype=object)),
+        TypeError,
+        r"y must be numeric",
+    ),
     ("y-strings", dict(y=["1"] * 12), TypeError, r"y must be numeric"),
     ("X-complex", dict(X=X + 1j), TypeError, r"X must be real, got complex"),
     ("y-complex", dict(y=Y.astype(complex)), TypeError, r"y must be real, got complex"),
     # -- NaN / inf: which array and the first bad position
-    ("X-nan", dict(X=_with(_with(X, (3, 1), np.nan), (7, 0), np.nan)), ValueError, r"X contains nan at position \(3, 1\)"),
+    (
+        "X-nan",
+        dict(X=_with(_with(X, (3, 1), np.nan), (7, 0), np.nan)),
+        ValueError,
+        r"X contains nan at position \(3, 1\)",
+    ),
     ("X-inf", dict(X=_with(X, (0, 0), np.inf)), ValueError, r"X contains inf at position \(0, 0\)"),
-    ("X-neginf", dict(X=_with(X, (11, 1), -np.inf)), ValueError, r"X contains -inf at position \(11, 1\)"),
-    ("X-float32-nan", dict(X=_with(X, (2, 0), np.nan).astype(np.float32)), ValueError, r"X contains nan at position \(2, 0\)"),
+    (
+        "X-neginf",
+        dict(X=_with(X, (11, 1), -np.inf)),
+        ValueError,
+        r"X contains -inf at position \(11, 1\)",
+    ),
+    (
+        "X-float32-nan",
+        dict(X=_with(X, (2, 0), np.nan).astype(np.float32)),
+        ValueError,
+        r"X contains nan at position \(2, 0\)",
+    ),
     ("y-nan", dict(y=_with(Y, 5, np.nan)), ValueError, r"y contains nan at position 5\b"),
     ("y-inf", dict(y=_with(Y, 11, np.inf)), ValueError, r"y contains inf at position 11\b"),
-    ("y-overflows-float32", dict(X=X.astype(np.float32), y=_with(Y, 4, 1e39)), ValueError,
-     r"y contains inf at position 4 after conversion from float64 to float32"),
+    (
+        "y-overflows-float32",
+        dict(X=X.astype(np.float32), y=_with(Y, 4, 1e39)),
+        ValueError,
+        r"y contains inf at position 4 after conversion from float64 to float32",
+    ),
     # -- polynomial input
     ("degree-with-2d-X", dict(degree=2), ValueError, r"X must be 1-D when degree is given"),
-    ("degree-with-column-X", dict(X=X1[:, None], degree=2), ValueError, r"X must be 1-D when degree is given"),
-    ("poly-x-nan", dict(X=_with(X1, 9, np.nan), degree=3), ValueError, r"X contains nan at position 9\b"),
+    (
+        "degree-with-column-X",
+        dict(X=X1[:, None], degree=2),
+        ValueError,
+        r"X must be 1-D when degree is given",
+    ),
+    (
+        "poly-x-nan",
+        dict(X=_with(X1, 9, np.nan), degree=3),
+        ValueError,
+        r"X contains nan at position 9\b",
+    ),
     ("poly-x-complex", dict(X=X1 + 0j, degree=3), TypeError, r"X must be real"),
     # -- names from a list
-    ("loss-unknown", dict(loss="l1"), ValueError, r"loss must be one of \['mse', 'huber'\], got 'l1'"),
+    (
+        "loss-unknown",
+        dict(loss="l1"),
+        ValueError,
+        r"loss must be one of \['mse', 'huber'\], got 'l1'",
+    ),
     ("loss-None", dict(loss=None), ValueError, r"loss must be one of"),
-    ("optimizer-unknown", dict(optimizer="adamw"), ValueError, r"optimizer must be one of \[.*'adam'.*\], got 'adamw'"),
+    (
+        "optimizer-unknown",
+        dict(optimizer="adamw"),
+        ValueError,
+        r"optimizer must be one of \[.*'adam'.*\], got 'adamw'",
+    ),
     ("optimizer-class", dict(optimizer=object), ValueError, r"optimizer must be one of"),
-    ("schedule-unknown", dict(schedule="cosine"), ValueError, r"schedule must be one of \['constant', 'invscaling', 'exponential'\]"),
-    ("backend-unknown", dict(backend="jax"), ValueError, r"backend must be 'auto' or one of \['numpy', 'numba', 'cython'\]"),
+    (
+        "schedule-unknown",
+        dict(schedule="cosine"),
+        ValueError,
+        r"schedule must be one of \['constant', 'invscaling', 'exponential'\]",
+    ),
+    (
+        "backend-unknown",
+        dict(backend="jax"),
+        ValueError,
+        r"backend must be 'auto' or one of \['numpy', 'numba', 'cython'\]",
+    ),
     ("backend-not-str", dict(backend=3), TypeError, r"backend must be a str"),
-    ("record-unknown", dict(record="all"), ValueError, r"record must be one of \['loss', 'params', None\], got 'all'"),
+    (
+        "record-unknown",
+        dict(record="all"),
+        ValueError,
+        r"record must be one of \['loss', 'params', None\], got 'all'",
+    ),
     ("record-True", dict(record=True), ValueError, r"record must be one of"),
     # -- numbers
     ("lr-zero", dict(lr=0.0), ValueError, r"lr must be finite and in \(0\.0, inf\)"),
     ("lr-negative", dict(lr=-0.1), ValueError, r"lr must be"),
     ("lr-nan", dict(lr=float("nan")), ValueError, r"lr must be finite"),
     ("lr-inf", dict(lr=float("inf")), ValueError, r"lr must be finite"),
-    ("lr-word", dict(lr="fast"), ValueError, r"lr must be a positive float or \"auto\", got 'fast'"),
+    (
+        "lr-word",
+        dict(lr="fast"),
+        ValueError,
+        r"lr must be a positive float or \"auto\", got 'fast'",
+    ),
     ("lr-None", dict(lr=None), TypeError, r"lr must be a real number"),
     ("lr-list", dict(lr=[0.1]), TypeError, r"lr must be a real number"),
-    ("delta-zero", dict(loss="huber", delta=0.0), ValueError, r"delta must be finite and in \(0\.0"),
+    (
+        "delta-zero",
+        dict(loss="huber", delta=0.0),
+        ValueError,
+        r"delta must be finite and in \(0\.0",
+    ),
     ("delta-negative", dict(loss="huber", delta=-1.0), ValueError, r"delta must be"),
     ("delta-nan", dict(loss="huber", delta=float("nan")), ValueError, r"delta must be finite"),
     ("l2-negative", dict(l2=-1e-3), ValueError, r"l2 must be finite and in \[0\.0, inf\)"),
@@ -130,47 +232,146 @@ FIT_CASES = [
     ("tol-negative", dict(tol=-1e-6), ValueError, r"tol must be finite and in \[0\.0, inf\)"),
     ("tol-nan", dict(tol=float("nan")), ValueError, r"tol must be finite"),
     # -- hyperparameters
-    ("beta1-one", dict(optimizer="adam", beta1=1.0), ValueError, r"beta1 must be finite and in \[0\.0, 1\.0\)"),
+    (
+        "beta1-one",
+        dict(optimizer="adam", beta1=1.0),
+        ValueError,
+        r"beta1 must be finite and in \[0\.0, 1\.0\)",
+    ),
     ("beta1-negative", dict(optimizer="adam", beta1=-0.1), ValueError, r"beta1 must be"),
-    ("beta2-one", dict(optimizer="adam", beta2=1.0), ValueError, r"beta2 must be finite and in \[0\.0, 1\.0\)"),
+    (
+        "beta2-one",
+        dict(optimizer="adam", beta2=1.0),
+        ValueError,
+        r"beta2 must be finite and in \[0\.0, 1\.0\)",
+    ),
     ("beta2-above-one", dict(optimizer="adam", beta2=1.5), ValueError, r"beta2 must be"),
-    ("eps-zero", dict(optimizer="adam", eps=0.0), ValueError, r"eps must be finite and in \(0\.0, inf\)"),
+    (
+        "eps-zero",
+        dict(optimizer="adam", eps=0.0),
+        ValueError,
+        r"eps must be finite and in \(0\.0, inf\)",
+    ),
     ("eps-negative", dict(optimizer="rmsprop", eps=-1e-8), ValueError, r"eps must be"),
-    ("momentum-one", dict(optimizer="momentum", momentum=1.0), ValueError, r"momentum must be finite and in \[0\.0, 1\.0\)"),
-    ("momentum-negative", dict(optimizer="nesterov", momentum=-0.5), ValueError, r"momentum must be"),
-    ("rho-one", dict(optimizer="rmsprop", rho=1.0), ValueError, r"rho must be finite and in \[0\.0, 1\.0\)"),
-    ("gamma-zero", dict(schedule="exponential", gamma=0.0), ValueError, r"gamma must be finite and in \(0\.0, 1\.0\]"),
+    (
+        "momentum-one",
+        dict(optimizer="momentum", momentum=1.0),
+        ValueError,
+        r"momentum must be finite and in \[0\.0, 1\.0\)",
+    ),
+    (
+        "momentum-negative",
+        dict(optimizer="nesterov", momentum=-0.5),
+        ValueError,
+        r"momentum must be",
+    ),
+    (
+        "rho-one",
+        dict(optimizer="rmsprop", rho=1.0),
+        ValueError,
+        r"rho must be finite and in \[0\.0, 1\.0\)",
+    ),
+    (
+        "gamma-zero",
+        dict(schedule="exponential", gamma=0.0),
+        ValueError,
+        r"gamma must be finite and in \(0\.0, 1\.0\]",
+    ),
     ("power_t-negative", dict(schedule="invscaling", power_t=-1.0), ValueError, r"power_t must be"),
     ("hyper-str", dict(optimizer="adam", beta1="0.9"), TypeError, r"beta1 must be a real number"),
-    ("typo-beta_1", dict(optimizer="adam", beta_1=0.9), TypeError,
-     r"unexpected keyword argument 'beta_1'; hyperparameters are \['momentum', 'beta1', 'beta2', 'eps', 'rho', 'power_t', 'gamma'\]"),
-    ("typo-learning_rate", dict(learning_rate=0.1), TypeError, r"unexpected keyword argument 'learning_rate'"),
+    (
+        "typo-beta_1",
+        dict(optimizer="adam", beta_1=0.9),
+        TypeError,
+        r"unexpected keyword argument 'beta_1'; hyperparameters are \['momentum', 'beta1', 'beta2', 'eps', 'rho', 'power_t', 'gamma'\]",
+    ),
+    (
+        "typo-learning_rate",
+        dict(learning_rate=0.1),
+        TypeError,
+        r"unexpected keyword argument 'learning_rate'",
+    ),
     # -- the rest
-    ("callback-not-callable", dict(callback=5), TypeError, r"callback must be callable or None, got int"),
-    ("coef_init-length", dict(coef_init=[1.0]), ValueError, r"coef_init must have shape \(2,\), got \(1,\)"),
+    (
+        "callback-not-callable",
+        dict(callback=5),
+        TypeError,
+        r"callback must be callable or None, got int",
+    ),
+    (
+        "coef_init-length",
+        dict(coef_init=[1.0]),
+        ValueError,
+        r"coef_init must have shape \(2,\), got \(1,\)",
+    ),
     ("coef_init-2d", dict(coef_init=[[1.0, 2.0]]), ValueError, r"coef_init must have shape \(2,\)"),
-    ("coef_init-nan", dict(coef_init=[0.0, np.nan]), ValueError, r"coef_init contains nan at position 1"),
+    (
+        "coef_init-nan",
+        dict(coef_init=[0.0, np.nan]),
+        ValueError,
+        r"coef_init contains nan at position 1",
+    ),
     ("coef_init-strings", dict(coef_init=["a", "b"]), TypeError, r"coef_init must be numeric"),
-    ("coef_init-poly-length", dict(X=X1, degree=3, coef_init=[1.0, 2.0]), ValueError, r"coef_init must have shape \(3,\)"),
-    ("intercept_init-nan", dict(intercept_init=float("nan")), ValueError, r"intercept_init must be finite"),
-    ("intercept_init-str", dict(intercept_init="0"), TypeError, r"intercept_init must be a real number"),
-    ("fit_intercept-str", dict(fit_intercept="no"), TypeError, r"fit_intercept must be True or False, got 'no'"),
-    ("fit_intercept-None", dict(fit_intercept=None), TypeError, r"fit_intercept must be True or False"),
+    (
+        "coef_init-poly-length",
+        dict(X=X1, degree=3, coef_init=[1.0, 2.0]),
+        ValueError,
+        r"coef_init must have shape \(3,\)",
+    ),
+    (
+        "intercept_init-nan",
+        dict(intercept_init=float("nan")),
+        ValueError,
+        r"intercept_init must be finite",
+    ),
+    (
+        "intercept_init-str",
+        dict(intercept_init="0"),
+        TypeError,
+        r"intercept_init must be a real number",
+    ),
+    (
+        "fit_intercept-str",
+        dict(fit_intercept="no"),
+        TypeError,
+        r"fit_intercept must be True or False, got 'no'",
+    ),
+    (
+        "fit_intercept-None",
+        dict(fit_intercept=None),
+        TypeError,
+        r"fit_intercept must be True or False",
+    ),
     ("seed-negative", dict(seed=-1), ValueError, r"seed must be a non-negative integer, got -1"),
-    ("seed-str", dict(seed="abc"), TypeError, r"seed must be None, a non-negative integer or a numpy Generator"),
+    (
+        "seed-str",
+        dict(seed="abc"),
+        TypeError,
+        r"seed must be None, a non-negative integer or a numpy Generator",
+    ),
     ("seed-float", dict(seed=1.5), TypeError, r"seed must be"),
     ("progress-str", dict(progress="x"), TypeError, r"progress must be True or False"),
 ]
 
 LG_CASES = [
     ("coef-short", dict(coef=[1.0]), ValueError, r"coef must have shape \(2,\), got \(1,\)"),
-    ("coef-long", dict(coef=[1.0, 2.0, 3.0]), ValueError, r"coef must have shape \(2,\), got \(3,\)"),
+    (
+        "coef-long",
+        dict(coef=[1.0, 2.0, 3.0]),
+        ValueError,
+        r"coef must have shape \(2,\), got \(3,\)",
+    ),
     ("coef-2d", dict(coef=[[1.0, 2.0]]), ValueError, r"coef must have shape \(2,\), got \(1, 2\)"),
     ("coef-scalar", dict(coef=1.0), ValueError, r"coef must have shape \(2,\), got \(\)"),
     ("coef-None", dict(coef=None), TypeError, r"coef must be an array"),
     ("coef-nan", dict(coef=[np.inf, 0.0]), ValueError, r"coef contains inf at position 0"),
     ("coef-complex", dict(coef=[1j, 0.0]), TypeError, r"coef must be real"),
-    ("coef-poly", dict(X=X1, degree=3, coef=[1.0, 2.0]), ValueError, r"coef must have shape \(3,\)"),
+    (
+        "coef-poly",
+        dict(X=X1, degree=3, coef=[1.0, 2.0]),
+        ValueError,
+        r"coef must have shape \(3,\)",
+    ),
     ("intercept-nan", dict(intercept=float("nan")), ValueError, r"intercept must be finite"),
     ("intercept-str", dict(intercept="1"), TypeError, r"intercept must be a real number"),
     ("X-1d", dict(X=X1), ValueError, r"X must be 2-D"),
@@ -195,28 +396,73 @@ def _grad(x):
 MIN_CASES = [
     ("fun-not-callable", dict(fun=1.0), TypeError, r"fun must be callable"),
     ("grad-not-callable", dict(grad="2x"), TypeError, r"grad must be callable"),
-    ("x0-2d", dict(x0=[[1.0, 2.0]]), ValueError, r"x0 must be a non-empty 1-D array, got shape \(1, 2\)"),
+    (
+        "x0-2d",
+        dict(x0=[[1.0, 2.0]]),
+        ValueError,
+        r"x0 must be a non-empty 1-D array, got shape \(1, 2\)",
+    ),
     ("x0-scalar", dict(x0=1.0), ValueError, r"x0 must be a non-empty 1-D array, got shape \(\)"),
     ("x0-empty", dict(x0=[]), ValueError, r"x0 must be a non-empty 1-D array, got shape \(0,\)"),
     ("x0-nan", dict(x0=[1.0, np.nan]), ValueError, r"x0 contains nan at position 1"),
     ("x0-complex", dict(x0=[1j, 1.0]), TypeError, r"x0 must be real"),
     ("x0-strings", dict(x0=["a", "b"]), TypeError, r"x0 must be numeric"),
     ("x0-None", dict(x0=None), TypeError, r"x0 must be an array"),
-    ("fun-returns-vector", dict(fun=lambda x: x * x), ValueError, r"fun must return a scalar, got shape \(2,\)"),
-    ("fun-returns-str", dict(fun=lambda x: "1.0"), TypeError, r"fun must return a real number, got str"),
+    (
+        "fun-returns-vector",
+        dict(fun=lambda x: x * x),
+        ValueError,
+        r"fun must return a scalar, got shape \(2,\)",
+    ),
+    (
+        "fun-returns-str",
+        dict(fun=lambda x: "1.0"),
+        TypeError,
+        r"fun must return a real number, got str",
+    ),
     ("fun-returns-None", dict(fun=lambda x: None), TypeError, r"fun must return a real number"),
-    ("fun-returns-complex", dict(fun=lambda x: 1 + 1j), TypeError, r"fun must return a real number"),
-    ("grad-wrong-shape", dict(grad=lambda x: np.zeros(3)), ValueError, r"grad must return an array of shape \(2,\) \(like x0\), got \(3,\)"),
-    ("grad-scalar", dict(grad=lambda x: 1.0), ValueError, r"grad must return an array of shape \(2,\)"),
-    ("grad-column", dict(grad=lambda x: x[:, None]), ValueError, r"grad must return an array of shape \(2,\).*got \(2, 1\)"),
+    (
+        "fun-returns-complex",
+        dict(fun=lambda x: 1 + 1j),
+        TypeError,
+        r"fun must return a real number",
+    ),
+    (
+        "grad-wrong-shape",
+        dict(grad=lambda x: np.zeros(3)),
+        ValueError,
+        r"grad must return an array of shape \(2,\) \(like x0\), got \(3,\)",
+    ),
+    (
+        "grad-scalar",
+        dict(grad=lambda x: 1.0),
+        ValueError,
+        r"grad must return an array of shape \(2,\)",
+    ),
+    (
+        "grad-column",
+        dict(grad=lambda x: x[:, None]),
+        ValueError,
+        r"grad must return an array of shape \(2,\).*got \(2, 1\)",
+    ),
     ("grad-None", dict(grad=lambda x: None), ValueError, r"grad must return an array of shape"),
     ("grad-complex", dict(grad=lambda x: x + 1j), TypeError, r"grad must return real numbers"),
-    ("grad-strings", dict(grad=lambda x: np.array(["a", "b"])), TypeError, r"grad must return numbers"),
+    (
+        "grad-strings",
+        dict(grad=lambda x: np.array(["a", "b"])),
+        TypeError,
+        r"grad must return numbers",
+    ),
     ("lr-auto", dict(lr="auto"), ValueError, r"lr must be a positive float, got 'auto'"),
     ("lr-zero", dict(lr=0.0), ValueError, r"lr must be"),
     ("optimizer-unknown", dict(optimizer="lbfgs"), ValueError, r"optimizer must be one of"),
     ("schedule-unknown", dict(schedule="step"), ValueError, r"schedule must be one of"),
-    ("typo-beta_2", dict(optimizer="adam", beta_2=0.99), TypeError, r"unexpected keyword argument 'beta_2'"),
+    (
+        "typo-beta_2",
+        dict(optimizer="adam", beta_2=0.99),
+        TypeError,
+        r"unexpected keyword argument 'beta_2'",
+    ),
     ("eps-zero", dict(optimizer="adagrad", eps=0.0), ValueError, r"eps must be"),
     ("beta1-one", dict(optimizer="adam", beta1=1.0), ValueError, r"beta1 must be"),
     ("momentum-one", dict(optimizer="momentum", momentum=1.0), ValueError, r"momentum must be"),
@@ -229,27 +475,123 @@ MIN_CASES = [
 # Bad return values that only appear after a few good calls: still refused,
 # never broadcast into x.
 MIN_LATE_CASES = [
-    ("grad-shape-changes", dict(grad=_calls(3, _grad, lambda x: np.ones(1))), ValueError,
-     r"grad must return an array of shape \(2,\)"),
-    ("fun-turns-vector", dict(fun=_calls(3, _fun, lambda x: x)), ValueError, r"fun must return a scalar"),
-    ("fun-turns-str", dict(fun=_calls(3, _fun, lambda x: "0")), TypeError, r"fun must return a real number"),
+    (
+        "grad-shape-changes",
+        dict(grad=_calls(3, _grad, lambda x: np.ones(1))),
+        ValueError,
+        r"grad must return an array of shape \(2,\)",
+    ),
+    (
+        "fun-turns-vector",
+        dict(fun=_calls(3, _fun, lambda x: x)),
+        ValueError,
+        r"fun must return a scalar",
+    ),
+    (
+        "fun-turns-str",
+        dict(fun=_calls(3, _fun, lambda x: "0")),
+        TypeError,
+        r"fun must return a real number",
+    ),
 ]
 
 DATASET_CASES = [
-    ("linear-n_samples-zero", fastgd.datasets.make_linear, (0, 2), {}, ValueError, r"n_samples must be >= 1"),
-    ("linear-n_samples-float", fastgd.datasets.make_linear, (10.0, 2), {}, TypeError, r"n_samples must be an integer"),
-    ("linear-n_features-negative", fastgd.datasets.make_linear, (10, -1), {}, ValueError, r"n_features must be >= 0"),
-    ("linear-noise-negative", fastgd.datasets.make_linear, (10, 2), dict(noise=-1.0), ValueError, r"noise must be"),
-    ("linear-outliers-one", fastgd.datasets.make_linear, (10, 2), dict(outliers=1.0), ValueError, r"outliers must be"),
-    ("linear-seed-negative", fastgd.datasets.make_linear, (10, 2), dict(seed=-3), ValueError, r"seed must be >= 0"),
-    ("linear-dtype-int", fastgd.datasets.make_linear, (10, 2), dict(dtype=np.int64), ValueError, r"dtype must be float32 or float64"),
-    ("linear-out-shape", fastgd.datasets.make_linear, (10, 2), dict(out=(np.empty((10, 3)), np.empty(10))), ValueError,
-     r"out\[0\] must be an ndarray .* of shape \(10, 2\)"),
-    ("linear-out-readonly", fastgd.datasets.make_linear, (10, 2),
-     dict(out=(np.empty((10, 2)), np.broadcast_to(np.empty(1), (10,)))), ValueError, r"out\[1\] must be writeable"),
-    ("poly-degree-zero", fastgd.datasets.make_polynomial, (10, 0), {}, ValueError, r"degree must be >= 1"),
-    ("poly-degree-float", fastgd.datasets.make_polynomial, (10, 2.0), {}, TypeError, r"degree must be an integer"),
-    ("poly-dtype", fastgd.datasets.make_polynomial, (10, 2), dict(dtype=np.float16), ValueError, r"dtype must be"),
+    (
+        "linear-n_samples-zero",
+        fastgd.datasets.make_linear,
+        (0, 2),
+        {},
+        ValueError,
+        r"n_samples must be >= 1",
+    ),
+    (
+        "linear-n_samples-float",
+        fastgd.datasets.make_linear,
+        (10.0, 2),
+        {},
+        TypeError,
+        r"n_samples must be an integer",
+    ),
+    (
+        "linear-n_features-negative",
+        fastgd.datasets.make_linear,
+        (10, -1),
+        {},
+        ValueError,
+        r"n_features must be >= 0",
+    ),
+    (
+        "linear-noise-negative",
+        fastgd.datasets.make_linear,
+        (10, 2),
+        dict(noise=-1.0),
+        ValueError,
+        r"noise must be",
+    ),
+    (
+        "linear-outliers-one",
+        fastgd.datasets.make_linear,
+        (10, 2),
+        dict(outliers=1.0),
+        ValueError,
+        r"outliers must be",
+    ),
+    (
+        "linear-seed-negative",
+        fastgd.datasets.make_linear,
+        (10, 2),
+        dict(seed=-3),
+        ValueError,
+        r"seed must be >= 0",
+    ),
+    (
+        "linear-dtype-int",
+        fastgd.datasets.make_linear,
+        (10, 2),
+        dict(dtype=np.int64),
+        ValueError,
+        r"dtype must be float32 or float64",
+    ),
+    (
+        "linear-out-shape",
+        fastgd.datasets.make_linear,
+        (10, 2),
+        dict(out=(np.empty((10, 3)), np.empty(10))),
+        ValueError,
+        r"out\[0\] must be an ndarray .* of shape \(10, 2\)",
+    ),
+    (
+        "linear-out-readonly",
+        fastgd.datasets.make_linear,
+        (10, 2),
+        dict(out=(np.empty((10, 2)), np.broadcast_to(np.empty(1), (10,)))),
+        ValueError,
+        r"out\[1\] must be writeable",
+    ),
+    (
+        "poly-degree-zero",
+        fastgd.datasets.make_polynomial,
+        (10, 0),
+        {},
+        ValueError,
+        r"degree must be >= 1",
+    ),
+    (
+        "poly-degree-float",
+        fastgd.datasets.make_polynomial,
+        (10, 2.0),
+        {},
+        TypeError,
+        r"degree must be an integer",
+    ),
+    (
+        "poly-dtype",
+        fastgd.datasets.make_polynomial,
+        (10, 2),
+        dict(dtype=np.float16),
+        ValueError,
+        r"dtype must be",
+    ),
 ]
 
 
@@ -290,14 +632,19 @@ def test_loss_and_grad_names_nan_inf_after_its_one_pass(backend, dtype, n, where
     ya = rng.normal(size=n).astype(dtype)
     i = {"first": 0, "middle": n // 2, "last": n - 1}[where]
     coef = np.array([0.5, -0.5])
-    for name, arr, pos, value in [("X", Xa, (i, 1) if degree is None else i, np.nan),
-                                  ("y", ya, i, -np.inf)]:
+    for name, arr, pos, value in [
+        ("X", Xa, (i, 1) if degree is None else i, np.nan),
+        ("y", ya, i, -np.inf),
+    ]:
         bad = arr.copy()
         bad[pos] = value
         Xb, yb = (bad, ya) if name == "X" else (Xa, bad)
         shown = str(pos).replace(" ", "") if degree is None or name == "y" else str(i)
-        with pytest.raises(ValueError, match=rf"{name} contains {value} at position "
-                                             rf"{re.escape(shown).replace(',', ', ?')};"):
+        with pytest.raises(
+            ValueError,
+            match=rf"{name} contains {value} at position "
+            rf"{re.escape(shown).replace(',', ', ?')};",
+        ):
             fastgd.loss_and_grad(Xb, yb, coef, degree=degree, backend=backend)
 
 
@@ -335,28 +682,84 @@ def test_every_issue_parameter_is_covered():
         for case, _kw, exc, msg in cases:
             assert exc in (TypeError, ValueError)
             name = re.split(r"[ \\]", msg)[0]
-            assert name in ("X", "y", "loss", "optimizer", "schedule", "backend", "record", "lr",
-                            "delta", "l2", "degree", "batch_size", "max_iter", "tol", "beta1",
-                            "beta2", "eps", "momentum", "rho", "gamma", "power_t", "unexpected",
-                            "callback", "coef_init", "intercept_init", "fit_intercept", "seed",
-                            "progress", "coef", "intercept", "fun", "grad", "x0"), (case, msg)
+            assert name in (
+                "X",
+                "y",
+                "loss",
+                "optimizer",
+                "schedule",
+                "backend",
+                "record",
+                "lr",
+                "delta",
+                "l2",
+                "degree",
+                "batch_size",
+                "max_iter",
+                "tol",
+                "beta1",
+                "beta2",
+                "eps",
+                "momentum",
+                "rho",
+                "gamma",
+                "power_t",
+                "unexpected",
+                "callback",
+                "coef_init",
+                "intercept_init",
+                "fit_intercept",
+                "seed",
+                "progress",
+                "coef",
+                "intercept",
+                "fun",
+                "grad",
+                "x0",
+            ), (case, msg)
 
 
 def test_unused_hyperparameter_warns():
     """A valid hyperparameter the chosen optimizer does not use is not silent either."""
-    with pytest.warns(UserWarning, match=r"hyperparameters \['beta1'\] are not used by optimizer 'gd'"):
+    with pytest.warns(
+        UserWarning, match=r"hyperparameters \['beta1'\] are not used by optimizer 'gd'"
+    ):
         fastgd.fit(X, Y, optimizer="gd", beta1=0.5, max_iter=2, backend="numpy")
 
 
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_valid_edge_values_are_accepted(backend):
     """The closed ends of the documented intervals work (no off-by-one in the checks)."""
-    res = fastgd.fit(X, Y, optimizer="adam", beta1=0.0, beta2=0.0, max_iter=3, l2=0.0, tol=0.0,
-                     lr=np.float32(0.01), batch_size=np.int64(4), seed=np.random.default_rng(1),
-                     schedule="exponential", gamma=1.0, fit_intercept=np.True_, backend=backend)
+    res = fastgd.fit(
+        X,
+        Y,
+        optimizer="adam",
+        beta1=0.0,
+        beta2=0.0,
+        max_iter=3,
+        l2=0.0,
+        tol=0.0,
+        lr=np.float32(0.01),
+        batch_size=np.int64(4),
+        seed=np.random.default_rng(1),
+        schedule="exponential",
+        gamma=1.0,
+        fit_intercept=np.True_,
+        backend=backend,
+    )
     assert res.n_iter == 3 and np.isfinite(res.coef).all()
-    res = fastgd.fit(X, Y, optimizer="momentum", momentum=0.0, max_iter=3, schedule="invscaling",
-                     power_t=0.0, lr=np.array(0.05), backend=backend, record=None)
+    res = fastgd.fit(
+        X,
+        Y,
+        optimizer="momentum",
+        momentum=0.0,
+        max_iter=3,
+        schedule="invscaling",
+        power_t=0.0,
+        lr=np.array(0.05),
+        backend=backend,
+        record=None,
+    )
     assert res.n_iter == 3
 
 

@@ -26,14 +26,18 @@ def _weights(n, seed=1, low=0, high=4):
 
 # ---------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("w,match", [
-    (np.ones(59), r"sample_weight must have shape \(60,\)"),
-    (np.ones((60, 1)), r"sample_weight must have shape \(60,\)"),
-    (np.r_[np.ones(59), -1.0], r"sample_weight must be >= 0, got -1.0 at position 59"),
-    (np.r_[np.ones(59), np.nan], r"sample_weight contains nan at position 59"),
-    (np.r_[np.ones(59), np.inf], r"sample_weight contains inf at position 59"),
-    (np.zeros(60), r"sample_weight must have a positive sum"),
-])
+
+@pytest.mark.parametrize(
+    "w,match",
+    [
+        (np.ones(59), r"sample_weight must have shape \(60,\)"),
+        (np.ones((60, 1)), r"sample_weight must have shape \(60,\)"),
+        (np.r_[np.ones(59), -1.0], r"sample_weight must be >= 0, got -1.0 at position 59"),
+        (np.r_[np.ones(59), np.nan], r"sample_weight contains nan at position 59"),
+        (np.r_[np.ones(59), np.inf], r"sample_weight contains inf at position 59"),
+        (np.zeros(60), r"sample_weight must have a positive sum"),
+    ],
+)
 @pytest.mark.parametrize("func", ["fit", "loss_and_grad"])
 def test_bad_weights_are_named_errors(w, match, func):
     X, y, _, _ = small_linear()
@@ -60,6 +64,7 @@ def test_user_weights_are_not_modified():
 
 # ---------------------------------------------------------------- the objective
 
+
 @pytest.mark.parametrize("loss", list(reg.LOSSES))
 @pytest.mark.parametrize("model", ["linear", "poly"])
 def test_loss_and_grad_is_the_weighted_mean(backend, loss, model):
@@ -67,18 +72,20 @@ def test_loss_and_grad_is_the_weighted_mean(backend, loss, model):
     kw = {} if model == "linear" else {"degree": 3}
     coef = np.array([0.3, -0.2, 0.5])
     w = _weights(60, low=0, high=5)
-    v, gc, gb = fastgd.loss_and_grad(X, y, coef, 0.1, loss=loss, delta=0.5, l2=0.2,
-                                     sample_weight=w, backend=backend, **kw)
-    pred = (X @ coef if model == "linear" else
-            np.polynomial.polynomial.polyval(X, np.r_[0.0, coef])) + 0.1
+    v, gc, gb = fastgd.loss_and_grad(
+        X, y, coef, 0.1, loss=loss, delta=0.5, l2=0.2, sample_weight=w, backend=backend, **kw
+    )
+    pred = (
+        X @ coef if model == "linear" else np.polynomial.polynomial.polyval(X, np.r_[0.0, coef])
+    ) + 0.1
     r = pred - y
     if loss == "mse":
-        rho, psi = r ** 2, 2 * r
+        rho, psi = r**2, 2 * r
     else:
         a = np.abs(r)
-        rho = np.where(a <= 0.5, 0.5 * r ** 2, 0.5 * (a - 0.25))
+        rho = np.where(a <= 0.5, 0.5 * r**2, 0.5 * (a - 0.25))
         psi = np.clip(r, -0.5, 0.5)
-    A = X if model == "linear" else np.stack([X ** k for k in (1, 2, 3)], axis=1)
+    A = X if model == "linear" else np.stack([X**k for k in (1, 2, 3)], axis=1)
     W = w.sum()
     np.testing.assert_allclose(v, (w @ rho) / W + 0.1 * coef @ coef, rtol=1e-12)
     np.testing.assert_allclose(gc, A.T @ (w * psi) / W + 0.2 * coef, rtol=1e-10, atol=1e-12)
@@ -116,13 +123,21 @@ def test_integer_weights_are_repeated_rows_in_every_kernel(backend, model):
 
 # ---------------------------------------------------------------- fits
 
+
 @pytest.mark.parametrize("model", ["linear", "poly"])
 @pytest.mark.parametrize("loss", list(reg.LOSSES))
 @pytest.mark.parametrize("precondition", ["auto", "none"])
 def test_weights_fit_like_repeated_and_dropped_rows(backend, model, loss, precondition):
     X, y, _, _ = small_linear() if model == "linear" else small_poly()
-    kw = dict(loss=loss, delta=0.5, backend=backend, tol=1e-13, max_iter=200_000,
-              precondition=precondition, l2=0.01)
+    kw = dict(
+        loss=loss,
+        delta=0.5,
+        backend=backend,
+        tol=1e-13,
+        max_iter=200_000,
+        precondition=precondition,
+        l2=0.01,
+    )
     if model == "poly":
         kw["degree"] = 3
     w = _weights(60)
@@ -172,8 +187,22 @@ def test_minibatch_weights_estimate_the_weighted_gradient():
     grads = []
     for start in range(0, 60, 10):
         g = np.zeros(4)
-        be.batch_grad(0, 0, X, y, theta, np.array([0.0, 1.0]), 1.0, np.zeros(4), 1, idx,
-                      start, start + 10, g, w=wn)
+        be.batch_grad(
+            0,
+            0,
+            X,
+            y,
+            theta,
+            np.array([0.0, 1.0]),
+            1.0,
+            np.zeros(4),
+            1,
+            idx,
+            start,
+            start + 10,
+            g,
+            w=wn,
+        )
         grads.append(g)
     full = np.zeros(4)
     be.objective_grad(0, 0, X, y, theta, np.array([0.0, 1.0]), 1.0, np.zeros(4), 1, full, w=wn)
@@ -185,30 +214,70 @@ def test_stochastic_weighted_fit_reaches_the_weighted_optimum():
     w = _weights(400, low=0, high=5)
     ref = fastgd.fit(X, y, sample_weight=w, tol=1e-12, max_iter=50_000)
     for opt, batch in [("gd", 1), ("adam", 16), ("momentum", 8)]:
-        res = fastgd.fit(X, y, sample_weight=w, optimizer=opt, batch_size=batch, seed=0,
-                         max_iter=300, schedule="invscaling", power_t=0.5)
+        res = fastgd.fit(
+            X,
+            y,
+            sample_weight=w,
+            optimizer=opt,
+            batch_size=batch,
+            seed=0,
+            max_iter=300,
+            schedule="invscaling",
+            power_t=0.5,
+        )
         assert res.objective <= ref.objective * 1.05, (opt, batch)
 
 
 # ---------------------------------------------------------------- every compiled backend
 
-CASES = list(itertools.product(COMPILED, ["linear", "poly"], list(reg.LOSSES), list(reg.OPTIMIZERS),
-                               [None, 1, 7], [np.float64, np.float32]))
-LRS = {"gd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.05}
+CASES = list(
+    itertools.product(
+        COMPILED,
+        ["linear", "poly"],
+        list(reg.LOSSES),
+        list(reg.OPTIMIZERS),
+        [None, 1, 7],
+        [np.float64, np.float32],
+    )
+)
+LRS = {
+    "gd": 0.05,
+    "momentum": 0.02,
+    "nesterov": 0.02,
+    "adagrad": 0.1,
+    "rmsprop": 0.01,
+    "adam": 0.05,
+}
 
 
 def _weighted_fit(backend, model, loss, opt, batch, dtype):
     X, y, _, _ = small_linear(dtype=dtype) if model == "linear" else small_poly(dtype=dtype)
     extra = {} if model == "linear" else {"degree": 3}
     sched = {"gd": "invscaling", "momentum": "exponential"}.get(opt, "constant")
-    return fastgd.fit(X, y, loss=loss, delta=0.5, optimizer=opt,
-                      lr=LRS[opt] * (0.2 if batch == 1 else 1), schedule=sched, batch_size=batch,
-                      max_iter=20, tol=0.0, seed=3, l2=0.01, backend=backend, record="params",
-                      intercept_init=0.3, sample_weight=_weights(60, low=0, high=4), **extra)
+    return fastgd.fit(
+        X,
+        y,
+        loss=loss,
+        delta=0.5,
+        optimizer=opt,
+        lr=LRS[opt] * (0.2 if batch == 1 else 1),
+        schedule=sched,
+        batch_size=batch,
+        max_iter=20,
+        tol=0.0,
+        seed=3,
+        l2=0.01,
+        backend=backend,
+        record="params",
+        intercept_init=0.3,
+        sample_weight=_weights(60, low=0, high=4),
+        **extra,
+    )
 
 
-@pytest.mark.parametrize("backend,model,loss,opt,batch,dtype", CASES,
-                         ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize(
+    "backend,model,loss,opt,batch,dtype", CASES, ids=lambda v: getattr(v, "__name__", str(v))
+)
 def test_weighted_trajectory_as_reference(backend, model, loss, opt, batch, dtype):
     ref = _weighted_fit("numpy", model, loss, opt, batch, dtype)
     got = _weighted_fit(backend, model, loss, opt, batch, dtype)

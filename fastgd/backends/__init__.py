@@ -217,6 +217,7 @@ def resolve(name: str) -> tuple[str, ModuleType]:
         )
     mod = _load(name)
     if mod is None:
-        raise ImportError(f"backend {name!r} is not available: {_BACKENDS[name][1]} "
-                          f"({_failed.get(name, '')})")
+        raise ImportError(
+            f"backend {name!r} is not available: {_BACKENDS[name][1]} ({_failed.get(name, '')})"
+        )
     return name, mod

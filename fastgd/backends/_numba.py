@@ -143,6 +143,7 @@ def _preload_tbb() -> str | None:
 
     try:
         from numba.np.ufunc import tbbpool
+
         return None
     except ImportError:
         pass
@@ -192,6 +193,7 @@ def threading_layer() -> str:
     and fork safe), ``"omp"`` (thread safe; a forked child runs serially) or
     ``"workqueue"`` (parallel kernels under a lock)."""
     return _config.threading_layer() or numba.threading_layer()
+
 
 _FM = set(_config.FASTMATH)
 #: Target number of X elements per row block (1 MB of float64: few enough blocks
@@ -291,8 +293,9 @@ def _make_prefetch(locality: int) -> Any:
             fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
             fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
             # read (0), temporal locality, data cache (1)
-            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality),
-                              ir.Constant(i32, 1)])
+            builder.call(
+                fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)]
+            )
             return context.get_dummy_value()
 
         return types.void(addr), codegen
@@ -403,7 +406,7 @@ def _range_parallel(b, n_chunks, low, inf):
     n = b.shape[0]
     part = np.empty((n_chunks, 3), b.dtype)
     for c in prange(n_chunks):
-        kmn, kmx, nan = _range_span(b[(c * n) // n_chunks:((c + 1) * n) // n_chunks], low, inf)
+        kmn, kmx, nan = _range_span(b[(c * n) // n_chunks : ((c + 1) * n) // n_chunks], low, inf)
         part[c, 0] = kmn
         part[c, 1] = kmx
         part[c, 2] = 1 if nan else 0
@@ -416,9 +419,10 @@ def _range_parallel(b, n_chunks, low, inf):
 
 
 #: float dtype -> (the integer view, every bit but the sign, the bits of +inf)
-_RANGE_BITS = {np.dtype(np.float64): (np.int64, np.int64(0x7FFFFFFFFFFFFFFF),
-                                      np.int64(0x7FF0000000000000)),
-               np.dtype(np.float32): (np.int32, np.int32(0x7FFFFFFF), np.int32(0x7F800000))}
+_RANGE_BITS = {
+    np.dtype(np.float64): (np.int64, np.int64(0x7FFFFFFFFFFFFFFF), np.int64(0x7FF0000000000000)),
+    np.dtype(np.float32): (np.int32, np.int32(0x7FFFFFFF), np.int32(0x7F800000)),
+}
 
 
 def value_range(a: np.ndarray) -> tuple[float, float]:
@@ -440,9 +444,11 @@ def value_range(a: np.ndarray) -> tuple[float, float]:
     """
     bits = _RANGE_BITS.get(a.dtype) if isinstance(a, np.ndarray) else None
     if bits is None or a.ndim != 1 or not a.flags.c_contiguous:
-        raise ValueError(f"value_range takes a C-contiguous 1-D float32 or float64 array, "
-                         f"got {getattr(a, 'dtype', type(a).__name__)} with shape "
-                         f"{np.shape(a)}")
+        raise ValueError(
+            f"value_range takes a C-contiguous 1-D float32 or float64 array, "
+            f"got {getattr(a, 'dtype', type(a).__name__)} with shape "
+            f"{np.shape(a)}"
+        )
     n = a.shape[0]
     if n == 0:
         raise ValueError("value_range of an empty array: there is no minimum or maximum")
@@ -799,13 +805,13 @@ def _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
     acc = part_g[b, :p1]  # the rows of part_g and part_t are padded (``_padded``)
     for j in range(p1):
         acc[j] = 0.0
-    part_f[b] = _rows(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc,
-                      part_t[b, :p1])
+    part_f[b] = _rows(
+        model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, part_t[b, :p1]
+    )
 
 
 @njit(**_jit_inline)
-def _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t,
-             w):
+def _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, w):
     """``_block`` with sample weights (``_rows_w``)."""
     rb = _block_rows(X)
     lo = b * rb
@@ -814,27 +820,29 @@ def _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_
     acc = part_g[b, :p1]  # the rows of part_g and part_t are padded (``_padded``)
     for j in range(p1):
         acc[j] = 0.0
-    part_f[b] = _rows_w(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc,
-                        part_t[b, :p1], w)
+    part_f[b] = _rows_w(
+        model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, part_t[b, :p1], w
+    )
 
 
 @njit(**_jit_par)
-def _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
-                     part_t):
+def _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t):
     for b in prange(part_f.shape[0]):
         _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t)
 
 
 @njit(**_jit_par)
-def _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
-                       part_t, w):
+def _blocks_parallel_w(
+    model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, w
+):
     for b in prange(part_f.shape[0]):
         _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, w)
 
 
 @njit(**_jit)
-def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w,
-           large):
+def _sweep(
+    model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, acc, w, large
+):
     """One pass over all rows; returns sum w rho, acc = sum w psi dpred (block order).
 
     ``large`` (a compile-time constant): 0 when ``X`` is too small for the
@@ -846,20 +854,22 @@ def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, pa
         par = X.shape[0] * X.shape[1] >= PARALLEL_MIN and part_f.shape[0] > 1
         if par:
             if w is not None:
-                _blocks_parallel_w(model, loss, X, y, theta, basis, delta, want_grad, part_f,
-                                   part_g, part_t, w)
+                _blocks_parallel_w(
+                    model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, w
+                )
             else:
-                _blocks_parallel(model, loss, X, y, theta, basis, delta, want_grad, part_f,
-                                 part_g, part_t)
+                _blocks_parallel(
+                    model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t
+                )
     if not par:
         if w is not None:
             for b in range(part_f.shape[0]):
-                _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
-                         part_t, w)
+                _block_w(
+                    b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, w
+                )
         else:
             for b in range(part_f.shape[0]):
-                _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
-                       part_t)
+                _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t)
     f = 0.0
     for j in range(acc.shape[0]):
         acc[j] = 0.0
@@ -872,8 +882,24 @@ def _sweep(model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, pa
 
 
 @njit(**_jit)
-def _objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
-                    part_f, part_g, part_t, acc, w, large):
+def _objective_grad(
+    model,
+    loss,
+    X,
+    y,
+    theta,
+    basis,
+    delta,
+    l2w,
+    fit_icpt,
+    grad,
+    part_f,
+    part_g,
+    part_t,
+    acc,
+    w,
+    large,
+):
     n = X.shape[0]  # weighted too: the sums are divided by the row count
     f = _sweep(model, loss, X, y, theta, basis, delta, 1, part_f, part_g, part_t, acc, w, large)
     _finish(acc, n, theta, l2w, fit_icpt, grad)
@@ -881,16 +907,16 @@ def _objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
 
 
 @njit(**_jit)
-def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w,
-               large):
+def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w, large):
     n = X.shape[0]
     f = _sweep(model, loss, X, y, theta, basis, delta, 0, part_f, part_g, part_t, acc, w, large)
     return f / n + _penalty(theta, l2w)
 
 
 @njit(**_jit_inline)
-def _objective_of(model, loss, codes, X, y, theta, basis, delta, l2w, part_f, part_g, part_t,
-                  acc, w, large):
+def _objective_of(
+    model, loss, codes, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w, large
+):
     """``_objective`` for a kernel family (``model``, ``loss`` compile-time constants).
 
     The polynomial model's objective takes the codes as runtime values
@@ -899,10 +925,25 @@ def _objective_of(model, loss, codes, X, y, theta, basis, delta, l2w, part_f, pa
     model and loss, as ``objective`` always gave.
     """
     if model == 1:
-        return _objective(codes[0], codes[1], X, y, theta, basis, delta, l2w, part_f, part_g,
-                          part_t, acc, w, large)
-    return _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc,
-                      w, large)
+        return _objective(
+            codes[0],
+            codes[1],
+            X,
+            y,
+            theta,
+            basis,
+            delta,
+            l2w,
+            part_f,
+            part_g,
+            part_t,
+            acc,
+            w,
+            large,
+        )
+    return _objective(
+        model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w, large
+    )
 
 
 @njit(**_jit)
@@ -917,23 +958,56 @@ def _padded(width, itemsize):
 def _buffers(X, theta):
     nb = _n_blocks(X)
     p1 = theta.shape[0]
-    return (np.empty(nb), np.empty((nb, _padded(p1, 8))),
-            np.empty((nb, _padded(p1, X.itemsize)), X.dtype), np.empty(p1))
+    return (
+        np.empty(nb),
+        np.empty((nb, _padded(p1, 8))),
+        np.empty((nb, _padded(p1, X.itemsize)), X.dtype),
+        np.empty(p1),
+    )
 
 
 @njit(**_jit)
-def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w,
-                          large):
+def _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w, large):
     part_f, part_g, part_t, acc = _buffers(X, theta)
-    return _objective_grad(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, fit_icpt,
-                           grad, part_f, part_g, part_t, acc, w, large)
+    return _objective_grad(
+        model,
+        loss,
+        X,
+        y,
+        theta,
+        _basis_dt(X, basis),
+        delta,
+        l2w,
+        fit_icpt,
+        grad,
+        part_f,
+        part_g,
+        part_t,
+        acc,
+        w,
+        large,
+    )
 
 
 @njit(**_jit)
 def _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large):
     part_f, part_g, part_t, acc = _buffers(X, theta)
-    return _objective(model, loss, X, y, theta, _basis_dt(X, basis), delta, l2w, part_f, part_g,
-                      part_t, acc, w, large)
+    return _objective(
+        model,
+        loss,
+        X,
+        y,
+        theta,
+        _basis_dt(X, basis),
+        delta,
+        l2w,
+        part_f,
+        part_g,
+        part_t,
+        acc,
+        w,
+        large,
+    )
 
 
 @intrinsic
@@ -967,8 +1041,9 @@ def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, pr
         for q in range(start, stop):
             i = idx[q]
             if prefetch:
-                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
-                                 idx[min(q + PREFETCH_NEAR, last)])
+                _prefetch_weight(
+                    wa, wsz, idx[min(q + PREFETCH_FAR, last)], idx[min(q + PREFETCH_NEAR, last)]
+                )
             r = predict_row(model, X, i, theta, basis) - y[i]
             ls += rho(loss, r, delta) * np.float64(w[i])
             _accumulate_row(model, X, i, psi(loss, r, delta) * np.float64(w[i]), basis, acc)
@@ -1031,11 +1106,9 @@ def _prefetch_weight(wa, wsz, far, near):
 
 
 @njit(**_jit)
-def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
-                grad, w):
+def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w):
     acc = np.empty(theta.shape[0])
-    _batch_acc(model, loss, X, y, theta, _basis_dt(X, basis), delta, idx, start, stop, acc, True,
-               w)
+    _batch_acc(model, loss, X, y, theta, _basis_dt(X, basis), delta, idx, start, stop, acc, True, w)
     _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
 
 
@@ -1360,8 +1433,12 @@ def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, s
     # sum r**2 comes out of a cancellation between terms of size S, so its
     # rounding error is about eps64 * S; below 1e-6 * S (an almost exact fit)
     # the pass over the rows is taken, and the loss keeps its precision.
-    if (tiny or not sr2 <= big or not _guard_ok(guard, theta, sr2, big)
-            or (strict != 0 and sr2 < 1e-6 * S)):
+    if (
+        tiny
+        or not sr2 <= big
+        or not _guard_ok(guard, theta, sr2, big)
+        or (strict != 0 and sr2 < 1e-6 * S)
+    ):
         return math.nan
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     if strict > 0:
@@ -1452,8 +1529,9 @@ class _Parallel:
         self._lock = _config.parallel_lock()
         self._lock.__enter__()
         # numba's chunk size is per thread; set_parallel_chunksize returns the old one
-        self._prev = (numba.set_parallel_chunksize(SCHEDULE_CHUNK)
-                      if self._size >= PARALLEL_MIN else None)
+        self._prev = (
+            numba.set_parallel_chunksize(SCHEDULE_CHUNK) if self._size >= PARALLEL_MIN else None
+        )
 
     def __exit__(self, *exc: object) -> None:
         if self._prev is not None:
@@ -1461,9 +1539,19 @@ class _Parallel:
         self._lock.__exit__(*exc)
 
 
-def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-                   basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
-                   grad: np.ndarray, w: np.ndarray | None = None) -> float:
+def objective_grad(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: Any,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    grad: np.ndarray,
+    w: np.ndarray | None = None,
+) -> float:
     """Objective and gradient over all rows, one fused (parallel) pass.
 
     Parameters
@@ -1495,15 +1583,25 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     [-8.0, -4.0]
     """
     if _forked and X.size >= PARALLEL_MIN:
-        return _numpy.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad,
-                                     w=w)
+        return _numpy.objective_grad(
+            model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w=w
+        )
     args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), grad, _w(w, X))
     with _Parallel(X.size):
         return _call(("objective_grad", int(model), int(loss), _large(X)), args)
 
 
-def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-              basis: Any, delta: float, l2w: np.ndarray, w: np.ndarray | None = None) -> float:
+def objective(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: Any,
+    delta: float,
+    l2w: np.ndarray,
+    w: np.ndarray | None = None,
+) -> float:
     """Objective over all rows: ``sum_i w_i rho(r_i) / n + penalty`` (``w`` None: w_i = 1).
 
     Examples
@@ -1521,10 +1619,22 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
         return _call(("objective", int(model), int(loss), _large(X)), args)
 
 
-def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-               basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
-               idx: np.ndarray, start: int, stop: int, grad: np.ndarray,
-               w: np.ndarray | None = None) -> None:
+def batch_grad(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: Any,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    idx: np.ndarray,
+    start: int,
+    stop: int,
+    grad: np.ndarray,
+    w: np.ndarray | None = None,
+) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty).
 
     With weights ``w`` (None: unweighted) each row's term is multiplied by
@@ -1540,13 +1650,28 @@ def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nd
     >>> g.tolist()
     [-8.0, -4.0]
     """
-    _call(("batch_grad", int(model), int(loss)),
-          (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), idx,
-           int(start), int(stop), grad, _w(w, X)))
+    _call(
+        ("batch_grad", int(model), int(loss)),
+        (
+            _ro(X),
+            _ro(y),
+            theta,
+            _basis(basis),
+            float(delta),
+            l2w,
+            int(fit_icpt),
+            idx,
+            int(start),
+            int(stop),
+            grad,
+            _w(w, X),
+        ),
+    )
 
 
-def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
-              p: int, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def lsq_stats(
+    model: int, X: np.ndarray, y: np.ndarray, basis: Any, p: int, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """``G = A^T W A``, ``c = A^T W y`` and ``S = y^T W y`` in float64, one (parallel) pass.
 
     ``A`` is the design in the kernel's coordinates, rows ``a_i = [features, 1]``
@@ -1572,8 +1697,9 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: Any,
     if _forked and X.size >= PARALLEL_MIN:
         return _numpy.lsq_stats(model, X, y, basis, p, w=w)
     with _Parallel(X.size):
-        G, c, S = _call(("lsq_stats", int(model), _large(X)),
-                        (_ro(X), _ro(y), _basis(basis), int(p), _w(w, X)))
+        G, c, S = _call(
+            ("lsq_stats", int(model), _large(X)), (_ro(X), _ro(y), _basis(basis), int(p), _w(w, X))
+        )
     return G, c, float(S)
 
 
@@ -1591,7 +1717,7 @@ def update(opt, theta, grad, state, lr, hp, t):
     array operations do, so float32 state rounds where the reference rounds.
     """
     k = theta.shape[0]
-    if opt == 0:    # gd
+    if opt == 0:  # gd
         for j in range(k):
             theta[j] -= lr * grad[j]
     elif opt == 1:  # momentum (heavy ball, torch SGD with dampening 0)
@@ -1616,7 +1742,7 @@ def update(opt, theta, grad, state, lr, hp, t):
             state[0, j] = state[0, j] * r
             state[0, j] = state[0, j] + (1.0 - r) * (grad[j] * grad[j])
             theta[j] -= lr * grad[j] / (math.sqrt(state[0, j]) + hp[3])
-    else:           # adam, with bias correction of both moments
+    else:  # adam, with bias correction of both moments
         b1 = hp[1]
         b2 = hp[2]
         bc1 = 1.0 - b1 ** float(t)
@@ -1697,8 +1823,9 @@ def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, pr
         s = psi(loss, r, delta)
         if w is not None:
             if prefetch:
-                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)],
-                                 idx[min(q + PREFETCH_NEAR, n - 1)])
+                _prefetch_weight(
+                    wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)], idx[min(q + PREFETCH_NEAR, n - 1)]
+                )
             s = s * np.float64(w[i])
             ls += rho(loss, r, delta) * np.float64(w[i])
         else:
@@ -1806,8 +1933,7 @@ def _pre_move(x, th, lw, a, b, s, gp, lr):
 
 
 @njit(**_jit_ordered)
-def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch,
-                       pre, w):
+def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, pre, w):
     """``_sgd_gd_linear`` with the centre-and-scale preconditioner; returns (t, d,
     the samples' summed losses).
 
@@ -1851,8 +1977,9 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
         s = psi(loss, r, delta)
         if w is not None:
             if prefetch:
-                _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)],
-                                 idx[min(q + PREFETCH_NEAR, n - 1)])
+                _prefetch_weight(
+                    wa, wsz, idx[min(q + PREFETCH_FAR, n - 1)], idx[min(q + PREFETCH_NEAR, n - 1)]
+                )
             s = s * np.float64(w[i])
             ls += rho(loss, r, delta) * np.float64(w[i])
         else:
@@ -1870,8 +1997,10 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = dt(0.0)
         for jb in range(p // 8):
             j = 8 * jb
-            s2 = (((((((s2 + E[j]) + E[j + 1]) + E[j + 2]) + E[j + 3]) + E[j + 4]) + E[j + 5])
-                  + E[j + 6]) + E[j + 7]
+            s2 = (
+                ((((((s2 + E[j]) + E[j + 1]) + E[j + 2]) + E[j + 3]) + E[j + 4]) + E[j + 5])
+                + E[j + 6]
+            ) + E[j + 7]
             a0 += P[j]
             a1 += P[j + 1]
             a2 += P[j + 2]
@@ -1892,8 +2021,35 @@ def _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d
 
 
 @njit(**_jit)
-def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_icpt, hp,
-                state, lr, batch_size, grad, acc, t, d, prefetch, pre, gz, dz, fuse, w, single):
+def _epoch_rows(
+    model,
+    loss,
+    opt,
+    X,
+    y,
+    idx,
+    m,
+    theta,
+    basis,
+    delta,
+    l2w,
+    fit_icpt,
+    hp,
+    state,
+    lr,
+    batch_size,
+    grad,
+    acc,
+    t,
+    d,
+    prefetch,
+    pre,
+    gz,
+    dz,
+    fuse,
+    w,
+    single,
+):
     """The steps of a stochastic epoch over rows idx[0..m-1]; returns (t, d, ls).
 
     ``m`` is a multiple of ``batch_size`` or the end of the epoch.  ``d``
@@ -1917,8 +2073,9 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     simple = diag and pre.shape[0] == 0
     if single == 1:
         if batch_size == 1 and simple and model == 0 and opt == 0:
-            return _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d,
-                                  prefetch, w)
+            return _sgd_gd_linear(
+                loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, w
+            )
     wa, wsz = _weight_address(w)
     last = idx.shape[0] - 1
     ls = 0.0
@@ -1932,21 +2089,27 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
                 s = psi(loss, r, delta)
                 if w is not None:
                     if prefetch:
-                        _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
-                                         idx[min(q + PREFETCH_NEAR, last)])
+                        _prefetch_weight(
+                            wa,
+                            wsz,
+                            idx[min(q + PREFETCH_FAR, last)],
+                            idx[min(q + PREFETCH_NEAR, last)],
+                        )
                     s = s * np.float64(w[i])
                     ls += rho(loss, r, delta) * np.float64(w[i])
                 else:
                     ls += rho(loss, r, delta)
-                _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr,
-                             hp, t)
+                _sample_step(
+                    model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp, t
+                )
             return t, d, ls
     if single == 0:
         if simple:  # diagonal penalty, the update rule itself: the loop as it always was
             for start in range(0, m, batch_size):
                 stop = min(start + batch_size, m)
-                ls += _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc,
-                                 prefetch, w)
+                ls += _batch_acc(
+                    model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w
+                )
                 _finish_diag(acc, stop - start, theta, l2w, fit_icpt, grad)
                 t += 1
                 update(opt, theta, grad, state, lr, hp, t)
@@ -1954,23 +2117,25 @@ def _epoch_rows(model, loss, opt, X, y, idx, m, theta, basis, delta, l2w, fit_ic
     if single == 1:
         if batch_size == 1 and model == 0:
             if fuse and opt == 0 and diag and pre_kind(pre) == 1:
-                return _sgd_gd_linear_pre(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr,
-                                          t, d, prefetch, pre, w)
+                return _sgd_gd_linear_pre(
+                    loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, pre, w
+                )
             for q in range(m):
                 _prefetch_ahead(X, y, idx, q, prefetch)
                 if w is not None and prefetch:
-                    _prefetch_weight(wa, wsz, idx[min(q + PREFETCH_FAR, last)],
-                                     idx[min(q + PREFETCH_NEAR, last)])
-                ls += _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad,
-                                          w)
+                    _prefetch_weight(
+                        wa, wsz, idx[min(q + PREFETCH_FAR, last)], idx[min(q + PREFETCH_NEAR, last)]
+                    )
+                ls += _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
                 t += 1
                 step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
             return t, d, ls
     if model == 1 or single == 0:  # (single samples on the linear model returned above)
         for start in range(0, m, batch_size):
             stop = min(start + batch_size, m)
-            ls += _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc,
-                             prefetch, w)
+            ls += _batch_acc(
+                model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w
+            )
             _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
             t += 1
             step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
@@ -1983,12 +2148,17 @@ def _int64_slot(context, builder, arrty, arr, i):
 
 
 def _is_int64_slot(arr: Any, i: Any) -> bool:
-    return (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1
-            and isinstance(i, types.Integer))
+    return (
+        isinstance(arr, types.Array)
+        and arr.dtype == types.int64
+        and arr.ndim == 1
+        and isinstance(i, types.Integer)
+    )
 
 
 # ``arr[i]`` read and written as atomic int64s (acquire / release): the two
 # staging threads of ``_staged_epoch`` publish their progress through them.
+
 
 @intrinsic
 def _load_acquire(typingctx, arr, i):
@@ -2009,8 +2179,9 @@ def _store_release(typingctx, arr, i, v):
 
     def codegen(context, builder, sig, args):
         ptr = _int64_slot(context, builder, sig.args[0], args[0], args[1])
-        builder.store_atomic(context.cast(builder, args[2], sig.args[2], types.int64), ptr,
-                             "release", 8)
+        builder.store_atomic(
+            context.cast(builder, args[2], sig.args[2], types.int64), ptr, "release", 8
+        )
         return context.get_dummy_value()
 
     return types.void(arr, i, v), codegen
@@ -2026,6 +2197,7 @@ def _weight_chunk(ws, b):
 
 
 # Typed by the type of ``w`` / ``ws`` (see "Sample weights" above).
+
 
 @overload(_weight_buffers)
 def _weight_buffers_typed(w, rows):
@@ -2091,9 +2263,38 @@ def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
 
 
 @njit(**_jit_par)
-def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis, delta,
-                  l2w, fit_icpt, hp, state, lr, batch_size, grad, acc, t, prefetch, pre, gz,
-                  dz, fuse, w, ws, single):
+def _staged_epoch(
+    model,
+    loss,
+    opt,
+    X,
+    y,
+    idx,
+    rows,
+    Xs,
+    ys,
+    ident,
+    theta,
+    basis,
+    delta,
+    l2w,
+    fit_icpt,
+    hp,
+    state,
+    lr,
+    batch_size,
+    grad,
+    acc,
+    t,
+    prefetch,
+    pre,
+    gz,
+    dz,
+    fuse,
+    w,
+    ws,
+    single,
+):
     """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns
     (t, the rows' summed losses: ``_epoch_rows``'s ``ls`` of every chunk).
 
@@ -2130,12 +2331,35 @@ def _staged_epoch(model, loss, opt, X, y, idx, rows, Xs, ys, ident, theta, basis
             b = (c + 1) % 2
             if task == 0:
                 k = min(hi + 1, n) - lo
-                tb[0], db[0], lb[c] = _epoch_rows(model, loss, opt, _readonly(Xs[c % 2]),
-                                           _readonly(ys[c % 2]), ident[:k], hi - lo, theta,
-                                           basis, delta, l2w, fit_icpt, hp, state, lr,
-                                           batch_size, grad, acc, tb[0], db[0], prefetch,
-                                           pre, gz, dz, fuse, _weight_chunk(ws, c % 2),
-                                           single)
+                tb[0], db[0], lb[c] = _epoch_rows(
+                    model,
+                    loss,
+                    opt,
+                    _readonly(Xs[c % 2]),
+                    _readonly(ys[c % 2]),
+                    ident[:k],
+                    hi - lo,
+                    theta,
+                    basis,
+                    delta,
+                    l2w,
+                    fit_icpt,
+                    hp,
+                    state,
+                    lr,
+                    batch_size,
+                    grad,
+                    acc,
+                    tb[0],
+                    db[0],
+                    prefetch,
+                    pre,
+                    gz,
+                    dz,
+                    fuse,
+                    _weight_chunk(ws, c % 2),
+                    single,
+                )
             _stage(X, y, w, idx, hi, nxt, Xs[b], ys[b], ws, b, marks, task == 0)
     ls = 0.0
     for c in range(lb.shape[0]):
@@ -2297,10 +2521,45 @@ def _converged(theta, theta_prev, tol, pre, z, zp):
 
 
 @njit(**_jit)
-def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
-         sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-         grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-         stage_rows, fuse, w, kind, large, codes):
+def _run(
+    model,
+    loss,
+    X,
+    y,
+    theta,
+    basis,
+    delta,
+    l2w,
+    fit_icpt,
+    opt,
+    hp,
+    state,
+    t0,
+    sched,
+    lr0,
+    sched_hp,
+    epoch0,
+    n_epochs,
+    batch_size,
+    order,
+    tol,
+    need_obj,
+    grad,
+    f0,
+    hist_loss,
+    hist_params,
+    pre,
+    stats_G,
+    stats_c,
+    stats_S,
+    have_stats,
+    stage_rows,
+    fuse,
+    w,
+    kind,
+    large,
+    codes,
+):
     bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
     p = theta.shape[0] - 1
@@ -2372,14 +2631,32 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
         f = math.nan
         if loss == 0:
             if use_lsq:
-                f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps,
-                                        strict, guard)
+                f = _objective_grad_lsq(
+                    G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, strict, guard
+                )
         if math.isnan(f):
-            f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt, grad,
-                                part_f, part_g, part_t, acc, w, large)
+            f = _objective_grad(
+                model,
+                loss,
+                X,
+                y,
+                theta,
+                bs,
+                delta,
+                l2w,
+                fit_icpt,
+                grad,
+                part_f,
+                part_g,
+                part_t,
+                acc,
+                w,
+                large,
+            )
     elif need_obj:
-        f = _objective_of(model, loss, codes, X, y, theta, bs, delta, l2w, part_f, part_g,
-                          part_t, acc, w, large)
+        f = _objective_of(
+            model, loss, codes, X, y, theta, bs, delta, l2w, part_f, part_g, part_t, acc, w, large
+        )
     else:
         f = 0.0
     if not math.isfinite(f):
@@ -2402,32 +2679,174 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
             f = math.nan
             if loss == 0:
                 if use_lsq:
-                    f = _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big,
-                                            eps, strict, guard)
+                    f = _objective_grad_lsq(
+                        G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, strict, guard
+                    )
             if math.isnan(f):
-                f = _objective_grad(model, loss, X, y, theta, bs, delta, l2w, fit_icpt,
-                                    grad, part_f, part_g, part_t, acc, w, large)
+                f = _objective_grad(
+                    model,
+                    loss,
+                    X,
+                    y,
+                    theta,
+                    bs,
+                    delta,
+                    l2w,
+                    fit_icpt,
+                    grad,
+                    part_f,
+                    part_g,
+                    part_t,
+                    acc,
+                    w,
+                    large,
+                )
         else:
             idx = order[k]
             if kind == 1:
-                t, _, ls = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
-                                   fit_icpt, hp, state, lr, batch_size, grad, acc, t,
-                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 1)
+                t, _, ls = _epoch_rows(
+                    model,
+                    loss,
+                    opt,
+                    X,
+                    y,
+                    idx,
+                    n,
+                    theta,
+                    bs,
+                    delta,
+                    l2w,
+                    fit_icpt,
+                    hp,
+                    state,
+                    lr,
+                    batch_size,
+                    grad,
+                    acc,
+                    t,
+                    X.dtype.type(math.nan),
+                    prefetch,
+                    pre,
+                    gz,
+                    dz,
+                    fuse,
+                    w,
+                    1,
+                )
             elif kind == 3:
-                t, _, ls = _epoch_rows(model, loss, opt, X, y, idx, n, theta, bs, delta, l2w,
-                                   fit_icpt, hp, state, lr, batch_size, grad, acc, t,
-                                   X.dtype.type(math.nan), prefetch, pre, gz, dz, fuse, w, 0)
+                t, _, ls = _epoch_rows(
+                    model,
+                    loss,
+                    opt,
+                    X,
+                    y,
+                    idx,
+                    n,
+                    theta,
+                    bs,
+                    delta,
+                    l2w,
+                    fit_icpt,
+                    hp,
+                    state,
+                    lr,
+                    batch_size,
+                    grad,
+                    acc,
+                    t,
+                    X.dtype.type(math.nan),
+                    prefetch,
+                    pre,
+                    gz,
+                    dz,
+                    fuse,
+                    w,
+                    0,
+                )
             elif kind == 2:
-                t, ls = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
-                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
-                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws, 1)
+                t, ls = _staged_epoch(
+                    model,
+                    loss,
+                    opt,
+                    X,
+                    y,
+                    idx,
+                    stage_rows,
+                    Xs,
+                    ys,
+                    ident,
+                    theta,
+                    bs,
+                    delta,
+                    l2w,
+                    fit_icpt,
+                    hp,
+                    state,
+                    lr,
+                    batch_size,
+                    grad,
+                    acc,
+                    t,
+                    prefetch,
+                    pre,
+                    gz,
+                    dz,
+                    fuse,
+                    w,
+                    ws,
+                    1,
+                )
             else:
-                t, ls = _staged_epoch(model, loss, opt, X, y, idx, stage_rows, Xs, ys, ident, theta,
-                                  bs, delta, l2w, fit_icpt, hp, state, lr, batch_size, grad,
-                                  acc, t, prefetch, pre, gz, dz, fuse, w, ws, 0)
+                t, ls = _staged_epoch(
+                    model,
+                    loss,
+                    opt,
+                    X,
+                    y,
+                    idx,
+                    stage_rows,
+                    Xs,
+                    ys,
+                    ident,
+                    theta,
+                    bs,
+                    delta,
+                    l2w,
+                    fit_icpt,
+                    hp,
+                    state,
+                    lr,
+                    batch_size,
+                    grad,
+                    acc,
+                    t,
+                    prefetch,
+                    pre,
+                    gz,
+                    dz,
+                    fuse,
+                    w,
+                    ws,
+                    0,
+                )
             if need_obj:
-                f = _objective_of(model, loss, codes, X, y, theta, bs, delta, l2w, part_f,
-                                  part_g, part_t, acc, w, large)
+                f = _objective_of(
+                    model,
+                    loss,
+                    codes,
+                    X,
+                    y,
+                    theta,
+                    bs,
+                    delta,
+                    l2w,
+                    part_f,
+                    part_g,
+                    part_t,
+                    acc,
+                    w,
+                    large,
+                )
         if not (_all_finite(theta) and math.isfinite(f)):
             theta[:] = theta_prev
             status = 2
@@ -2447,15 +2866,37 @@ def _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, 
     return n_done, status, t, f
 
 
-def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-        basis: Any, delta: float, l2w: np.ndarray, fit_icpt: int,
-        opt: int, hp: np.ndarray, state: np.ndarray, t0: int,
-        sched: int, lr0: float, sched_hp: np.ndarray, epoch0: int, n_epochs: int,
-        batch_size: int, order: np.ndarray, tol: float, need_obj: int,
-        grad: np.ndarray, f0: float,
-        hist_loss: np.ndarray, hist_params: np.ndarray,
-        pre: np.ndarray | None = None, stats: tuple | None = None,
-        w: np.ndarray | None = None) -> tuple[int, int, int, float]:
+def run(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: Any,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    opt: int,
+    hp: np.ndarray,
+    state: np.ndarray,
+    t0: int,
+    sched: int,
+    lr0: float,
+    sched_hp: np.ndarray,
+    epoch0: int,
+    n_epochs: int,
+    batch_size: int,
+    order: np.ndarray,
+    tol: float,
+    need_obj: int,
+    grad: np.ndarray,
+    f0: float,
+    hist_loss: np.ndarray,
+    hist_params: np.ndarray,
+    pre: np.ndarray | None = None,
+    stats: tuple | None = None,
+    w: np.ndarray | None = None,
+) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     Exactly the reference's ``run`` (``fastgd.backends._numpy.run``), the
@@ -2494,9 +2935,37 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
     (1, 2.0)
     """
     if _forked and X.size >= PARALLEL_MIN:
-        return _numpy.run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state,
-                          t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
-                          need_obj, grad, f0, hist_loss, hist_params, pre=pre, stats=stats, w=w)
+        return _numpy.run(
+            model,
+            loss,
+            X,
+            y,
+            theta,
+            basis,
+            delta,
+            l2w,
+            fit_icpt,
+            opt,
+            hp,
+            state,
+            t0,
+            sched,
+            lr0,
+            sched_hp,
+            epoch0,
+            n_epochs,
+            batch_size,
+            order,
+            tol,
+            need_obj,
+            grad,
+            f0,
+            hist_loss,
+            hist_params,
+            pre=pre,
+            stats=stats,
+            w=w,
+        )
     m = theta.shape[0]
     pre = _pre(pre, m)
     have_stats = stats is not None and int(batch_size) == 0 and int(loss) == 0
@@ -2512,11 +2981,40 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
         stage_rows = _stage_rows(X, int(batch_size))
         bsz = int(batch_size)
         kind = 0 if bsz == 0 else (1 if bsz == 1 else 3) + int(stage_rows > 0)
-        args = (_ro(X), _ro(y), theta, _basis(basis), float(delta), l2w, int(fit_icpt), hp,
-                state, int(t0), int(sched), float(lr0), sched_hp, int(epoch0), int(n_epochs),
-                int(batch_size), order, float(tol), int(need_obj), grad, float(f0), hist_loss,
-                hist_params, pre, G0, c0, S0, have_stats, stage_rows, bool(FUSED_PRE),
-                _codes(model, loss), _w(w, X))
+        args = (
+            _ro(X),
+            _ro(y),
+            theta,
+            _basis(basis),
+            float(delta),
+            l2w,
+            int(fit_icpt),
+            hp,
+            state,
+            int(t0),
+            int(sched),
+            float(lr0),
+            sched_hp,
+            int(epoch0),
+            int(n_epochs),
+            int(batch_size),
+            order,
+            float(tol),
+            int(need_obj),
+            grad,
+            float(f0),
+            hist_loss,
+            hist_params,
+            pre,
+            G0,
+            c0,
+            S0,
+            have_stats,
+            stage_rows,
+            bool(FUSED_PRE),
+            _codes(model, loss),
+            _w(w, X),
+        )
         return _call(("run", int(model), int(loss), int(opt), kind, _large(X)), args)
 
 
@@ -2526,8 +3024,9 @@ def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
         return np.empty((0, m))
     pre = np.asarray(pre)
     if pre.ndim != 2 or pre.shape[0] not in (0, 2, 2 * m) or (pre.shape[0] and pre.shape[1] != m):
-        raise ValueError(f"pre must have shape (0, {m}), (2, {m}) or ({2 * m}, {m}), "
-                         f"got {pre.shape}")
+        raise ValueError(
+            f"pre must have shape (0, {m}), (2, {m}) or ({2 * m}, {m}), got {pre.shape}"
+        )
     if pre.dtype != np.float64 or not pre.flags.c_contiguous or not pre.flags.writeable:
         pre = np.array(pre, dtype=np.float64, order="C")
     return pre
@@ -2562,8 +3061,7 @@ def _stage_rows(X: np.ndarray, batch_size: int) -> int:
 
 #: ``run``'s batching (``kind``): full batch; single samples, their rows staged or
 #: not; mini-batches, their rows staged or not (see ``_staged_epoch``).
-_KINDS = ("full-batch", "single-sample", "single-sample staged", "mini-batch",
-          "mini-batch staged")
+_KINDS = ("full-batch", "single-sample", "single-sample staged", "mini-batch", "mini-batch staged")
 _MODEL_NAMES = ("linear", "poly")
 _LOSS_NAMES = ("mse", "huber")
 _OPT_NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
@@ -2576,63 +3074,208 @@ _large_override: int | None = None
 
 
 def _make_run(model: int, loss: int, opt: int, kind: int, large: int) -> Any:
-    def run_family(X, y, theta, basis, delta, l2w, fit_icpt, hp, state, t0, sched, lr0,
-                   sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad, f0,
-                   hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-                   stage_rows, fuse, codes, w):
-        return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
-                    sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj,
-                    grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
-                    have_stats, stage_rows, fuse, w, kind, large, codes)
+    def run_family(
+        X,
+        y,
+        theta,
+        basis,
+        delta,
+        l2w,
+        fit_icpt,
+        hp,
+        state,
+        t0,
+        sched,
+        lr0,
+        sched_hp,
+        epoch0,
+        n_epochs,
+        batch_size,
+        order,
+        tol,
+        need_obj,
+        grad,
+        f0,
+        hist_loss,
+        hist_params,
+        pre,
+        stats_G,
+        stats_c,
+        stats_S,
+        have_stats,
+        stage_rows,
+        fuse,
+        codes,
+        w,
+    ):
+        return _run(
+            model,
+            loss,
+            X,
+            y,
+            theta,
+            basis,
+            delta,
+            l2w,
+            fit_icpt,
+            opt,
+            hp,
+            state,
+            t0,
+            sched,
+            lr0,
+            sched_hp,
+            epoch0,
+            n_epochs,
+            batch_size,
+            order,
+            tol,
+            need_obj,
+            grad,
+            f0,
+            hist_loss,
+            hist_params,
+            pre,
+            stats_G,
+            stats_c,
+            stats_S,
+            have_stats,
+            stage_rows,
+            fuse,
+            w,
+            kind,
+            large,
+            codes,
+        )
+
     return njit(**_jit)(run_family)
 
 
 def _make_objective_grad(model: int, loss: int, large: int) -> Any:
     def objective_grad_family(X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
-        return _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
-                                     grad, w, large)
+        return _objective_grad_entry(
+            model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w, large
+        )
+
     return njit(**_jit)(objective_grad_family)
 
 
 def _make_objective(model: int, loss: int, large: int) -> Any:
     if model == 1:  # the codes as runtime values (see ``_objective_of``)
+
         def objective_family(X, y, theta, basis, delta, l2w, codes, w):
-            return _objective_entry(codes[0], codes[1], X, y, theta, basis, delta, l2w, w,
-                                    large)
+            return _objective_entry(codes[0], codes[1], X, y, theta, basis, delta, l2w, w, large)
     else:
+
         def objective_family(X, y, theta, basis, delta, l2w, codes, w):
             return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
+
     return njit(**_jit)(objective_family)
 
 
 def _make_batch_grad(model: int, loss: int) -> Any:
     def batch_grad_family(X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w):
-        _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
-                    grad, w)
+        _batch_grad(
+            model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w
+        )
+
     return njit(**_jit)(batch_grad_family)
 
 
 def _make_lsq_stats(model: int, large: int) -> Any:
     def lsq_stats_family(X, y, basis, p, w):
         return _lsq_stats_entry(model, X, y, basis, p, w, large)
+
     return njit(**_jit)(lsq_stats_family)
 
 
 # The same entries with the codes as their first arguments (``GENERIC``).
 
-def _run_any(model, loss, opt, kind, large, X, y, theta, basis, delta, l2w, fit_icpt, hp,
-             state, t0, sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol,
-             need_obj, grad, f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S,
-             have_stats, stage_rows, fuse, codes, w):
-    return _run(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, opt, hp, state, t0,
-                sched, lr0, sched_hp, epoch0, n_epochs, batch_size, order, tol, need_obj, grad,
-                f0, hist_loss, hist_params, pre, stats_G, stats_c, stats_S, have_stats,
-                stage_rows, fuse, w, kind, large, codes)
+
+def _run_any(
+    model,
+    loss,
+    opt,
+    kind,
+    large,
+    X,
+    y,
+    theta,
+    basis,
+    delta,
+    l2w,
+    fit_icpt,
+    hp,
+    state,
+    t0,
+    sched,
+    lr0,
+    sched_hp,
+    epoch0,
+    n_epochs,
+    batch_size,
+    order,
+    tol,
+    need_obj,
+    grad,
+    f0,
+    hist_loss,
+    hist_params,
+    pre,
+    stats_G,
+    stats_c,
+    stats_S,
+    have_stats,
+    stage_rows,
+    fuse,
+    codes,
+    w,
+):
+    return _run(
+        model,
+        loss,
+        X,
+        y,
+        theta,
+        basis,
+        delta,
+        l2w,
+        fit_icpt,
+        opt,
+        hp,
+        state,
+        t0,
+        sched,
+        lr0,
+        sched_hp,
+        epoch0,
+        n_epochs,
+        batch_size,
+        order,
+        tol,
+        need_obj,
+        grad,
+        f0,
+        hist_loss,
+        hist_params,
+        pre,
+        stats_G,
+        stats_c,
+        stats_S,
+        have_stats,
+        stage_rows,
+        fuse,
+        w,
+        kind,
+        large,
+        codes,
+    )
 
 
 def _objective_grad_any(model, loss, large, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
-    return _objective_grad_entry(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w,
-                                 large)
+    return _objective_grad_entry(
+        model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w, large
+    )
 
 
 def _objective_any(model, loss, large, X, y, theta, basis, delta, l2w, codes, w):
@@ -2643,14 +3286,22 @@ def _lsq_stats_any(model, large, X, y, basis, p, w):
     return _lsq_stats_entry(model, X, y, basis, p, w, large)
 
 
-_GENERIC_ENTRIES = {"run": _run_any, "objective_grad": _objective_grad_any,
-                    "objective": _objective_any, "batch_grad": None,
-                    "lsq_stats": _lsq_stats_any}
+_GENERIC_ENTRIES = {
+    "run": _run_any,
+    "objective_grad": _objective_grad_any,
+    "objective": _objective_any,
+    "batch_grad": None,
+    "lsq_stats": _lsq_stats_any,
+}
 
 
 _MAKERS: dict[str, Callable[..., Any]] = {
-    "run": _make_run, "objective_grad": _make_objective_grad, "objective": _make_objective,
-    "batch_grad": _make_batch_grad, "lsq_stats": _make_lsq_stats}
+    "run": _make_run,
+    "objective_grad": _make_objective_grad,
+    "objective": _make_objective,
+    "batch_grad": _make_batch_grad,
+    "lsq_stats": _make_lsq_stats,
+}
 #: ``FASTGD_NUMBA_KERNELS``: "family" compiles a family per job (the codes as
 #: constants: seconds per job); "generic" one entry per function for every
 #: family (the codes as arguments: one longer compilation per dtype, what
@@ -2746,14 +3397,17 @@ def _call(key: tuple, args: tuple) -> Any:
         _checked.add(check)
         if not _is_cached(disp, args):
             name = _family_name(check[0]) + (", weighted" if check[2] else "")
-            sys.stderr.write(f"fastgd: compiling numba kernels ({name}) for {check[1]} "
-                             f"(one-time, cached)\u2026\n")
+            sys.stderr.write(
+                f"fastgd: compiling numba kernels ({name}) for {check[1]} "
+                f"(one-time, cached)\u2026\n"
+            )
             sys.stderr.flush()
     return disp(*args)
 
 
-def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
-                    weighted: bool = True) -> dict[str, float]:
+def compile_kernels(
+    dtypes: Any = ("float64", "float32"), families: Any = None, weighted: bool = True
+) -> dict[str, float]:
     """Compile the kernels ahead of time (into numba's on-disk cache).
 
     For continuous integration and container images: after this, fits in
@@ -2795,8 +3449,9 @@ def compile_kernels(dtypes: Any = ("float64", "float32"), families: Any = None,
     return out
 
 
-def _compile_jobs(dtypes: Any, wanted: list[str] | None, weighted: bool, generic: bool,
-                  out: dict[str, float]) -> None:
+def _compile_jobs(
+    dtypes: Any, wanted: list[str] | None, weighted: bool, generic: bool, out: dict[str, float]
+) -> None:
     """``compile_kernels``' calls: every family's, run once each."""
     import time
 
@@ -2821,38 +3476,103 @@ def _compile_jobs(dtypes: Any, wanted: list[str] | None, weighted: bool, generic
             for loss in (0, 1):
                 for opt in range(len(_OPT_NAMES)):
                     for kind in range(len(_KINDS)):
-                        def fit(w: Any, kind: int = kind, loss: int = loss, opt: int = opt,
-                                A: Any = A, model: int = model, y: Any = y) -> None:
+
+                        def fit(
+                            w: Any,
+                            kind: int = kind,
+                            loss: int = loss,
+                            opt: int = opt,
+                            A: Any = A,
+                            model: int = model,
+                            y: Any = y,
+                        ) -> None:
                             global _stage_override
                             batch = (None, 1, 1, 4, 4)[kind]
                             _stage_override = 1 if kind in (2, 4) else None
                             try:
-                                api.fit(A, y, backend="numba", loss=_LOSS_NAMES[loss],
-                                        optimizer=_OPT_NAMES[opt], batch_size=batch,
-                                        max_iter=2, lr=1e-3, record=None if batch else "loss",
-                                        sample_weight=w, **({"degree": 2} if model else {}))
+                                api.fit(
+                                    A,
+                                    y,
+                                    backend="numba",
+                                    loss=_LOSS_NAMES[loss],
+                                    optimizer=_OPT_NAMES[opt],
+                                    batch_size=batch,
+                                    max_iter=2,
+                                    lr=1e-3,
+                                    record=None if batch else "loss",
+                                    sample_weight=w,
+                                    **({"degree": 2} if model else {}),
+                                )
                             finally:
                                 _stage_override = None
-                        for large in ((1,) if kind in (2, 4) else (0, 1)):
+
+                        for large in (1,) if kind in (2, 4) else (0, 1):
                             jobs.append((("run", model, loss, opt, kind, large), large, fit))
                 for large in (0, 1):
-                    jobs.append((("objective_grad", model, loss, large), large,
-                                 lambda w, model=model, loss=loss, A2=A2, theta=theta,
-                                 l2w=l2w, y=y, basis=basis: objective_grad(model, loss, A2, y, theta, basis, 1.0,
-                                                         l2w, 1, np.empty_like(theta), w=w)))
-                    jobs.append((("objective", model, loss, large), large,
-                                 lambda w, model=model, loss=loss, A2=A2, theta=theta,
-                                 l2w=l2w, y=y, basis=basis: objective(model, loss, A2, y, theta, basis, 1.0, l2w,
-                                                    w=w)))
-                jobs.append((("batch_grad", model, loss), 0,
-                             lambda w, model=model, loss=loss, A2=A2, theta=theta,
-                             l2w=l2w, y=y, basis=basis: batch_grad(model, loss, A2, y, theta, basis, 1.0, l2w, 1,
-                                                 np.arange(A2.shape[0], dtype=np.int32), 0, 8,
-                                                 np.empty_like(theta), w=w)))
+                    jobs.append(
+                        (
+                            ("objective_grad", model, loss, large),
+                            large,
+                            lambda w, model=model, loss=loss, A2=A2, theta=theta, l2w=l2w, y=y, basis=basis: (
+                                objective_grad(
+                                    model,
+                                    loss,
+                                    A2,
+                                    y,
+                                    theta,
+                                    basis,
+                                    1.0,
+                                    l2w,
+                                    1,
+                                    np.empty_like(theta),
+                                    w=w,
+                                )
+                            ),
+                        )
+                    )
+                    jobs.append(
+                        (
+                            ("objective", model, loss, large),
+                            large,
+                            lambda w, model=model, loss=loss, A2=A2, theta=theta, l2w=l2w, y=y, basis=basis: (
+                                objective(model, loss, A2, y, theta, basis, 1.0, l2w, w=w)
+                            ),
+                        )
+                    )
+                jobs.append(
+                    (
+                        ("batch_grad", model, loss),
+                        0,
+                        lambda w, model=model, loss=loss, A2=A2, theta=theta, l2w=l2w, y=y, basis=basis: (
+                            batch_grad(
+                                model,
+                                loss,
+                                A2,
+                                y,
+                                theta,
+                                basis,
+                                1.0,
+                                l2w,
+                                1,
+                                np.arange(A2.shape[0], dtype=np.int32),
+                                0,
+                                8,
+                                np.empty_like(theta),
+                                w=w,
+                            )
+                        ),
+                    )
+                )
             for large in (0, 1):
-                jobs.append((("lsq_stats", model, large), large,
-                             lambda w, model=model, A2=A2, theta=theta, y=y, basis=basis: lsq_stats(
-                                 model, A2, y, basis, theta.shape[0] - 1, w=w)))
+                jobs.append(
+                    (
+                        ("lsq_stats", model, large),
+                        large,
+                        lambda w, model=model, A2=A2, theta=theta, y=y, basis=basis: lsq_stats(
+                            model, A2, y, basis, theta.shape[0] - 1, w=w
+                        ),
+                    )
+                )
         for key, large, job in jobs:
             name = f"{_family_name(key[:1] if generic else key)} {dt.name}"
             if wanted is not None and not any(f in name for f in wanted):
@@ -2860,7 +3580,7 @@ def _compile_jobs(dtypes: Any, wanted: list[str] | None, weighted: bool, generic
             t0 = time.perf_counter()
             _large_override = large
             try:
-                for w in ((None, wts.astype(dt)) if weighted else (None,)):
+                for w in (None, wts.astype(dt)) if weighted else (None,):
                     job(w)
             finally:
                 _large_override = None
@@ -2871,8 +3591,9 @@ def _compile_jobs(dtypes: Any, wanted: list[str] | None, weighted: bool, generic
 
 
 @njit(nogil=True, fastmath=_FM)  # specialised per user function: not cacheable
-def _minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, tol,
-                  hist_f, hist_x):
+def _minimize_run(
+    fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, tol, hist_f, hist_x
+):
     x_prev = np.empty_like(x)
     g = np.empty_like(x)
     no_pre = np.empty((0, 0))
@@ -2914,10 +3635,21 @@ def _is_jitted(f: Any) -> bool:
     return isinstance(f, numba.core.registry.CPUDispatcher)
 
 
-def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.ndarray,
-                 state: np.ndarray, sched: int, lr0: float, sched_hp: np.ndarray,
-                 max_iter: int, tol: float, hist_f: np.ndarray,
-                 hist_x: np.ndarray) -> tuple[int, int, float]:
+def minimize_run(
+    fun: Callable,
+    grad: Callable,
+    x: np.ndarray,
+    opt: int,
+    hp: np.ndarray,
+    state: np.ndarray,
+    sched: int,
+    lr0: float,
+    sched_hp: np.ndarray,
+    max_iter: int,
+    tol: float,
+    hist_f: np.ndarray,
+    hist_x: np.ndarray,
+) -> tuple[int, int, float]:
     """Minimize ``fun`` from ``x`` (in place); returns ``(n_done, status, f)``.
 
     When ``fun`` and ``grad`` are numba-jitted functions the whole loop is
@@ -2927,10 +3659,26 @@ def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.
     """
     if _is_jitted(fun) and _is_jitted(grad):
         try:
-            return _minimize_run(fun, grad, x, int(opt), hp, state, int(sched), float(lr0),
-                                 sched_hp, int(max_iter), float(tol), hist_f, hist_x)
+            return _minimize_run(
+                fun,
+                grad,
+                x,
+                int(opt),
+                hp,
+                state,
+                int(sched),
+                float(lr0),
+                sched_hp,
+                int(max_iter),
+                float(tol),
+                hist_f,
+                hist_x,
+            )
         except numba.core.errors.TypingError:
             pass  # e.g. grad returns a list: run the Python loop instead
-    return _numpy.minimize_run(fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter,
-                               tol, hist_f, hist_x)
+    return _numpy.minimize_run(
+        fun, grad, x, opt, hp, state, sched, lr0, sched_hp, max_iter, tol, hist_f, hist_x
+    )
+
+
 from ._numba_stats import max_row_norm2, moments  # noqa: E402,F401

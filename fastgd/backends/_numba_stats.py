@@ -263,8 +263,9 @@ def _moments(X, y, x0, y0, full, par, w):
     return s, Gd.reshape((1, Gd.shape[0])), sxy, sy, syy
 
 
-def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
-            w: np.ndarray | None = None) -> tuple:
+def moments(
+    X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool, w: np.ndarray | None = None
+) -> tuple:
     """Sums over the rows of the rows and of y shifted by an origin, in float64.
 
     With ``a_i = X[i] - x0`` and ``b_i = y[i] - y0`` (differences in float64)
@@ -289,8 +290,9 @@ def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
         raise ValueError(f"y has {y.shape} rows, X has {X.shape[0]}")
     par = X.size >= _nb.PARALLEL_MIN
     with _nb._Parallel(X.size):
-        s, G, sxy, sy, syy = _moments(_nb._ro(X), _nb._ro(y), x0, float(y0), bool(full), par,
-                                      _nb._w(w, X))
+        s, G, sxy, sy, syy = _moments(
+            _nb._ro(X), _nb._ro(y), x0, float(y0), bool(full), par, _nb._w(w, X)
+        )
     return s, (G if full else G[0]), sxy, float(sy), float(syy)
 
 
@@ -382,8 +384,9 @@ def _max_row_norm2(model, X, basis, pre, kind, icpt, par, w):
     else:
         a = np.empty(m)
         for b in range(nb):
-            best, nan = _rn2_rows(model, X, basis, pre, kind, icpt, b * rb,
-                                  min(b * rb + rb, n), a, w)
+            best, nan = _rn2_rows(
+                model, X, basis, pre, kind, icpt, b * rb, min(b * rb + rb, n), a, w
+            )
             part[b, 0] = best
             part[b, 1] = 1.0 if nan else 0.0
     best = 0.0
@@ -394,8 +397,14 @@ def _max_row_norm2(model, X, basis, pre, kind, icpt, par, w):
     return np.nan if nan else best
 
 
-def max_row_norm2(model: int, X: np.ndarray, basis: Any, pre: np.ndarray, fit_icpt: bool,
-                  w: np.ndarray | None = None) -> float:
+def max_row_norm2(
+    model: int,
+    X: np.ndarray,
+    basis: Any,
+    pre: np.ndarray,
+    fit_icpt: bool,
+    w: np.ndarray | None = None,
+) -> float:
     """``max_i w_i |T^T a_i|**2`` over the design rows ``a_i = [features, 1 or 0]``.
 
     Features: the row of X (model 0) or ``u**1 .. u**p`` (model 1, ``u = (x -
@@ -416,17 +425,29 @@ def max_row_norm2(model: int, X: np.ndarray, basis: Any, pre: np.ndarray, fit_ic
     m = pre.shape[1]
     kind = {0: 0, 2: 1, 2 * m: 2}.get(pre.shape[0])
     if kind is None or m < 1:
-        raise ValueError(f"pre must have 0, 2 or 2 (p + 1) rows and p + 1 >= 1 columns, "
-                         f"got shape {pre.shape}")
+        raise ValueError(
+            f"pre must have 0, 2 or 2 (p + 1) rows and p + 1 >= 1 columns, got shape {pre.shape}"
+        )
     if model == 0 and X.shape[1] != m - 1:
-        raise ValueError(f"the linear model needs pre.shape[1] == X.shape[1] + 1, got {m} "
-                         f"for {X.shape[1]} columns")
+        raise ValueError(
+            f"the linear model needs pre.shape[1] == X.shape[1] + 1, got {m} "
+            f"for {X.shape[1]} columns"
+        )
     if model != 0 and X.shape[1] != 1:
-        raise ValueError(f"the polynomial model needs X of shape (n, 1), got {X.shape[1]} "
-                         f"columns")
+        raise ValueError(f"the polynomial model needs X of shape (n, 1), got {X.shape[1]} columns")
     if kind == 0:
         pre = np.zeros((2, m))  # one array type; never read
     par = X.size >= _nb.PARALLEL_MIN
     with _nb._Parallel(X.size):
-        return float(_max_row_norm2(int(model), _nb._ro(X), _nb._basis(basis), pre, kind,
-                                    1.0 if fit_icpt else 0.0, par, _nb._w(w, X)))
+        return float(
+            _max_row_norm2(
+                int(model),
+                _nb._ro(X),
+                _nb._basis(basis),
+                pre,
+                kind,
+                1.0 if fit_icpt else 0.0,
+                par,
+                _nb._w(w, X),
+            )
+        )

@@ -41,7 +41,7 @@ def all_finite(a: np.ndarray) -> bool:
     flat = a.reshape(-1)
     step = BLOCK * 4  # a 64 KB boolean temporary
     for lo in range(0, flat.shape[0], step):
-        if not np.isfinite(flat[lo:lo + step]).all():
+        if not np.isfinite(flat[lo : lo + step]).all():
             return False
     return True
 
@@ -100,8 +100,9 @@ def predict_rows(model: int, Xb: np.ndarray, theta: np.ndarray, basis: np.ndarra
     return pred + theta[p]
 
 
-def _accumulate_grad(model: int, Xb: np.ndarray, s: np.ndarray, basis: np.ndarray,
-                     acc: np.ndarray) -> None:
+def _accumulate_grad(
+    model: int, Xb: np.ndarray, s: np.ndarray, basis: np.ndarray, acc: np.ndarray
+) -> None:
     """acc[:p] += sum_i s_i dpred_i/dcoef, acc[p] += sum_i s_i (float64 acc)."""
     p = acc.shape[0] - 1
     if model == 0:
@@ -138,8 +139,9 @@ def _dot_asc(a: np.ndarray, b: np.ndarray) -> float:
     return s
 
 
-def _finish(acc: np.ndarray, m: int, theta: np.ndarray, l2w: np.ndarray, fit_icpt: int,
-            grad: np.ndarray) -> None:
+def _finish(
+    acc: np.ndarray, m: int, theta: np.ndarray, l2w: np.ndarray, fit_icpt: int, grad: np.ndarray
+) -> None:
     """grad = acc / m + penalty gradient, intercept slot zero when not fitted."""
     grad[:] = acc / m + _penalty_grad(l2w, theta)
     if not fit_icpt:
@@ -151,7 +153,7 @@ def _penalty(theta: np.ndarray, l2w: np.ndarray) -> float:
     m = theta.shape[0]
     th = theta.astype(np.float64)
     if l2w.shape[0] == m:
-        return 0.5 * float(np.dot(l2w.astype(np.float64), th ** 2))
+        return 0.5 * float(np.dot(l2w.astype(np.float64), th**2))
     Q = l2w.reshape(m, m).astype(np.float64)
     s = 0.0
     for j in range(m):
@@ -172,9 +174,19 @@ def _weighted(v: np.ndarray, w: np.ndarray | None, lo: int, hi: int) -> np.ndarr
     return v if w is None else v * w[lo:hi]
 
 
-def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-                   basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-                   grad: np.ndarray, w: np.ndarray | None = None) -> float:
+def objective_grad(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: np.ndarray,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    grad: np.ndarray,
+    w: np.ndarray | None = None,
+) -> float:
     """Objective and gradient over all rows, one sweep over the row blocks."""
     n = X.shape[0]
     f = 0.0
@@ -189,9 +201,17 @@ def objective_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: n
     return f / n + _penalty(theta, l2w)
 
 
-def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-              basis: np.ndarray, delta: float, l2w: np.ndarray,
-              w: np.ndarray | None = None) -> float:
+def objective(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: np.ndarray,
+    delta: float,
+    l2w: np.ndarray,
+    w: np.ndarray | None = None,
+) -> float:
     """Objective over all rows."""
     n = X.shape[0]
     f = 0.0
@@ -202,19 +222,44 @@ def objective(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.nda
     return f / n + _penalty(theta, l2w)
 
 
-def batch_grad(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-               basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-               idx: np.ndarray, start: int, stop: int, grad: np.ndarray,
-               w: np.ndarray | None = None) -> None:
+def batch_grad(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: np.ndarray,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    idx: np.ndarray,
+    start: int,
+    stop: int,
+    grad: np.ndarray,
+    w: np.ndarray | None = None,
+) -> None:
     """Gradient over the rows ``idx[start:stop]`` (mean over them + penalty)."""
-    _batch_grad_loss(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop,
-                     grad, w)
+    _batch_grad_loss(
+        model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w
+    )
 
 
-def _batch_grad_loss(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-                     basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-                     idx: np.ndarray, start: int, stop: int, grad: np.ndarray,
-                     w: np.ndarray | None = None) -> float:
+def _batch_grad_loss(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: np.ndarray,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    idx: np.ndarray,
+    start: int,
+    stop: int,
+    grad: np.ndarray,
+    w: np.ndarray | None = None,
+) -> float:
     """``batch_grad``, and the float64 sum of the rows' (weighted) losses
     ``w_i rho(r_i)`` at this ``theta``, from the same residuals."""
     rows = idx[start:stop]
@@ -231,8 +276,9 @@ def _batch_grad_loss(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta:
     return float(np.sum(f, dtype=np.float64))
 
 
-def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
-              p: int, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def lsq_stats(
+    model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray, p: int, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """``G = A^T W A``, ``c = A^T W y`` and ``S = y^T W y`` in float64, one pass over the rows.
 
     ``A`` is the design in the kernel's coordinates, rows ``a_i = [features, 1]``
@@ -247,7 +293,7 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
     S = 0.0
     rows = max(16, (BLOCK * 2) // (m + 2))  # the design block stays within ~256 KB
     for lo in range(0, X.shape[0], rows):
-        Xb, yb = X[lo:lo + rows], y[lo:lo + rows].astype(np.float64)
+        Xb, yb = X[lo : lo + rows], y[lo : lo + rows].astype(np.float64)
         if model == 0:
             A = np.empty((Xb.shape[0], m))
             A[:, :p] = Xb
@@ -263,15 +309,16 @@ def lsq_stats(model: int, X: np.ndarray, y: np.ndarray, basis: np.ndarray,
             c += A.T @ yb
             S += float(yb @ yb)
         else:
-            wb = w[lo:lo + rows].astype(np.float64)
+            wb = w[lo : lo + rows].astype(np.float64)
             G += A.T @ (A * wb[:, None])
             c += A.T @ (wb * yb)
             S += float(yb @ (wb * yb))
     return G, c, S
 
 
-def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
-            w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+def moments(
+    X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """Sums over the rows of the rows and of y shifted by an origin, in float64.
 
     With ``a_i = X[i] - x0`` and ``b_i = y[i] - y0`` (differences in float64;
@@ -296,14 +343,14 @@ def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
     budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
     rows = max(16, budget // (8 * (2 * d + 3)))
     for lo in range(0, n, rows):
-        A = X[lo:lo + rows].astype(np.float64)
+        A = X[lo : lo + rows].astype(np.float64)
         A -= x0
-        b = y[lo:lo + rows].astype(np.float64)
+        b = y[lo : lo + rows].astype(np.float64)
         b -= y0
         if w is None:
             Aw, bw = A, b
         else:
-            wb = w[lo:lo + rows].astype(np.float64)
+            wb = w[lo : lo + rows].astype(np.float64)
             Aw, bw = A * wb[:, None], b * wb
         s += Aw.sum(axis=0)
         G += Aw.T @ A if full else np.einsum("ij,ij->j", Aw, A)
@@ -313,8 +360,14 @@ def moments(X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, full: bool,
     return s, G, sxy, sy, syy
 
 
-def max_row_norm2(model: int, X: np.ndarray, basis: np.ndarray, pre: np.ndarray,
-                  fit_icpt: bool, w: np.ndarray | None = None) -> float:
+def max_row_norm2(
+    model: int,
+    X: np.ndarray,
+    basis: np.ndarray,
+    pre: np.ndarray,
+    fit_icpt: bool,
+    w: np.ndarray | None = None,
+) -> float:
     """``max_i w_i |T^T a_i|**2`` over the design rows in the kernel's coordinates.
 
     ``a_i = [features, 1]`` (``[features, 0]`` when not ``fit_icpt``): the row
@@ -333,7 +386,7 @@ def max_row_norm2(model: int, X: np.ndarray, basis: np.ndarray, pre: np.ndarray,
     budget = max(1 << 16, min(1 << 21, X.nbytes // 64))
     rows = max(16, budget // (8 * (3 * m + 2)))
     for lo in range(0, X.shape[0], rows):
-        Xb = X[lo:lo + rows]
+        Xb = X[lo : lo + rows]
         A = np.empty((Xb.shape[0], m))
         if model == 0:
             A[:, :p] = Xb
@@ -351,7 +404,7 @@ def max_row_norm2(model: int, X: np.ndarray, basis: np.ndarray, pre: np.ndarray,
             Z = A @ pre[:m] if pre.shape[0] else A
             v = np.einsum("ij,ij->i", Z, Z)
         if w is not None:
-            v = v * w[lo:lo + rows].astype(np.float64)
+            v = v * w[lo : lo + rows].astype(np.float64)
         if np.isnan(v).any():
             return math.nan
         if v.size:
@@ -363,11 +416,18 @@ def max_row_norm2(model: int, X: np.ndarray, basis: np.ndarray, pre: np.ndarray,
 # hp = [momentum, beta1, beta2, eps, rho]; state rows: 0 = v / s / m, 1 = Adam's v.
 
 
-def update(opt: int, theta: np.ndarray, grad: np.ndarray, state: np.ndarray, lr: float,
-           hp: np.ndarray, t: int) -> None:
+def update(
+    opt: int,
+    theta: np.ndarray,
+    grad: np.ndarray,
+    state: np.ndarray,
+    lr: float,
+    hp: np.ndarray,
+    t: int,
+) -> None:
     """One step of update rule ``opt`` on ``theta`` in place (torch's conventions)."""
     g = grad
-    if opt == 0:    # gd
+    if opt == 0:  # gd
         theta -= lr * g
     elif opt == 1:  # momentum (heavy ball, torch SGD with dampening 0)
         v = state[0]
@@ -388,7 +448,7 @@ def update(opt: int, theta: np.ndarray, grad: np.ndarray, state: np.ndarray, lr:
         s *= hp[4]
         s += (1.0 - hp[4]) * (g * g)
         theta -= lr * g / (np.sqrt(s) + hp[3])
-    else:           # adam, with bias correction of both moments
+    else:  # adam, with bias correction of both moments
         m, v = state[0], state[1]
         m *= hp[1]
         m += (1.0 - hp[1]) * g
@@ -481,8 +541,16 @@ def pre_internal(pre: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return z
 
 
-def step(opt: int, theta: np.ndarray, grad: np.ndarray, state: np.ndarray, lr: float,
-         hp: np.ndarray, t: int, pre: np.ndarray) -> None:
+def step(
+    opt: int,
+    theta: np.ndarray,
+    grad: np.ndarray,
+    state: np.ndarray,
+    lr: float,
+    hp: np.ndarray,
+    t: int,
+    pre: np.ndarray,
+) -> None:
     """One step of update rule ``opt``, preconditioned by ``pre``; ``grad`` is scratch."""
     if pre_kind(pre) == 0:
         update(opt, theta, grad, state, lr, hp, t)
@@ -520,8 +588,7 @@ def _all_finite(theta: np.ndarray) -> bool:
     return bool(np.isfinite(theta).all())
 
 
-def _converged(theta: np.ndarray, theta_prev: np.ndarray, tol: float,
-               pre: np.ndarray) -> bool:
+def _converged(theta: np.ndarray, theta_prev: np.ndarray, tol: float, pre: np.ndarray) -> bool:
     """The stopping rule, in internal coordinates z = T^-1 theta:
     max|z - z_prev| <= tol * max(1, max|z|).  Without preconditioning the
     difference is taken in the data dtype."""
@@ -535,11 +602,27 @@ def _converged(theta: np.ndarray, theta_prev: np.ndarray, tol: float,
     return step_ <= tol * scale
 
 
-def stochastic_epoch(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-                     basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-                     opt: int, hp: np.ndarray, state: np.ndarray, t: int, lr: float,
-                     idx: np.ndarray, batch_size: int, grad: np.ndarray, pre: np.ndarray,
-                     w: np.ndarray | None = None) -> tuple[int, float]:
+def stochastic_epoch(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: np.ndarray,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    opt: int,
+    hp: np.ndarray,
+    state: np.ndarray,
+    t: int,
+    lr: float,
+    idx: np.ndarray,
+    batch_size: int,
+    grad: np.ndarray,
+    pre: np.ndarray,
+    w: np.ndarray | None = None,
+) -> tuple[int, float]:
     """One epoch of batches of ``batch_size`` rows in the order ``idx``.
 
     Returns the step count and the float64 sum of the rows' (weighted) losses,
@@ -549,22 +632,46 @@ def stochastic_epoch(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta:
     lsum = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        lsum += _batch_grad_loss(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
-                                 idx, start, stop, grad, w)
+        lsum += _batch_grad_loss(
+            model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w
+        )
         t += 1
         step(opt, theta, grad, state, lr, hp, t, pre)
     return t, lsum
 
 
-def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
-        basis: np.ndarray, delta: float, l2w: np.ndarray, fit_icpt: int,
-        opt: int, hp: np.ndarray, state: np.ndarray, t0: int,
-        sched: int, lr0: float, sched_hp: np.ndarray, epoch0: int, n_epochs: int,
-        batch_size: int, order: np.ndarray, tol: float, need_obj: int,
-        grad: np.ndarray, f0: float,
-        hist_loss: np.ndarray, hist_params: np.ndarray,
-        pre: np.ndarray | None = None, stats: tuple | None = None,
-        w: np.ndarray | None = None, kernels: Any = None) -> tuple[int, int, int, float]:
+def run(
+    model: int,
+    loss: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    basis: np.ndarray,
+    delta: float,
+    l2w: np.ndarray,
+    fit_icpt: int,
+    opt: int,
+    hp: np.ndarray,
+    state: np.ndarray,
+    t0: int,
+    sched: int,
+    lr0: float,
+    sched_hp: np.ndarray,
+    epoch0: int,
+    n_epochs: int,
+    batch_size: int,
+    order: np.ndarray,
+    tol: float,
+    need_obj: int,
+    grad: np.ndarray,
+    f0: float,
+    hist_loss: np.ndarray,
+    hist_params: np.ndarray,
+    pre: np.ndarray | None = None,
+    stats: tuple | None = None,
+    w: np.ndarray | None = None,
+    kernels: Any = None,
+) -> tuple[int, int, int, float]:
     """Run epochs ``epoch0 .. epoch0+n_epochs-1``; returns ``(n_done, status, t, f)``.
 
     ``f0`` is NaN on the first call; a later chunk passes the ``f`` the
@@ -635,9 +742,27 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
             step(opt, theta, grad, state, lr, hp, t, pre)
             f = k_.objective_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w)
         else:
-            t, lsum = k_.stochastic_epoch(model, loss, X, y, theta, basis, delta, l2w, fit_icpt,
-                                          opt, hp, state, t, lr, order[k], batch_size, grad, pre,
-                                          w)
+            t, lsum = k_.stochastic_epoch(
+                model,
+                loss,
+                X,
+                y,
+                theta,
+                basis,
+                delta,
+                l2w,
+                fit_icpt,
+                opt,
+                hp,
+                state,
+                t,
+                lr,
+                order[k],
+                batch_size,
+                grad,
+                pre,
+                w,
+            )
             if need_obj:
                 f = k_.objective(model, loss, X, y, theta, basis, delta, l2w, w)
         if not (_all_finite(theta) and math.isfinite(f)):
@@ -660,10 +785,21 @@ def run(model: int, loss: int, X: np.ndarray, y: np.ndarray, theta: np.ndarray,
 # ---------------------------------------------------------------- minimize loop
 
 
-def minimize_run(fun: Callable, grad: Callable, x: np.ndarray, opt: int, hp: np.ndarray,
-                 state: np.ndarray, sched: int, lr0: float, sched_hp: np.ndarray,
-                 max_iter: int, tol: float, hist_f: np.ndarray,
-                 hist_x: np.ndarray) -> tuple[int, int, float]:
+def minimize_run(
+    fun: Callable,
+    grad: Callable,
+    x: np.ndarray,
+    opt: int,
+    hp: np.ndarray,
+    state: np.ndarray,
+    sched: int,
+    lr0: float,
+    sched_hp: np.ndarray,
+    max_iter: int,
+    tol: float,
+    hist_f: np.ndarray,
+    hist_x: np.ndarray,
+) -> tuple[int, int, float]:
     """Minimize ``fun`` from ``x`` (in place); returns ``(n_done, status, f)``.
 
     One step per iteration; the same stopping and divergence rules as ``run``.
