@@ -130,7 +130,7 @@ def run_dask_demo(
     --------
     >>> from fastgd._demo_dask import run_dask_demo
     >>> out = run_dask_demo(scale=0.01, print_fn=lambda *a: None)  # doctest: +SKIP
-    >>> out["gd"].status
+    >>> out["gd"].status  # doctest: +SKIP
     'converged'
     """
     import fastgd
