@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +56,16 @@ def small_algebra() -> Iterator[None]:
     and the OpenMP team fight over the cores); one thread is as fast as any
     for matrices this small.  Data passes never run inside this.
     """
-    if not _BLAS:
+    # The controller lists the BLAS libraries loaded when it was made (~2.5 ms to
+    # make): made again only when modules were imported since (e.g. scipy's own BLAS).
+    if not _BLAS or _BLAS[0][0] != len(sys.modules):
         try:
             from threadpoolctl import ThreadpoolController
 
-            _BLAS.append(ThreadpoolController())
+            _BLAS[:] = [(len(sys.modules), ThreadpoolController())]
         except Exception:  # noqa: BLE001 - threadpoolctl missing or failing: run as is
-            _BLAS.append(None)
-    ctl = _BLAS[0]
+            _BLAS[:] = [(len(sys.modules), None)]
+    ctl = _BLAS[0][1]
     if ctl is None:
         yield
         return
@@ -441,7 +444,10 @@ def _choose(
             rhs = rhs.copy()
             rhs[p] = 0.0
         Tt_rhs = T.T @ rhs
-        z_ls = np.linalg.lstsq(Hz if prob.fit_icpt else T.T @ H @ T, Tt_rhs, rcond=None)[0]
+        # Minimum norm over the directions the data see: a floored direction has an
+        # eigenvalue below 1 in Hz, one the data do not see (fewer distinct x than
+        # coefficients) only rounding -- which lstsq's default cutoff would divide by.
+        z_ls = np.linalg.lstsq(Hz if prob.fit_icpt else T.T @ H @ T, Tt_rhs, rcond=1e-6)[0]
         if not prob.fit_icpt:
             z_ls[p] = 0.0
         kap = T @ z_ls
