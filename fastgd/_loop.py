@@ -211,10 +211,18 @@ def run_epochs(
     order_buf = np.empty((0, prob.n), dtype=perm.dtype)  # one buffer, reused by every chunk
     empty_order = np.empty((0, 0), dtype=np.int32)
     bsz = batch if stochastic else 0
-    # the statistics pass already holds what the full-batch MSE shortcut needs
+    # The statistics pass already holds what the full-batch MSE shortcut
+    # needs.  The linear model's only for a rule that is not adaptive: an
+    # adaptive rule turns the rounding noise of a gradient at its optimum into
+    # steps of about lr, and the Gram matrix's noise is not the row pass's (a
+    # fit continued call by call, whose later calls run the row pass, must
+    # follow the same path as one fit).
     extra = (
         {"stats": coords.stats}
-        if coords.stats is not None and not stochastic and prob.loss.name == "mse"
+        if coords.stats is not None
+        and not stochastic
+        and prob.loss.name == "mse"
+        and (prob.model == 1 or not rule.spec.adaptive)
         else {}
     )
     sched_hp = np.r_[rule.sched_hp[:2], float(epoch0)]

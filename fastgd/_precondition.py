@@ -118,8 +118,10 @@ class Coordinates:
     sigma_ls: float = math.nan
     #: The statistics pass saw only finite sums (so the data are finite).
     stats_finite: bool = False
-    #: ``lsq_stats`` in the kernel's coordinates (polynomial model), handed to
-    #: ``run`` so that its least-squares shortcut does not pass over the data again.
+    #: ``lsq_stats`` in the kernel's coordinates, handed to ``run`` so that its
+    #: least-squares shortcut does not pass over the data again: the polynomial
+    #: model's, and the linear model's when the statistics pass gathered the
+    #: whole covariance matrix (the Gram matrix is then already paid for).
     stats: tuple | None = None
 
     def finite(self, dt: type) -> bool:
@@ -186,17 +188,55 @@ def _linear_stats(
     batches and the adaptive rules need it) or its diagonal.  Without an
     intercept the moments are uncentred (``mean`` and ``y_mean`` are 0).
     ``w``: sample weights of mean 1 (the problem's): weighted moments, each
-    sum divided by ``n`` as the kernels' objective is.
+    sum divided by ``n`` as the kernels' objective is.  A sixth value: with
+    ``full``, the same sums as the kernels' ``lsq_stats`` of the linear model
+    (``(G, c, S)`` over the design rows ``[x, 1]``), which ``run``'s
+    least-squares shortcut takes instead of a pass of its own; else None.
     """
     n, d = X.shape
     x0 = np.array(X[0], dtype=np.float64) if fit_icpt else np.zeros(d)  # (a dask row: computed)
     y0 = float(y[0]) if fit_icpt else 0.0
     s, G, sxy, sy, syy = _moments_fn(be)(X, y, x0, y0, full, w)
+    lsq = None
+    if full and not getattr(be, "CHUNKED", False):  # (a dask fit's run takes no statistics)
+        lsq = _raw_sums(x0, y0, s, G, sxy, sy, syy, n if w is None else _total(w))
     ms, my = s / n, sy / n
     if fit_icpt:
         cov = G / n - (np.outer(ms, ms) if full else ms * ms)
-        return x0 + ms, cov, y0 + my, sxy / n - ms * my, syy / n - my * my
-    return np.zeros(d), G / n, 0.0, sxy / n, syy / n
+        return x0 + ms, cov, y0 + my, sxy / n - ms * my, syy / n - my * my, lsq
+    return np.zeros(d), G / n, 0.0, sxy / n, syy / n, lsq
+
+
+def _total(w: np.ndarray) -> float:
+    """``sum(w)`` in float64."""
+    return float(np.sum(w, dtype=np.float64))
+
+
+def _raw_sums(
+    x0: np.ndarray,
+    y0: float,
+    s: np.ndarray,
+    G: np.ndarray,
+    sxy: np.ndarray,
+    sy: float,
+    syy: float,
+    W: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``lsq_stats`` of the linear model -- ``G = sum w a a^T``, ``c = sum w y a``,
+    ``S = sum w y**2`` over ``a = [x, 1]`` -- from sums taken relative to
+    ``(x0, y0)`` (``s = sum w u``, ``G = sum w u u^T``, ``sxy = sum w u v``,
+    ``sy = sum w v``, ``syy = sum w v**2`` with ``u = x - x0``, ``v = y - y0``)
+    and ``W = sum w``."""
+    d = s.shape[0]
+    A = np.empty((d + 1, d + 1))
+    sx = s + W * x0  # sum w x
+    A[:d, :d] = G + np.outer(x0, s) + np.outer(s, x0) + W * np.outer(x0, x0)
+    A[:d, d] = A[d, :d] = sx
+    A[d, d] = W
+    c = np.empty(d + 1)
+    c[:d] = sxy + y0 * s + x0 * sy + W * y0 * x0
+    c[d] = sy + W * y0
+    return A, c, float(syy + 2.0 * y0 * sy + W * y0 * y0)
 
 
 def _moments_fn(be):
@@ -340,7 +380,7 @@ def _choose(
                 np.zeros(p),
             )
         full = full_stats
-        mean, cov, y_mean, cov_xy, var_y = _linear_stats(
+        mean, cov, y_mean, cov_xy, var_y, lsq = _linear_stats(
             prob.be, prob.X, prob.y, prob.fit_icpt, full, prob.w
         )
         with small_algebra():
@@ -393,6 +433,7 @@ def _choose(
                 z_ls,
                 sigma,
                 finite,
+                lsq,
             )
 
     # polynomial model
@@ -484,18 +525,23 @@ def _lambda_max(A: np.ndarray) -> float:
 
 
 def _hessian_none(prob: Problem, coords: Coordinates) -> np.ndarray:
-    """A^T A / n + Q / c in the kernel's coordinates (``precondition="none"``)."""
-    p, m = prob.p, prob.p + 1
-    G = np.zeros((m, m))
+    """A^T A / n + Q / c in the kernel's coordinates (``precondition="none"``).
+
+    The pass that gathers it also gives every sum of the kernels' ``lsq_stats``;
+    they are kept in ``coords.stats`` (in memory) for ``run``'s least-squares
+    shortcut, which then takes no pass of its own.
+    """
+    p = prob.p
     if prob.model == 1:
-        Gs, _, _ = prob.be.lsq_stats(1, prob.X, prob.y, coords.basis, p, w=prob.w)
-        G = Gs / prob.n
+        Gs, cs, S = prob.be.lsq_stats(1, prob.X, prob.y, coords.basis, p, w=prob.w)
+        stats = (Gs, cs, S)
     else:  # G and the column sums from one pass (origin 0: the raw moments)
-        s, G2, _, _, _ = _moments_fn(prob.be)(prob.X, prob.y, np.zeros(p), 0.0, True, prob.w)
-        G[:p, :p] = G2 / prob.n
-        G[:p, p] = s / prob.n
-        G[p, :p] = G[:p, p]
-        G[p, p] = 1.0 if prob.w is None else float(np.sum(prob.w, dtype=np.float64)) / prob.n
+        s, G2, sxy, sy, syy = _moments_fn(prob.be)(prob.X, prob.y, np.zeros(p), 0.0, True, prob.w)
+        W = prob.n if prob.w is None else _total(prob.w)
+        stats = _raw_sums(np.zeros(p), 0.0, s, G2, sxy, sy, syy, W)
+    if not getattr(prob.be, "CHUNKED", False):
+        coords.stats = stats
+    G = stats[0] / prob.n
     G[np.arange(p), np.arange(p)] += coords.l2w[:p].astype(np.float64) / prob.loss.curvature
     return G
 

@@ -54,6 +54,12 @@ class OptimizerSpec:
     #: Per-rule defaults overriding :data:`HYPER_DEFAULTS` (torch's ``eps``).
     defaults: Mapping[str, float] = field(default_factory=dict)
 
+    @property
+    def adaptive(self) -> bool:
+        """A per-coordinate scale-free rule (adagrad, rmsprop, adam): its steps
+        are about ``lr`` whatever the gradient's size."""
+        return self.auto_lr is not None
+
 
 @dataclass(frozen=True)
 class ScheduleSpec:

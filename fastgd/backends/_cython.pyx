@@ -2130,6 +2130,7 @@ cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
     cdef Py_ssize_t p1 = p + 1, j, k
     cdef const double* c = st + p1 * p1
     cdef double ssr = st[p1 * p1 + p1], g, gk, mag, big, eps
+    cdef double terms = ssr  # the size of the terms ssr is summed from
     cdef bint tiny = True
     if floating is float:
         big, eps = 0.5 * FLT_MAX, 64.0 * 1.1920928955078125e-07
@@ -2147,13 +2148,16 @@ cdef double _objective_grad_lsq(const double* st, Py_ssize_t n, Py_ssize_t p,
             tiny = False
         acc[j] = 2.0 * g
         ssr += <double>theta[j] * (g - c[j])
-    # sum r**2 comes out of a cancellation between terms of size S: its
-    # rounding error is about eps64 * S.  Below 1e-6 * S that is more than
-    # 1e-10 relative, and an exact pass over the rows is taken instead (an
-    # almost exact fit: the reference's loss history keeps its precision).
+        terms += fabs(<double>theta[j]) * (mag + fabs(c[j]))
+    # sum r**2 comes out of a cancellation between terms of size ``terms``
+    # (S and theta^T G theta: large for data far from the origin, or for
+    # large coefficients that cancel): its rounding error is about eps64 *
+    # terms.  Below 1e-6 * terms that is more than 1e-10 relative, and an
+    # exact pass over the rows is taken instead (the reference's loss
+    # history keeps its precision).
     if strict < 0:  # tol > 0 (see _run): no fallback at the noise floor
         tiny = False
-    if tiny or not (ssr <= big) or ssr < 1e-6 * st[p1 * p1 + p1]:
+    if tiny or not (ssr <= big) or ssr < 1e-6 * terms:
         return NAN
     if guard != NULL and not _lsq_guard_ok(guard, theta, p, ssr, big):
         return NAN

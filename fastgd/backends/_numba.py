@@ -1405,14 +1405,14 @@ def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, s
     bit, the stopping rule's signal) that the shortcut's cancellation noise
     would keep moving.  ``strict`` -1 (those runs with ``tol > 0``, where a
     step at the noise floor stops the fit either way): neither fallback.
-    With ``strict`` nonzero, a sum of squares below 1e-6 S (lost to
-    cancellation) takes the pass as well.  ``strict`` 0 (no preconditioner,
-    diagonal ``l2w``): the shortcut as it always was.  ``guard``: None, or
+    A sum of squares below 1e-6 of the terms it is summed from (lost to
+    cancellation) takes the pass as well.  ``guard``: None, or
     with sample weights (G, c, S weighted) the bounds of ``_lsq_guard``, which
     the overflow test then also checks.
     """
     p1 = theta.shape[0]
     sr2 = S
+    terms = S  # the size of the terms sr2 is summed from
     tiny = True
     for j in range(p1):
         g = 0.0
@@ -1426,19 +1426,16 @@ def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, s
             tiny = False
         acc[j] = 2.0 * g
         sr2 += float(theta[j]) * (g - c[j])
+        terms += abs(float(theta[j])) * (mag + abs(c[j]))
     sr2 = max(sr2, 0.0)  # a sum of squares; rounding must not make it negative
     if strict < 0:  # tol > 0: no fallback at the noise floor
         tiny = False
-    # With ``strict`` (as the Cython backend, whose kind-0 runs have it too):
-    # sum r**2 comes out of a cancellation between terms of size S, so its
-    # rounding error is about eps64 * S; below 1e-6 * S (an almost exact fit)
-    # the pass over the rows is taken, and the loss keeps its precision.
-    if (
-        tiny
-        or not sr2 <= big
-        or not _guard_ok(guard, theta, sr2, big)
-        or (strict != 0 and sr2 < 1e-6 * S)
-    ):
+    # sum r**2 comes out of a cancellation between terms of size ``terms``
+    # (S and theta^T G theta: large for data far from the origin, or for
+    # large coefficients that cancel), so its rounding error is about eps64
+    # * terms; below 1e-6 * terms the pass over the rows is taken, and the
+    # loss keeps its precision (as the Cython backend).
+    if tiny or not sr2 <= big or not _guard_ok(guard, theta, sr2, big) or sr2 < 1e-6 * terms:
         return math.nan
     _finish(acc, n, theta, l2w, fit_icpt, grad)
     if strict > 0:
