@@ -642,14 +642,38 @@ def _penalty(theta, l2w):
 # ---------------------------------------------------------------- fused objective/gradient
 
 
+@njit(**_jit)
+def _dot2(X, k, i1, theta, p):
+    """The dot products of rows k and i1 of X with theta[:p], in the data dtype.
+
+    Out of line (as Cython's row primitives), like ``_axpy2``: inlined into
+    the pass over the rows, LLVM vectorizes these loops less well (measured
+    on 1e6 x 100 float64, one thread: 39 ms inlined, 28 ms out of line).
+    """
+    dt = X.dtype.type
+    d0 = d1 = dt(0.0)
+    for j in range(p):
+        d0 += X[k, j] * theta[j]
+    for j in range(p):
+        d1 += X[i1, j] * theta[j]
+    return d0, d1
+
+
+@njit(**_jit)
+def _axpy2(part, X, k, i1, e0, e1, p):
+    """part[:p] += e0 * X[k] + e1 * X[i1]: both rows in one sweep over ``part``."""
+    for j in range(p):
+        part[j] += e0 * X[k, j] + e1 * X[i1, j]
+
+
 @njit(**_jit_inline)
 def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
     """_rows for the linear model, the hot loop of a full pass.
 
-    Rows go two at a time: the two dot products, each row in address order
-    (so the hardware prefetcher sees one stream), then, while both rows are
-    in L1, one sweep over ``part`` adds both gradient terms -- ``part`` is
-    loaded and stored once per two rows.  Gradient terms are summed in the
+    Rows go two at a time: the two dot products (``_dot2``), each row in
+    address order (so the hardware prefetcher sees one stream), then, while
+    both rows are in L1, one sweep over ``part`` (``_axpy2``) adds both
+    gradient terms -- ``part`` is loaded and stored once per two rows.  Gradient terms are summed in the
     data dtype over ``_FLUSH`` rows at a time and those partial sums added
     to the float64 ``acc`` (float32 data then runs at float32 SIMD width;
     the reference sums whole 16384-row blocks in float32).  Indexing
@@ -666,11 +690,7 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
     c = 0
     for k in range(lo, hi, 2):
         i1 = min(k + 1, hi - 1)  # an odd last row pairs with itself, weight 0
-        d0 = d1 = dt(0.0)
-        for j in range(p):
-            d0 += X[k, j] * theta[j]
-        for j in range(p):
-            d1 += X[i1, j] * theta[j]
+        d0, d1 = _dot2(X, k, i1, theta, p)
         r0 = (d0 + b) - y[k]
         r1 = (d1 + b) - y[i1]
         f += rho(loss, r0, delta)
@@ -680,9 +700,7 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
             f += rho(loss, r1, delta)
             s1 = psi(loss, r1, delta)
         if want_grad:
-            e0, e1 = dt(s0), dt(s1)
-            for j in range(p):
-                part[j] += e0 * X[k, j] + e1 * X[i1, j]
+            _axpy2(part, X, k, i1, dt(s0), dt(s1), p)
             s_icpt += s0 + s1
             c += 2
             if c >= _FLUSH:
@@ -717,11 +735,7 @@ def _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, part, w):
     c = 0
     for k in range(lo, hi, 2):
         i1 = min(k + 1, hi - 1)  # an odd last row pairs with itself, weight 0
-        d0 = d1 = dt(0.0)
-        for j in range(p):
-            d0 += X[k, j] * theta[j]
-        for j in range(p):
-            d1 += X[i1, j] * theta[j]
+        d0, d1 = _dot2(X, k, i1, theta, p)
         r0 = (d0 + b) - y[k]
         r1 = (d1 + b) - y[i1]
         w0 = np.float64(w[k])
@@ -733,9 +747,7 @@ def _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, part, w):
             f += rho(loss, r1, delta) * w1
             s1 = psi(loss, r1, delta) * w1
         if want_grad:
-            e0, e1 = dt(s0), dt(s1)
-            for j in range(p):
-                part[j] += e0 * X[k, j] + e1 * X[i1, j]
+            _axpy2(part, X, k, i1, dt(s0), dt(s1), p)
             s_icpt += s0 + s1
             c += 2
             if c >= _FLUSH:
