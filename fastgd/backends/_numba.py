@@ -3582,8 +3582,37 @@ def _compile_jobs(
                         ),
                     )
                 )
+        names = {}
+        # the statistics kernels (``_numba_stats``): one entry per pass and size,
+        # the same in both modes
+        for large in (0, 1):
+            par = ", parallel" if large else ""
+            for full in (False, True):
+                key = ("moments", int(full), large)
+                names[key] = f"moments ({'full' if full else 'diagonal'}){par}"
+                jobs.append(
+                    (
+                        key,
+                        large,
+                        lambda w, full=full, X=X, y=y: moments(
+                            X, y, np.zeros(X.shape[1]), 0.0, full, w
+                        ),
+                    )
+                )
+            key = ("max_row_norm2", large)
+            names[key] = f"max_row_norm2{par}"
+            jobs.append(
+                (
+                    key,
+                    large,
+                    lambda w, X=X: max_row_norm2(0, X, 1.0, np.empty((0, X.shape[1] + 1)), True, w),
+                )
+            )
         for key, large, job in jobs:
-            name = f"{_family_name(key[:1] if generic else key)} {dt.name}"
+            if key in names:
+                name = f"{names[key]} {dt.name}"
+            else:
+                name = f"{_family_name(key[:1] if generic else key)} {dt.name}"
             if wanted is not None and not any(f in name for f in wanted):
                 continue
             t0 = time.perf_counter()
@@ -3690,4 +3719,4 @@ def minimize_run(
     )
 
 
-from ._numba_stats import max_row_norm2, moments  # noqa: E402,F401
+from ._numba_stats import max_row_norm2, moments  # noqa: E402

@@ -254,13 +254,46 @@ def _moments_diag(X, y, x0, y0, par, w):
 
 @njit(**_jit)
 def _moments(X, y, x0, y0, full, par, w):
-    """Both passes behind one entry point (G of the diagonal pass as a (1, d) row),
-    so that the first call compiles both: a fit does not stop to compile the
-    other one later."""
+    """Either pass (G of the diagonal pass as a (1, d) row).  ``full`` and ``par``
+    arrive as constants (``_entry``): each entry compiles one pass, serial or
+    parallel, not all four."""
     if full:
         return _moments_full(X, y, x0, y0, par, w)
     s, Gd, sxy, sy, syy = _moments_diag(X, y, x0, y0, par, w)
     return s, Gd.reshape((1, Gd.shape[0])), sxy, sy, syy
+
+
+def _make_moments(full: bool, par: bool) -> Any:
+    def moments_entry(X, y, x0, y0, w):
+        return _moments(X, y, x0, y0, full, par, w)
+
+    return moments_entry
+
+
+def _make_max_row_norm2(par: bool) -> Any:
+    def max_row_norm2_entry(model, X, basis, pre, kind, icpt, w):
+        return _max_row_norm2(model, X, basis, pre, kind, icpt, par, w)
+
+    return max_row_norm2_entry
+
+
+_entries: dict[tuple, Any] = {}
+
+
+def _entry(name: str, *consts: bool) -> Any:
+    """The compiled entry of a statistics kernel with ``consts`` as constants, made
+    (and compiled, or loaded from numba's cache) at its first use: a job compiles
+    the pass it needs -- the diagonal or the full moments, serial for data too
+    small for the parallel passes -- not every variant."""
+    key = (name, *consts)
+    disp = _entries.get(key)
+    if disp is None:
+        with _nb._family_lock:
+            disp = _entries.get(key)
+            if disp is None:
+                make = _make_moments if name == "moments" else _make_max_row_norm2
+                disp = _entries[key] = njit(**_jit)(make(*consts))
+    return disp
 
 
 def moments(
@@ -288,11 +321,9 @@ def moments(
         raise ValueError(f"x0 must have shape ({X.shape[1]},), got {x0.shape}")
     if y.shape != (X.shape[0],):
         raise ValueError(f"y has {y.shape} rows, X has {X.shape[0]}")
-    par = X.size >= _nb.PARALLEL_MIN
+    fn = _entry("moments", bool(full), bool(_nb._large(X)))
     with _nb._Parallel(X.size):
-        s, G, sxy, sy, syy = _moments(
-            _nb._ro(X), _nb._ro(y), x0, float(y0), bool(full), par, _nb._w(w, X)
-        )
+        s, G, sxy, sy, syy = fn(_nb._ro(X), _nb._ro(y), x0, float(y0), _nb._w(w, X))
     return s, (G if full else G[0]), sxy, float(sy), float(syy)
 
 
@@ -437,17 +468,16 @@ def max_row_norm2(
         raise ValueError(f"the polynomial model needs X of shape (n, 1), got {X.shape[1]} columns")
     if kind == 0:
         pre = np.zeros((2, m))  # one array type; never read
-    par = X.size >= _nb.PARALLEL_MIN
+    fn = _entry("max_row_norm2", bool(_nb._large(X)))
     with _nb._Parallel(X.size):
         return float(
-            _max_row_norm2(
+            fn(
                 int(model),
                 _nb._ro(X),
                 _nb._basis(basis),
                 pre,
                 kind,
                 1.0 if fit_icpt else 0.0,
-                par,
                 _nb._w(w, X),
             )
         )
