@@ -3455,6 +3455,7 @@ def compile_kernels(
     finally:
         GENERIC = was_generic
         _generic_ready.clear()  # what serves each call may have changed
+        _numba_stats._generic_ready.clear()
     return out
 
 
@@ -3719,4 +3720,5 @@ def minimize_run(
     )
 
 
+from . import _numba_stats  # noqa: E402
 from ._numba_stats import max_row_norm2, moments  # noqa: E402

@@ -278,6 +278,7 @@ def _make_max_row_norm2(par: bool) -> Any:
 
 
 _entries: dict[tuple, Any] = {}
+_generic_ready: dict[tuple, bool] = {}
 
 
 def _entry(name: str, *consts: bool) -> Any:
@@ -294,6 +295,42 @@ def _entry(name: str, *consts: bool) -> Any:
                 make = _make_moments if name == "moments" else _make_max_row_norm2
                 disp = _entries[key] = njit(**_jit)(make(*consts))
     return disp
+
+
+def _call(name: str, consts: tuple[bool, ...], args: tuple) -> Any:
+    """Run statistics kernel ``name`` on ``args`` (its arguments without ``consts``).
+
+    As ``_numba._call`` chooses for the families: the generic entry, which
+    takes ``consts`` as arguments and serves every variant, when
+    ``FASTGD_NUMBA_KERNELS=generic``, inside ``compile_kernels()``, or when
+    ``fastgd compile`` left it in the cache; else the variant's own entry.
+    """
+    if _nb.GENERIC:
+        generic = True
+    elif _nb.KERNELS == "family":
+        generic = False
+    else:
+        what = (name, args[1].dtype.name, args[-1] is not None)
+        generic = _generic_ready.get(what)  # type: ignore[assignment]
+        if generic is None:
+            generic = _generic_ready[what] = _nb._is_cached(
+                _generic(name), _generic_args(name, consts, args), unknown=False
+            )
+    if generic:
+        return _generic(name)(*_generic_args(name, consts, args))
+    return _entry(name, *consts)(*args)
+
+
+def _generic(name: str) -> Any:
+    """The generic entry of statistics kernel ``name``."""
+    return _moments if name == "moments" else _max_row_norm2
+
+
+def _generic_args(name: str, consts: tuple[bool, ...], args: tuple) -> tuple:
+    """The generic entry's arguments: ``consts`` where the kernel takes them."""
+    if name == "moments":  # (X, y, x0, y0, full, par, w)
+        return (*args[:4], *consts, args[4])
+    return (*args[:6], *consts, args[6])  # (model, X, basis, pre, kind, icpt, par, w)
 
 
 def moments(
@@ -321,9 +358,9 @@ def moments(
         raise ValueError(f"x0 must have shape ({X.shape[1]},), got {x0.shape}")
     if y.shape != (X.shape[0],):
         raise ValueError(f"y has {y.shape} rows, X has {X.shape[0]}")
-    fn = _entry("moments", bool(full), bool(_nb._large(X)))
+    args = (_nb._ro(X), _nb._ro(y), x0, float(y0), _nb._w(w, X))
     with _nb._Parallel(X.size):
-        s, G, sxy, sy, syy = fn(_nb._ro(X), _nb._ro(y), x0, float(y0), _nb._w(w, X))
+        s, G, sxy, sy, syy = _call("moments", (bool(full), bool(_nb._large(X))), args)
     return s, (G if full else G[0]), sxy, float(sy), float(syy)
 
 
@@ -468,16 +505,14 @@ def max_row_norm2(
         raise ValueError(f"the polynomial model needs X of shape (n, 1), got {X.shape[1]} columns")
     if kind == 0:
         pre = np.zeros((2, m))  # one array type; never read
-    fn = _entry("max_row_norm2", bool(_nb._large(X)))
+    args = (
+        int(model),
+        _nb._ro(X),
+        _nb._basis(basis),
+        pre,
+        kind,
+        1.0 if fit_icpt else 0.0,
+        _nb._w(w, X),
+    )
     with _nb._Parallel(X.size):
-        return float(
-            fn(
-                int(model),
-                _nb._ro(X),
-                _nb._basis(basis),
-                pre,
-                kind,
-                1.0 if fit_icpt else 0.0,
-                _nb._w(w, X),
-            )
-        )
+        return float(_call("max_row_norm2", (bool(_nb._large(X)),), args))
