@@ -673,8 +673,9 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
     Rows go two at a time: the two dot products (``_dot2``), each row in
     address order (so the hardware prefetcher sees one stream), then, while
     both rows are in L1, one sweep over ``part`` (``_axpy2``) adds both
-    gradient terms -- ``part`` is loaded and stored once per two rows.  Gradient terms are summed in the
-    data dtype over ``_FLUSH`` rows at a time and those partial sums added
+    gradient terms -- ``part`` is loaded and stored once per two rows.
+    Gradient terms are summed in the data dtype over ``_FLUSH`` rows at a
+    time and those partial sums added
     to the float64 ``acc`` (float32 data then runs at float32 SIMD width;
     the reference sums whole 16384-row blocks in float32).  Indexing
     ``X[i, j]`` rather than row views keeps reference counting out of the
@@ -3382,15 +3383,23 @@ def _is_cached(disp: Any, args: tuple, unknown: bool = True) -> bool:
 
 def _use_generic(key: tuple, args: tuple) -> bool:
     """Whether this call takes the generic entry (see ``KERNELS``)."""
+    what = (key[0], args[0].dtype.name, args[-1] is not None)
+    return prefer_generic(what, lambda: (_family(key, True), key[1:] + args))
+
+
+def prefer_generic(what: tuple, generic: Callable[[], tuple[Any, tuple]]) -> bool:
+    """Whether calls of ``what`` = (function, dtype name, weighted) take the generic
+    entry: with ``FASTGD_NUMBA_KERNELS=generic`` or inside ``compile_kernels()``,
+    never with ``=family``, else when ``fastgd compile`` left it in the cache
+    (``generic()``: that entry and its arguments; asked once per process)."""
     if GENERIC:
         return True
     if KERNELS == "family":
         return False
-    what = (key[0], args[0].dtype.name, args[-1] is not None)
     ready = _generic_ready.get(what)
     if ready is None:
-        ready = _is_cached(_family(key, True), key[1:] + args, unknown=False)
-        _generic_ready[what] = ready
+        disp, args = generic()
+        ready = _generic_ready[what] = _is_cached(disp, args, unknown=False)
     return ready
 
 
@@ -3455,7 +3464,6 @@ def compile_kernels(
     finally:
         GENERIC = was_generic
         _generic_ready.clear()  # what serves each call may have changed
-        _numba_stats._generic_ready.clear()
     return out
 
 
@@ -3720,5 +3728,4 @@ def minimize_run(
     )
 
 
-from . import _numba_stats  # noqa: E402
 from ._numba_stats import max_row_norm2, moments  # noqa: E402

@@ -278,7 +278,6 @@ def _make_max_row_norm2(par: bool) -> Any:
 
 
 _entries: dict[tuple, Any] = {}
-_generic_ready: dict[tuple, bool] = {}
 
 
 def _entry(name: str, *consts: bool) -> Any:
@@ -305,17 +304,8 @@ def _call(name: str, consts: tuple[bool, ...], args: tuple) -> Any:
     ``FASTGD_NUMBA_KERNELS=generic``, inside ``compile_kernels()``, or when
     ``fastgd compile`` left it in the cache; else the variant's own entry.
     """
-    if _nb.GENERIC:
-        generic = True
-    elif _nb.KERNELS == "family":
-        generic = False
-    else:
-        what = (name, args[1].dtype.name, args[-1] is not None)
-        generic = _generic_ready.get(what)  # type: ignore[assignment]
-        if generic is None:
-            generic = _generic_ready[what] = _nb._is_cached(
-                _generic(name), _generic_args(name, consts, args), unknown=False
-            )
+    what = (name, args[1].dtype.name, args[-1] is not None)
+    generic = _nb.prefer_generic(what, lambda: (_generic(name), _generic_args(name, consts, args)))
     if generic:
         return _generic(name)(*_generic_args(name, consts, args))
     return _entry(name, *consts)(*args)
