@@ -10,8 +10,9 @@ Sections: input scan (and value range) -> scalar losses -> model prediction -> f
 objective/gradient over rows -> update rules -> preconditioned step ->
 schedule -> epoch loop -> minimize loop.
 
-* Kernel families: the model, loss, update rule and batching (full batch,
-  single samples, mini-batches; rows staged or not) are integer codes
+* Kernel families: the model, loss, update rule, batching (full batch,
+  single samples, mini-batches; rows staged or not) and, for ``run``, the
+  preconditioner's kind (none, centre-and-scale, dense) are integer codes
   switched on inside the kernels, and each public function compiles one
   family per combination of its codes and data dtype, at the first call that
   needs it, with the codes as compile-time constants (``_family``): numba
@@ -270,7 +271,11 @@ class _Compiler(CompilerBase):
 
 _jit = dict(cache=True, nogil=True, fastmath=_FM, pipeline_class=_Compiler)
 _jit_par = dict(_jit, parallel=True)
-#: Small helpers called per row or per step are inlined into their callers.
+#: Small leaf helpers called per row (the loss, the prediction...) are inlined into
+#: their callers at numba's IR level.  Larger helpers are not: numba copies and
+#: re-processes a callee's IR at each call site it inlines (seconds of a cold
+#: start for the epoch loops), while a compiled helper is compiled once per set of
+#: literal arguments and LLVM still inlines it where that pays.
 _jit_inline = dict(_jit, inline="always")
 #: No fast-math at all: the input scan relies on ``x - x`` being NaN for
 #: NaN and inf, which ``reassoc`` lets LLVM fold to 0.
@@ -598,7 +603,7 @@ def _finish_dense(acc, m, theta, l2w, grad):
         grad[j] = acc[j] / m + _penalty_grad(l2w, theta, j)
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _finish(acc, m, theta, l2w, fit_icpt, grad):
     """grad = acc / m + penalty gradient, intercept slot zero when not fitted."""
     if l2w.shape[0] == grad.shape[0]:
@@ -666,7 +671,7 @@ def _axpy2(part, X, k, i1, e0, e1, p):
         part[j] += e0 * X[k, j] + e1 * X[i1, j]
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
     """_rows for the linear model, the hot loop of a full pass.
 
@@ -716,7 +721,7 @@ def _rows_linear(loss, X, y, theta, delta, lo, hi, want_grad, acc, part):
     return f
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, part, w):
     """``_rows_linear`` with sample weights: each row's rho and psi times its
     weight (float64); the sweeps over the rows are the same.
@@ -763,7 +768,7 @@ def _rows_linear_w(loss, X, y, theta, delta, lo, hi, want_grad, acc, part, w):
     return f
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _rows(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp):
     """Sum of rho over rows lo..hi-1; with ``want_grad`` also acc += sum psi dpred."""
     if model == 0:
@@ -781,7 +786,7 @@ def _rows(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp):
     return f
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _rows_w(model, loss, X, y, theta, basis, delta, lo, hi, want_grad, acc, tmp, w):
     """``_rows`` with sample weights: sum of w rho over rows lo..hi-1; with
     ``want_grad`` also acc += sum w psi dpred."""
@@ -808,7 +813,7 @@ def _n_blocks(X):
     return (X.shape[0] + rb - 1) // rb
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t):
     """Block b's sums of ``_rows`` into part_f[b] and part_g[b] (``part_t[b]``: scratch)."""
     rb = _block_rows(X)
@@ -823,7 +828,7 @@ def _block(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g,
     )
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _block_w(b, model, loss, X, y, theta, basis, delta, want_grad, part_f, part_g, part_t, w):
     """``_block`` with sample weights (``_rows_w``)."""
     rb = _block_rows(X)
@@ -926,7 +931,7 @@ def _objective(model, loss, X, y, theta, basis, delta, l2w, part_f, part_g, part
     return f / n + _penalty(theta, l2w)
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _objective_of(
     model, loss, codes, X, y, theta, basis, delta, l2w, part_f, part_g, part_t, acc, w, large
 ):
@@ -1036,7 +1041,7 @@ def _readonly(typingctx, arr):
     return ro(arr), codegen
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _batch_acc(model, loss, X, y, theta, basis, delta, idx, start, stop, acc, prefetch, w):
     """acc = sum over rows idx[start:stop] of w psi dpred (``w`` None: no weights);
     optionally prefetches rows ahead.  Returns the rows' summed losses
@@ -1401,7 +1406,7 @@ def _guard_ok_typed(guard, theta, sr2, big):
     return ok
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _objective_grad_lsq(G, c, S, n, theta, l2w, fit_icpt, grad, acc, big, eps, strict, guard):
     """objective_grad for MSE over all rows, in O(p**2) from G, c, S.
 
@@ -1719,7 +1724,7 @@ def lsq_stats(
 # array operations do, so float32 state rounds where the reference rounds.
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def update(opt, theta, grad, state, lr, hp, t):
     """One step of update rule ``opt`` on ``theta`` in place (torch's conventions).
 
@@ -1765,7 +1770,7 @@ def update(opt, theta, grad, state, lr, hp, t):
             theta[j] -= lr * (state[0, j] / bc1) / (math.sqrt(state[1, j] / bc2) + hp[3])
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp, t):
     """batch_grad + update for a batch of one row, without the float64 buffer.
 
@@ -1799,7 +1804,7 @@ def _prefetch_ahead(X, y, idx, q, prefetch):
         _prefetch_rows(X, y, idx, q + PREFETCH_NEAR, q + PREFETCH_NEAR + 1, True)
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _sgd_gd_linear(loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, w):
     """Single-sample plain gd on the linear model, rows idx[0..m-1]; returns
     (t, d, the samples' summed losses w rho at their residuals, float64).
@@ -2057,6 +2062,7 @@ def _epoch_rows(
     gz,
     dz,
     fuse,
+    pk,
     w,
     single,
 ):
@@ -2079,18 +2085,20 @@ def _epoch_rows(
     ``w rho(r)`` (float64), each residual the one its step took (every path
     sums them: the progressive loss of ``_run``).
     """
+    # ``single``, ``pk`` (``pre_kind(pre)``), ``model`` and ``opt`` are
+    # compile-time constants in a kernel family: each condition tests them
+    # first, so that numba prunes the paths they rule out.
     diag = l2w.shape[0] == theta.shape[0]
-    simple = diag and pre.shape[0] == 0
-    if single == 1:
-        if batch_size == 1 and simple and model == 0 and opt == 0:
+    if single == 1 and pk == 0 and model == 0 and opt == 0:
+        if batch_size == 1 and diag:
             return _sgd_gd_linear(
                 loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, w
             )
     wa, wsz = _weight_address(w)
     last = idx.shape[0] - 1
     ls = 0.0
-    if single == 1:
-        if batch_size == 1 and simple:
+    if single == 1 and pk == 0:
+        if batch_size == 1 and diag:
             for q in range(m):
                 _prefetch_ahead(X, y, idx, q, prefetch)
                 i = idx[q]
@@ -2113,8 +2121,8 @@ def _epoch_rows(
                     model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp, t
                 )
             return t, d, ls
-    if single == 0:
-        if simple:  # diagonal penalty, the update rule itself: the loop as it always was
+    if single == 0 and pk == 0:
+        if diag:  # diagonal penalty, the update rule itself: the loop as it always was
             for start in range(0, m, batch_size):
                 stop = min(start + batch_size, m)
                 ls += _batch_acc(
@@ -2124,9 +2132,9 @@ def _epoch_rows(
                 t += 1
                 update(opt, theta, grad, state, lr, hp, t)
             return t, d, ls
-    if single == 1:
-        if batch_size == 1 and model == 0:
-            if fuse and opt == 0 and diag and pre_kind(pre) == 1:
+    if single == 1 and model == 0:
+        if batch_size == 1:
+            if opt == 0 and pk == 1 and fuse and diag:
                 return _sgd_gd_linear_pre(
                     loss, X, y, theta, delta, l2w, fit_icpt, idx, m, lr, t, d, prefetch, pre, w
                 )
@@ -2138,7 +2146,7 @@ def _epoch_rows(
                     )
                 ls += _sample_grad_linear(loss, X, y, idx[q], theta, delta, l2w, fit_icpt, grad, w)
                 t += 1
-                step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
+                step(opt, theta, grad, state, lr, hp, t, pre, gz, dz, pk)
             return t, d, ls
     if model == 1 or single == 0:  # (single samples on the linear model returned above)
         for start in range(0, m, batch_size):
@@ -2148,7 +2156,7 @@ def _epoch_rows(
             )
             _finish(acc, stop - start, theta, l2w, fit_icpt, grad)
             t += 1
-            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
+            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz, pk)
     return t, d, ls
 
 
@@ -2234,7 +2242,7 @@ def _stage_row(X, y, idx, q, lo, Xs, ys, ahead):
     ys[q - lo] = y[i]
 
 
-@njit(**_jit_inline)
+@njit(**_jit)
 def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
     """Copy the rows of positions lo..hi-1 of ``idx`` into Xs, ys, ws[b] (row q to q - lo).
 
@@ -2301,6 +2309,7 @@ def _staged_epoch(
     gz,
     dz,
     fuse,
+    pk,
     w,
     ws,
     single,
@@ -2367,6 +2376,7 @@ def _staged_epoch(
                     gz,
                     dz,
                     fuse,
+                    pk,
                     _weight_chunk(ws, c % 2),
                     single,
                 )
@@ -2461,13 +2471,14 @@ def pre_internal(pre, theta, z):
             z[j] = s
 
 
-@njit(**_jit_inline)
-def step(opt, theta, grad, state, lr, hp, t, pre, gz, dz):
+@njit(**_jit)
+def step(opt, theta, grad, state, lr, hp, t, pre, gz, dz, pk):
     """One step of update rule ``opt``, preconditioned by ``pre``; ``grad`` is scratch.
 
     Without preconditioning this is ``update`` itself (same code, same bits).
+    ``pk``: ``pre_kind(pre)``, a compile-time constant in a kernel family.
     """
-    if pre.shape[0] == 0:
+    if pk == 0:
         update(opt, theta, grad, state, lr, hp, t)
         return
     pre_grad(pre, grad, gz)
@@ -2503,6 +2514,15 @@ def schedule(sched, lr0, sched_hp, epoch):
 
 
 @njit(**_jit_inline)
+def _copy(dst, src):
+    """dst[j] = src[j] for each j of 1-d arrays of one length.  (numba's
+    ``dst[:] = src`` compiles the formatting of its shape error message into
+    the kernel: about a second of a cold start.)"""
+    for j in range(src.shape[0]):
+        dst[j] = src[j]
+
+
+@njit(**_jit_inline)
 def _all_finite(theta):
     for j in range(theta.shape[0]):
         if not math.isfinite(theta[j]):
@@ -2510,14 +2530,14 @@ def _all_finite(theta):
     return True
 
 
-@njit(**_jit_inline)
-def _converged(theta, theta_prev, tol, pre, z, zp):
+@njit(**_jit)
+def _converged(theta, theta_prev, tol, pre, z, zp, pk):
     """The stopping rule, in internal coordinates z = T^-1 theta:
     max|z - z_prev| <= tol * max(1, max|z|).  Without preconditioning the
     difference is taken in the data dtype.  ``z``, ``zp``: float64 scratch."""
     step_ = 0.0
     scale = 1.0
-    if pre.shape[0] == 0:
+    if pk == 0:
         for j in range(theta.shape[0]):
             step_ = max(step_, float(abs(theta[j] - theta_prev[j])))
             scale = max(scale, float(abs(theta[j])))
@@ -2565,6 +2585,7 @@ def _run(
     have_stats,
     stage_rows,
     fuse,
+    pk,
     w,
     kind,
     large,
@@ -2626,7 +2647,7 @@ def _run(
     # convergence (tol == 0): with tol > 0 a step at the noise floor stops the
     # fit either way, and a preconditioned fit reaches that floor within a few
     # epochs, so neither fallback is taken there (-1).
-    strict = 1 if pre.shape[0] != 0 or l2w.shape[0] != theta.shape[0] else 0
+    strict = 1 if pk != 0 or l2w.shape[0] != theta.shape[0] else 0
     if strict and tol > 0.0:
         strict = -1
 
@@ -2674,7 +2695,7 @@ def _run(
     if rec_loss:
         hist_loss[epoch0] = f
     if rec_params:
-        hist_params[epoch0, :] = theta
+        _copy(hist_params[epoch0], theta)
 
     n_done = 0
     status = 0
@@ -2685,7 +2706,7 @@ def _run(
             theta_prev[j] = theta[j]
         if kind == 0:
             t += 1
-            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz)
+            step(opt, theta, grad, state, lr, hp, t, pre, gz, dz, pk)
             f = math.nan
             if loss == 0:
                 if use_lsq:
@@ -2740,6 +2761,7 @@ def _run(
                     gz,
                     dz,
                     fuse,
+                    pk,
                     w,
                     1,
                 )
@@ -2770,6 +2792,7 @@ def _run(
                     gz,
                     dz,
                     fuse,
+                    pk,
                     w,
                     0,
                 )
@@ -2802,6 +2825,7 @@ def _run(
                     gz,
                     dz,
                     fuse,
+                    pk,
                     w,
                     ws,
                     1,
@@ -2835,6 +2859,7 @@ def _run(
                     gz,
                     dz,
                     fuse,
+                    pk,
                     w,
                     ws,
                     0,
@@ -2858,7 +2883,7 @@ def _run(
                     large,
                 )
         if not (_all_finite(theta) and math.isfinite(f)):
-            theta[:] = theta_prev
+            _copy(theta, theta_prev)
             status = 2
             break
         n_done += 1
@@ -2867,8 +2892,8 @@ def _run(
         if rec_loss:
             hist_loss[e + 1] = f
         if rec_params:
-            hist_params[e + 1, :] = theta
-        if _converged(theta, theta_prev, tol, pre, z, zp):
+            _copy(hist_params[e + 1], theta)
+        if _converged(theta, theta_prev, tol, pre, z, zp, pk):
             status = 1
             break
     if progressive:
@@ -3025,7 +3050,8 @@ def run(
             _codes(model, loss),
             _w(w, X),
         )
-        return _call(("run", int(model), int(loss), int(opt), kind, _large(X)), args)
+        pk = 0 if pre.shape[0] == 0 else (1 if pre.shape[0] == 2 else 2)
+        return _call(("run", int(model), int(loss), int(opt), kind, pk, _large(X)), args)
 
 
 def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
@@ -3075,6 +3101,8 @@ _KINDS = ("full-batch", "single-sample", "single-sample staged", "mini-batch", "
 _MODEL_NAMES = ("linear", "poly")
 _LOSS_NAMES = ("mse", "huber")
 _OPT_NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+#: ``run``'s preconditioner (``pre_kind``): none, centre-and-scale, dense.
+_PRE_NAMES = ("", "centre-and-scale", "dense-preconditioned")
 
 #: Rows per staged chunk, in batches, for every stochastic ``run`` (None: by size;
 #: ``compile_kernels`` sets it to compile the staged families on small data).
@@ -3083,7 +3111,7 @@ _stage_override: int | None = None
 _large_override: int | None = None
 
 
-def _make_run(model: int, loss: int, opt: int, kind: int, large: int) -> Any:
+def _make_run(model: int, loss: int, opt: int, kind: int, pk: int, large: int) -> Any:
     def run_family(
         X,
         y,
@@ -3152,6 +3180,7 @@ def _make_run(model: int, loss: int, opt: int, kind: int, large: int) -> Any:
             have_stats,
             stage_rows,
             fuse,
+            pk,
             w,
             kind,
             large,
@@ -3207,6 +3236,7 @@ def _run_any(
     loss,
     opt,
     kind,
+    pk,
     large,
     X,
     y,
@@ -3275,6 +3305,7 @@ def _run_any(
         have_stats,
         stage_rows,
         fuse,
+        pk,
         w,
         kind,
         large,
@@ -3329,7 +3360,7 @@ _family_lock = threading.Lock()
 
 
 def _family_name(key: tuple) -> str:
-    """``("run", 0, 0, 5, 3, 1)`` -> ``"linear mse adam mini-batch, parallel"``."""
+    """``("run", 0, 0, 5, 3, 1, 1)`` -> ``"linear mse adam mini-batch centre-and-scale, parallel"``."""
     kind, codes = key[0], key[1:]
     if not codes:
         return f"{kind}, every family"
@@ -3339,6 +3370,8 @@ def _family_name(key: tuple) -> str:
     if kind == "run":
         words.append(_OPT_NAMES[codes[2]] if codes[2] < 6 else f"rule {codes[2]}")
         words.append(_KINDS[codes[3]])
+        if codes[4]:
+            words.append(_PRE_NAMES[codes[4]] if codes[4] < 3 else f"preconditioner {codes[4]}")
     else:
         words.append(kind)
     if kind != "batch_grad" and codes[-1]:
@@ -3497,6 +3530,7 @@ def _compile_jobs(
 
                         def fit(
                             w: Any,
+                            pk: int,
                             kind: int = kind,
                             loss: int = loss,
                             opt: int = opt,
@@ -3519,13 +3553,23 @@ def _compile_jobs(
                                     lr=1e-3,
                                     record=None if batch else "loss",
                                     sample_weight=w,
+                                    precondition="none" if pk == 0 else "auto",
                                     **({"degree": 2} if model else {}),
                                 )
                             finally:
                                 _stage_override = None
 
                         for large in (1,) if kind in (2, 4) else (0, 1):
-                            jobs.append((("run", model, loss, opt, kind, large), large, fit))
+                            # the preconditioner a fit of this model takes: none or
+                            # its own (centre-and-scale, or the polynomial's dense one)
+                            for pk in (0, 2 if model else 1):
+                                jobs.append(
+                                    (
+                                        ("run", model, loss, opt, kind, pk, large),
+                                        large,
+                                        lambda w, fit=fit, pk=pk: fit(w, pk),
+                                    )
+                                )
                 for large in (0, 1):
                     jobs.append(
                         (
@@ -3651,7 +3695,7 @@ def _minimize_run(
     if hist_f.shape[0] > 0:
         hist_f[0] = f
     if hist_x.shape[0] > 0:
-        hist_x[0, :] = x
+        _copy(hist_x[0], x)
     n_done = 0
     status = 0
     for k in range(max_iter):
@@ -3659,11 +3703,11 @@ def _minimize_run(
         gv = grad(x)
         for j in range(x.shape[0]):
             g[j] = gv[j]
-        x_prev[:] = x
+        _copy(x_prev, x)
         update(opt, x, g, state, lr, hp, k + 1)
         f_new = float(fun(x)) if _all_finite(x) else math.nan
         if not math.isfinite(f_new):
-            x[:] = x_prev
+            _copy(x, x_prev)
             status = 2
             break
         f = f_new
@@ -3671,8 +3715,8 @@ def _minimize_run(
         if hist_f.shape[0] > 0:
             hist_f[k + 1] = f
         if hist_x.shape[0] > 0:
-            hist_x[k + 1, :] = x
-        if _converged(x, x_prev, tol, no_pre, z, z):
+            _copy(hist_x[k + 1], x)
+        if _converged(x, x_prev, tol, no_pre, z, z, 0):
             status = 1
             break
     return n_done, status, f
