@@ -252,11 +252,12 @@ def _moments_diag(X, y, x0, y0, par, w):
     return s, Gd, sxy, sy, syy
 
 
-@njit(**_jit)
+@njit(**_jit, inline="always")
 def _moments(X, y, x0, y0, full, par, w):
     """Either pass (G of the diagonal pass as a (1, d) row).  ``full`` and ``par``
     arrive as constants (``_entry``): each entry compiles one pass, serial or
-    parallel, not all four."""
+    parallel, not all four.  Inlined into the entries (one compiled layer less:
+    numba optimises a callee's code again in each caller)."""
     if full:
         return _moments_full(X, y, x0, y0, par, w)
     s, Gd, sxy, sy, syy = _moments_diag(X, y, x0, y0, par, w)
@@ -430,7 +431,7 @@ def _rn2_parallel(model, X, basis, pre, kind, icpt, rb, part, w):
         part[b, 1] = 1.0 if nan else 0.0
 
 
-@njit(**_jit)
+@njit(**_jit, inline="always")  # into the entries, as ``_moments``
 def _max_row_norm2(model, X, basis, pre, kind, icpt, par, w):
     n = X.shape[0]
     m = pre.shape[1]
