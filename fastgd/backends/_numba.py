@@ -120,6 +120,7 @@ from numba.core.caching import NullCache
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.imputils import impl_ret_borrowed
+from numba.core.ir_utils import build_definitions
 from numba.core.untyped_passes import IRProcessing
 from numba.extending import intrinsic, overload
 
@@ -261,6 +262,8 @@ class _LiteralArgs(FunctionPass):
                     if isinstance(ty, (types.IntegerLiteral, types.BooleanLiteral)):
                         stmt.value = nir.Const(ty.literal_value, stmt.value.loc)
                         changed = True
+        if changed:  # what later passes (and inlining cost models) read as definitions
+            state.func_ir._definitions = build_definitions(state.func_ir.blocks)
         return changed
 
 
@@ -282,6 +285,28 @@ _jit_par = dict(_jit, parallel=True)
 #: start for the epoch loops), while a compiled helper is compiled once per set of
 #: literal arguments and LLVM still inlines it where that pays.
 _jit_inline = dict(_jit, inline="always")
+
+
+def _inline_unless_constant(index: int) -> Callable[..., bool]:
+    """A numba inlining cost model for a helper that switches on a code (its
+    argument ``index``): inline a call at numba's IR level when that argument
+    is not a constant -- in the generic entries, where nothing is pruned and a
+    large helper would stay a call (about 20 ns each, per step) -- and leave it
+    to LLVM when it is: in a kernel family the helper is compiled once per
+    code, pruned to a few lines that LLVM inlines itself."""
+
+    def cost_model(expr: Any, caller_ir: Any, callee_ir: Any) -> bool:
+        if index >= len(expr.args):
+            return True
+        try:
+            d = caller_ir.get_definition(expr.args[index])
+        except Exception:  # noqa: BLE001 - no single definition: not a constant
+            return True
+        return not isinstance(d, (nir.Const, nir.Global, nir.FreeVar))
+
+    return cost_model
+
+
 #: No fast-math at all: the input scan relies on ``x - x`` being NaN for
 #: NaN and inf, which ``reassoc`` lets LLVM fold to 0.
 _jit_exact = dict(cache=True, nogil=True, pipeline_class=_Compiler)
@@ -1748,7 +1773,7 @@ def lsq_stats(
 # array operations do, so float32 state rounds where the reference rounds.
 
 
-@njit(**_jit)
+@njit(**_jit, inline=_inline_unless_constant(0))
 def update(opt, theta, grad, state, lr, hp, t):
     """One step of update rule ``opt`` on ``theta`` in place (torch's conventions).
 
@@ -1794,7 +1819,7 @@ def update(opt, theta, grad, state, lr, hp, t):
             theta[j] -= lr * (state[0, j] / bc1) / (math.sqrt(state[1, j] / bc2) + hp[3])
 
 
-@njit(**_jit)
+@njit(**_jit, inline=_inline_unless_constant(1))
 def _sample_step(model, opt, X, i, s, basis, theta, l2w, fit_icpt, grad, state, lr, hp, t):
     """batch_grad + update for a batch of one row, without the float64 buffer.
 
@@ -2495,7 +2520,7 @@ def pre_internal(pre, theta, z):
             z[j] = s
 
 
-@njit(**_jit)
+@njit(**_jit, inline=_inline_unless_constant(0))
 def step(opt, theta, grad, state, lr, hp, t, pre, gz, dz, pk):
     """One step of update rule ``opt``, preconditioned by ``pre``; ``grad`` is scratch.
 
@@ -2554,7 +2579,7 @@ def _all_finite(theta):
     return True
 
 
-@njit(**_jit)
+@njit(**_jit, inline=_inline_unless_constant(6))
 def _converged(theta, theta_prev, tol, pre, z, zp, pk):
     """The stopping rule, in internal coordinates z = T^-1 theta:
     max|z - z_prev| <= tol * max(1, max|z|).  Without preconditioning the
