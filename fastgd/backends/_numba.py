@@ -283,7 +283,9 @@ _jit_par = dict(_jit, parallel=True)
 #: their callers at numba's IR level.  Larger helpers are not: numba copies and
 #: re-processes a callee's IR at each call site it inlines (seconds of a cold
 #: start for the epoch loops), while a compiled helper is compiled once per set of
-#: literal arguments and LLVM still inlines it where that pays.
+#: literal arguments and LLVM still inlines it where that pays; those that switch
+#: on a code are IR-inlined only where it is not a constant
+#: (``_inline_unless_constant``).
 _jit_inline = dict(_jit, inline="always")
 
 
