@@ -3101,7 +3101,7 @@ def run(
             _codes(model, loss),
             _w(w, X),
         )
-        pk = 0 if pre.shape[0] == 0 else (1 if pre.shape[0] == 2 else 2)
+        pk = pre_kind.py_func(pre)  # the family's code (plain Python: nothing to compile)
         return _call(("run", int(model), int(loss), int(opt), kind, pk, _large(X)), args)
 
 
