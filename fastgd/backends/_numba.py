@@ -1196,51 +1196,107 @@ def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, star
 # parameters (building G costs about p passes).
 
 
+@njit(**_jit_inline)
+def _add_group(mom, at, stop, s0, s1, s2, s3):
+    """mom[at + i] += s_i for the i < 4 with at + i < stop (a sweep's four sums)."""
+    mom[at] += s0
+    if at + 1 < stop:
+        mom[at + 1] += s1
+    if at + 2 < stop:
+        mom[at + 2] += s2
+    if at + 3 < stop:
+        mom[at + 3] += s3
+
+
+def _column(X):
+    """The polynomial model's x (the one column of ``X``) as a 1-D array."""
+
+
+@overload(_column)
+def _column_typed(X):
+    if X.layout == "C":  # a reshape: a contiguous array, whose loops vectorize
+        return lambda X: X.reshape(X.shape[0] * X.shape[1])
+    return lambda X: X[:, 0]
+
+
 @njit(**_jit)
 def _moment_rows(X, y, basis, lo, hi, mom, w):
     """mom += [M[0..2p], sum y u**(0..p), S] over rows lo..hi-1.
 
-    Rows go in chunks of ``_CHUNK``: the chunk's u and running powers sit in
-    small buffers and every power's sum is one SIMD reduction over the chunk.
-    Weighted (``w`` not None): the running powers start at w_i instead of 1
-    (w_i u**m, float64), so every moment is a weighted one; S sums y (w y).
+    Rows go in chunks of ``_CHUNK``: the chunk's u, y and running powers sit
+    in small float64 buffers.  Each sweep over a chunk takes four consecutive
+    powers, u**m .. u**(m+3), sums them (and y times them) in registers and
+    leaves u**(m+4) in the buffer: two sweeps for a cubic (2p + 1 = 7 moments).
+    The chunk is read through slices indexed from 0: an index ``c0 + k``
+    would keep numba's negative-index wraparound in the loop, which then does
+    not vectorize (1e7 points, one thread: 18-23 ms as one sweep per power
+    over ``X[c0 + k, 0]``, 5.2-5.5 ms now).  ``X`` is the polynomial model's
+    (n, 1) design.  Weighted (``w`` not None): the running powers start at
+    w_i instead of 1 (w_i u**m, float64), so every moment is a weighted one;
+    S sums y (w y).
     """
     p = (mom.shape[0] - 4) // 3
     q = 2 * p + 1
     sh = X.dtype.type(basis[0])
     sc = X.dtype.type(basis[1])
+    x = _column(X)
     u = np.empty(_CHUNK)
     yy = np.empty(_CHUNK)
     pw = np.empty(_CHUNK)
     for c0 in range(lo, hi, _CHUNK):
         L = min(_CHUNK, hi - c0)
+        xs = x[c0 : c0 + L]
+        ys = y[c0 : c0 + L]
         sy2 = 0.0
         if w is not None:
+            ws = w[c0 : c0 + L]
             for k in range(L):
-                u[k] = float((X[c0 + k, 0] - sh) * sc)
-                yy[k] = float(y[c0 + k])
-                pw[k] = np.float64(w[c0 + k])
+                u[k] = float((xs[k] - sh) * sc)
+                yy[k] = float(ys[k])
+                pw[k] = np.float64(ws[k])
                 sy2 += yy[k] * (pw[k] * yy[k])
         else:
             for k in range(L):
                 # u as the reference forms it; powers in float64
-                u[k] = float((X[c0 + k, 0] - sh) * sc)
-                yy[k] = float(y[c0 + k])
+                u[k] = float((xs[k] - sh) * sc)
+                yy[k] = float(ys[k])
                 pw[k] = 1.0
                 sy2 += yy[k] * yy[k]
         mom[mom.shape[0] - 1] += sy2
-        for m in range(q):
-            sm = 0.0
-            for k in range(L):
-                sm += pw[k]
-            mom[m] += sm
+        for m in range(0, q, 4):
+            a0 = a1 = a2 = a3 = 0.0
             if m <= p:
-                sm = 0.0
+                b0 = b1 = b2 = b3 = 0.0
                 for k in range(L):
-                    sm += yy[k] * pw[k]
-                mom[q + m] += sm
-            for k in range(L):
-                pw[k] *= u[k]
+                    uk = u[k]
+                    yk = yy[k]
+                    v0 = pw[k]
+                    v1 = v0 * uk
+                    v2 = v1 * uk
+                    v3 = v2 * uk
+                    a0 += v0
+                    a1 += v1
+                    a2 += v2
+                    a3 += v3
+                    b0 += yk * v0
+                    b1 += yk * v1
+                    b2 += yk * v2
+                    b3 += yk * v3
+                    pw[k] = v3 * uk
+                _add_group(mom, q + m, q + p + 1, b0, b1, b2, b3)
+            else:
+                for k in range(L):
+                    uk = u[k]
+                    v0 = pw[k]
+                    v1 = v0 * uk
+                    v2 = v1 * uk
+                    v3 = v2 * uk
+                    a0 += v0
+                    a1 += v1
+                    a2 += v2
+                    a3 += v3
+                    pw[k] = v3 * uk
+            _add_group(mom, m, q, a0, a1, a2, a3)
 
 
 @njit(**_jit)
