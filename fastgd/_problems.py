@@ -950,12 +950,24 @@ def _sgd_scaling_case(backend: str, k: int) -> Case:
     return Case(f"{backend} n = scaling_n[{k}]", "backend", backend, (), prepare)
 
 
-#: The jobs of the cold-start benchmark: ``fit`` keywords on small data.
+#: The jobs of the cold-start benchmark: ``fit`` keywords, on small data (1,000 x 5,
+#: serial kernels) unless ``COLD_SHAPES`` gives the shape of ``X``.
 COLD_JOBS: dict[str, dict[str, Any]] = {
     "gd": {},
     "sgd": {"batch_size": 1},
     "minibatch adam": {"batch_size": 32, "optimizer": "adam"},
     "poly3": {"degree": 3},
+    "gd 80 MB": {},
+    "sgd 80 MB": {"batch_size": 1},
+    "minibatch adam 80 MB": {"batch_size": 32, "optimizer": "adam"},
+}
+#: ``X`` of the cold jobs on large data: from 1 MB on the numba kernels run their
+#: passes in parallel, from 64 MB stochastic epochs stage their rows -- more kernels
+#: to compile.
+COLD_SHAPES: dict[str, tuple[int, int]] = {
+    "gd 80 MB": (100_000, 100),
+    "sgd 80 MB": (100_000, 100),
+    "minibatch adam 80 MB": (100_000, 100),
 }
 
 
@@ -971,11 +983,12 @@ def _cold_case(job: str) -> Case:
         if data.sizes.name != "full":
             raise Unavailable("timed at full scale only (a cold compile takes seconds per job)")
         kw = COLD_JOBS[job]
+        rows, cols = COLD_SHAPES.get(job, (1000, 5))
         x_arg = "x" if "degree" in kw else "X"
         code = (
             "import time, numpy as np, fastgd\n"
             "rng = np.random.default_rng(0)\n"
-            "X = rng.normal(size=(1000, 5)); x = X[:, 0]; y = rng.normal(size=1000)\n"
+            f"X = rng.normal(size=({rows}, {cols})); x = X[:, 0]; y = rng.normal(size={rows})\n"
             "t = time.perf_counter()\n"
             f"fastgd.fit({x_arg}, y, backend='numba', max_iter=2, **{kw!r})\n"
             "print(time.perf_counter() - t)\n"
