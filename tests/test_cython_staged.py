@@ -1,8 +1,10 @@
-"""The Cython backend's staged single-sample epochs take the plain epoch's steps.
+"""The Cython backend's staged stochastic epochs take the plain epoch's steps.
 
-With staging on (``_set_staging``; off by default), on an ``X`` of at least
-``STAGE_MIN_BYTES`` with two threads available, a ``batch_size=1`` epoch
-stages its rows (``_staged_epoch``): a second thread copies the rows of the
+With staging on (``_set_staging`` for single-sample epochs, off by default;
+``_set_staging_batches`` for mini-batches, on by default unless another
+process keeps the second core busy), on an ``X`` of at least
+``STAGE_MIN_BYTES`` with two threads available, an epoch stages its rows
+(``_staged_epoch``): a second thread copies the rows of the
 chunks ahead in the sample order into buffers, and the stepping thread reads
 them there as far as they are copied, the rest from ``X``.  The steps are
 the plain epoch's code, so parameters, optimizer state, gradient, history
@@ -34,14 +36,18 @@ N = 2003
 
 @pytest.fixture
 def staging():
-    """Stage every single-sample epoch, whatever the size of X."""
+    """Stage every stochastic epoch, whatever the size of X or the machine's load."""
     old = cy._set_stage_min_bytes(0)
     was = cy._set_staging(True)
+    was_b = cy._set_staging_batches(True)
+    check = cy._set_busy_check(False)
     try:
         yield
     finally:
         cy._set_stage_min_bytes(old)
         cy._set_staging(was)
+        cy._set_staging_batches(was_b)
+        cy._set_busy_check(check)
 
 
 def _problem(model, dtype, n=N, p=6, seed=0):
@@ -79,7 +85,9 @@ def _pre(kind, X, m, rng):
     return np.vstack([T, np.linalg.inv(T)])
 
 
-def _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=0, need_obj=1):
+def _run(
+    X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=0, need_obj=1, bsz=1
+):
     dt = X.dtype
     theta = (0.05 * np.arange(1, m + 1) / m).astype(dt)
     state = np.zeros((2, m), dt)
@@ -105,7 +113,7 @@ def _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=
         SHP,
         epoch0,
         n_epochs,
-        1,
+        bsz,
         orders,
         0.0,
         need_obj,
@@ -158,7 +166,6 @@ def test_staged_epochs_are_the_plain_epochs(staging, opt, loss, model, kind, wei
     lr = {1: 0.001, 2: 0.001, 3: 0.05}.get(opt, 0.01) if model == 0 else 0.02
     row_bytes = X.shape[1] * X.itemsize
     assert 1 < cy._stage_rows(N, row_bytes, 1) < N // 8  # many chunks
-    assert cy._stage_rows(N, row_bytes, 2) == 0
     staged = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr)
     staged0 = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, need_obj=0)
     old = cy._set_stage_min_bytes(1 << 62)
@@ -175,6 +182,70 @@ def test_staged_epochs_are_the_plain_epochs(staging, opt, loss, model, kind, wei
     _same(staged0, plain0)
     for u, v in zip(plain0[1:4], plain[1:4]):  # the same steps with or without a history
         assert np.array_equal(u, v)
+
+
+BATCH_CASES = [
+    (opt, loss, model, kind, weighted, dtype, bsz)
+    for opt in (0, 2, 5)
+    for loss in (0, 1)
+    for model in (0, 1)
+    for kind in (0, 1, 2)
+    for weighted in (False, True)
+    for dtype in (np.float64, np.float32)
+    for bsz in (3, 8)
+]
+
+
+@pytest.mark.parametrize("opt,loss,model,kind,weighted,dtype,bsz", BATCH_CASES)
+def test_staged_minibatch_epochs_are_the_plain_epochs(
+    staging, opt, loss, model, kind, weighted, dtype, bsz
+):
+    """Mini-batches: chunks of whole batches, the stepping thread taking from a
+    buffer only whole batches copied so far; the epoch's last batch partial
+    (2003 rows).  The same bits staged and plain, with a history and without."""
+    X, y, m, basis, rng = _problem(model, dtype)
+    pre = _pre(kind, X, m, rng)
+    w = None
+    if weighted:
+        w = rng.uniform(0.0, 2.0, N)
+        w[rng.random(N) < 0.1] = 0.0
+        w = (w / w.mean()).astype(dtype)
+    l2w = np.r_[np.full(m - 1, 0.01), 0.005].astype(dtype)
+    orders = np.stack([rng.permutation(N) for _ in range(2)]).astype(np.int64)
+    lr = {2: 0.002}.get(opt, 0.02) if model == 0 else 0.05
+    row_bytes = X.shape[1] * X.itemsize
+    rows = cy._stage_rows(N, row_bytes, bsz)
+    assert rows % bsz == 0 and bsz <= rows < N // 4  # whole batches, several chunks
+    staged = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, bsz=bsz)
+    staged0 = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, need_obj=0, bsz=bsz)
+    cy._set_staging_batches(False)
+    assert cy._stage_rows(N, row_bytes, bsz) == 0
+    plain = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, bsz=bsz)
+    plain0 = _run(X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, need_obj=0, bsz=bsz)
+    assert plain[0][0] == 2 and plain[0][2] == 3 + 2 * -(-N // bsz)  # steps: t0 + batches
+    assert np.all(np.isfinite(plain[4]))
+    _same(staged, plain)
+    _same(staged0, plain0)
+
+
+@pytest.mark.parametrize("rows_in_batches", [1, 2])
+@pytest.mark.parametrize("bsz", [2, 7])
+def test_staged_minibatch_chunks_of_a_few_batches(staging, rows_in_batches, bsz):
+    """Chunks of one or two batches: the stepping thread switches between buffer
+    and X at batch boundaries wherever the copy happens to be."""
+    X, y, m, basis, rng = _problem(0, np.float64, n=1001, p=9)
+    orders = np.stack([rng.permutation(1001) for _ in range(3)]).astype(np.int64)
+    row_bytes = X.shape[1] * X.itemsize
+    l2w = np.r_[np.full(m - 1, 0.01), 0.0]
+    old = cy._set_stage_bytes(rows_in_batches * bsz * row_bytes)
+    try:
+        assert cy._stage_rows(1001, row_bytes, bsz) == rows_in_batches * bsz
+        staged = _run(X, y, m, basis, 5, 1, None, None, l2w, orders, 0.01, n_epochs=3, bsz=bsz)
+        cy._set_staging_batches(False)
+        plain = _run(X, y, m, basis, 5, 1, None, None, l2w, orders, 0.01, n_epochs=3, bsz=bsz)
+        _same(staged, plain)
+    finally:
+        cy._set_stage_bytes(old)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -218,9 +289,36 @@ def test_chunks_of_a_few_rows(staging, rows, kind, dtype, index):
         cy._set_stage_bytes(old)
 
 
-def test_staging_is_off_by_default():
+def test_staging_defaults():
+    """Single-sample epochs plain, mini-batches staged (on large X, a core free)."""
     assert cy.STAGING is False
     assert cy._stage_rows(64 * (1 << 21) // 800 + 1, 800, 1) == 0
+    assert cy.STAGING_BATCHES is True
+
+
+@pytest.mark.timeout(60)
+def test_no_staging_while_another_process_keeps_a_core_busy(staging):
+    """``_busy_elsewhere`` sees another process's runnable threads (Linux): then
+    a mini-batch epoch does not stage (its copy thread would take the core the
+    steps need)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seen = False
+        for _ in range(200):  # the hog is runnable nearly always: seen within a few tries
+            if cy._busy_elsewhere():
+                seen = True
+                break
+            threading.Event().wait(0.01)
+        assert seen
+        cy._set_busy_check(True)
+        big = 64 * (1 << 21) // 800 + 1
+        cy._set_stage_min_bytes(cy.STAGE_MIN_BYTES)
+        assert any(cy._stage_rows(big, 800, 32) == 0 for _ in range(50))
+    finally:
+        hog.kill()
+        hog.wait(10)
 
 
 def test_stage_rows_of_large_data(staging):
@@ -236,7 +334,10 @@ def test_stage_rows_of_large_data(staging):
     else:
         assert cy._stage_rows(big, 800, 1) == 0
     assert cy._stage_rows(cy.STAGE_MIN_BYTES // 800, 800, 1) == 0
-    assert cy._stage_rows(big, 800, 32) == 0
+    if cy.max_threads() >= 2:  # whole batches; none when a batch outgrows a chunk
+        assert cy._stage_rows(big, 800, 32) == (1 << 21) // 800 // 32 * 32
+        assert cy._stage_rows(big, 800, 3000) == 0
+    assert cy._stage_rows(cy.STAGE_MIN_BYTES // 800, 800, 32) == 0
     assert cy._stage_rows(big, 800, 0) == 0
 
 
