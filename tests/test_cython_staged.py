@@ -85,6 +85,21 @@ def _pre(kind, X, m, rng):
     return np.vstack([T, np.linalg.inv(T)])
 
 
+def _case(model, kind, weighted, dtype):
+    """A problem of ``_problem`` with its preconditioner, weights (or None), penalty
+    and two epochs' orders."""
+    X, y, m, basis, rng = _problem(model, dtype)
+    pre = _pre(kind, X, m, rng)
+    w = None
+    if weighted:
+        w = rng.uniform(0.0, 2.0, N)
+        w[rng.random(N) < 0.1] = 0.0
+        w = (w / w.mean()).astype(dtype)
+    l2w = np.r_[np.full(m - 1, 0.01), 0.005].astype(dtype)
+    orders = np.stack([rng.permutation(N) for _ in range(2)]).astype(np.int64)
+    return X, y, m, basis, pre, w, l2w, orders
+
+
 def _run(
     X, y, m, basis, opt, loss, pre, w, l2w, orders, lr, n_epochs=2, epoch0=0, need_obj=1, bsz=1
 ):
@@ -154,15 +169,7 @@ def test_staged_epochs_are_the_plain_epochs(staging, opt, loss, model, kind, wei
     without weights, float64 and float32: the same bits staged and plain --
     without a history too, where ``f`` is the progressive loss (its sum runs
     in visiting order however the staged epoch splits)."""
-    X, y, m, basis, rng = _problem(model, dtype)
-    pre = _pre(kind, X, m, rng)
-    w = None
-    if weighted:
-        w = rng.uniform(0.0, 2.0, N)
-        w[rng.random(N) < 0.1] = 0.0
-        w = (w / w.mean()).astype(dtype)
-    l2w = np.r_[np.full(m - 1, 0.01), 0.005].astype(dtype)
-    orders = np.stack([rng.permutation(N) for _ in range(2)]).astype(np.int64)
+    X, y, m, basis, pre, w, l2w, orders = _case(model, kind, weighted, dtype)
     lr = {1: 0.001, 2: 0.001, 3: 0.05}.get(opt, 0.01) if model == 0 else 0.02
     row_bytes = X.shape[1] * X.itemsize
     assert 1 < cy._stage_rows(N, row_bytes, 1) < N // 8  # many chunks
@@ -203,15 +210,7 @@ def test_staged_minibatch_epochs_are_the_plain_epochs(
     """Mini-batches: chunks of whole batches, the stepping thread taking from a
     buffer only whole batches copied so far; the epoch's last batch partial
     (2003 rows).  The same bits staged and plain, with a history and without."""
-    X, y, m, basis, rng = _problem(model, dtype)
-    pre = _pre(kind, X, m, rng)
-    w = None
-    if weighted:
-        w = rng.uniform(0.0, 2.0, N)
-        w[rng.random(N) < 0.1] = 0.0
-        w = (w / w.mean()).astype(dtype)
-    l2w = np.r_[np.full(m - 1, 0.01), 0.005].astype(dtype)
-    orders = np.stack([rng.permutation(N) for _ in range(2)]).astype(np.int64)
+    X, y, m, basis, pre, w, l2w, orders = _case(model, kind, weighted, dtype)
     lr = {2: 0.002}.get(opt, 0.02) if model == 0 else 0.05
     row_bytes = X.shape[1] * X.itemsize
     rows = cy._stage_rows(N, row_bytes, bsz)
