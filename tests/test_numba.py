@@ -396,6 +396,79 @@ def test_staged_epoch_with_one_thread_and_from_several_threads(monkeypatch):
         assert np.array_equal(got.coef, plain.coef) and got.intercept == plain.intercept
 
 
+def _staging_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "fastgd-stage"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("helper", ["gone", "late", "failed"])
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_staged_epochs_without_their_staging_thread(monkeypatch, batch_size, helper):
+    """The staging thread gone from the start, starting late, or failing at once:
+    the stepping thread copies what it has to, the same bits, and nothing waits."""
+    import threading
+    import time
+
+    nb = _nb()
+    X, y, _, _ = fastgd.datasets.make_linear(2003, 6, noise=0.2, seed=5)
+    kw = dict(
+        batch_size=batch_size,
+        optimizer="adam",
+        max_iter=3,
+        tol=0.0,
+        lr=0.01,
+        seed=8,
+        backend="numba",
+    )
+    plain = fastgd.fit(X, y, **kw)
+    rows = 4 * batch_size + (1 if batch_size == 1 else 0)  # whole batches
+    monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: rows)
+    work = nb._Staging._work
+
+    def gone(self):
+        self.marks[24] = nb.STAGE_STOP
+
+    def late(self):
+        time.sleep(0.05)
+        work(self)
+
+    stager = nb._stager
+
+    def failing(*args):  # the kernel raises on the staging thread (not when compiled)
+        if threading.current_thread().name == "fastgd-stage":
+            raise RuntimeError("no staging")
+        return stager(*args)
+
+    if helper == "failed":
+        monkeypatch.setattr(nb, "_stager", failing)
+    else:
+        monkeypatch.setattr(nb._Staging, "_work", {"gone": gone, "late": late}[helper])
+    staged = fastgd.fit(X, y, **kw)
+    assert np.array_equal(plain.coef, staged.coef) and plain.intercept == staged.intercept
+    assert np.array_equal(plain.history.loss, staged.history.loss)
+    assert not _staging_threads()
+
+
+def test_staging_thread_ends_with_the_call(monkeypatch):
+    """A call that stops early (tolerance) or is given more epochs than it runs
+    leaves no staging thread behind; the stager's kernel returns at once when
+    told to stop before it starts."""
+    nb = _nb()
+    X, y, _, _ = fastgd.datasets.make_linear(3001, 5, noise=0.0, seed=7)
+    monkeypatch.setattr(nb, "_stage_rows", lambda X, batch_size: 64)
+    res = fastgd.fit(X, y, batch_size=1, max_iter=500, tol=1e-3, lr=0.01, seed=1, backend="numba")
+    assert res.converged and res.n_iter < 500
+    assert not _staging_threads()
+    staging = nb._Staging(X, y, None, np.zeros((4, 3001), np.int32), 64)
+    staging.marks[16] = nb.STAGE_STOP
+    nb._stager(
+        X, y, None, np.zeros((4, 3001), np.int32), 64, staging.Xs, staging.ys, None, staging.marks
+    )  # returns: told to stop
+    assert staging.marks[24] == -1  # no chunk staged
+
+
 def test_stage_rows_chooses_whole_batches_of_large_data(monkeypatch):
     import numba
 

@@ -235,6 +235,7 @@ def test_same_bits_with_one_thread(backend):
             cwd=ROOT,
             capture_output=True,
             check=True,
+            timeout=600,
         ).stdout
         import io
 

@@ -57,7 +57,13 @@ schedule -> epoch loop -> minimize loop.
   On data larger than the caches, with two threads or more, a second thread
   stages the rows of the next chunk of ``order`` into a buffer, in visiting
   order, while the first steps through the current chunk (``_staged_epoch``):
-  the random reads then overlap the steps.  Same steps, same bits.
+  the random reads then overlap the steps.  Same steps, same bits.  That
+  thread is started from Python for the whole call (``_Staging``, running
+  ``_stager``) and meets the stepping thread at each chunk through atomic
+  marks: no parallel region, whose compilation would cost seconds of a cold
+  start.  The statistics passes called from Python (``moments``,
+  ``max_row_norm2``) split their blocks between Python threads likewise
+  (``_over_blocks``).
 * ``basis`` (the poly model's ``[shift, scale]``) and ``pre`` (``run``'s
   preconditioner) reach the kernels as float64 arrays of one type (the
   public functions convert a float ``basis`` and a None ``pre``), and
@@ -182,7 +188,8 @@ _forked = False
 
 
 def _after_fork_in_child() -> None:
-    global _forked
+    global _forked, _pool
+    _pool = None  # its threads are not in the child
     if _config.threading_layer() != "tbb":
         _forked = True
 
@@ -1662,6 +1669,49 @@ class _Parallel:
         self._lock.__exit__(*exc)
 
 
+_pool: Any = None
+
+
+def _over_blocks(
+    fn: Callable[[int, int], Any], nb: int, par: Any, step: int = SCHEDULE_CHUNK
+) -> None:
+    """``fn(b0, b1)`` over blocks 0..nb-1: in one call, or, when ``par`` and more than
+    one thread is allowed (under ``_Parallel``; never in a forked child), from that
+    many threads, each taking ``step`` blocks at a time until none are left.
+
+    For the statistics passes, which are called from Python: their block
+    kernels are serial (``nogil``) and each block writes its own slot, so
+    the result does not depend on the threads, and there is no parallel
+    region (``prange``) to compile -- about a second of a cold start each.
+    """
+    global _pool
+    k = min(numba.get_num_threads(), (nb + step - 1) // step) if par and not _forked else 1
+    if k <= 1:
+        fn(0, nb)
+        return
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _family_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                thread_name_prefix="fastgd-numba",
+            )
+    starts = itertools.count(0, step)
+
+    def work() -> None:
+        while (b0 := next(starts)) < nb:
+            fn(b0, min(b0 + step, nb))
+
+    futures = [_pool.submit(work) for _ in range(k - 1)]
+    try:
+        work()
+    finally:
+        for f in futures:
+            f.result()
+
+
 def objective_grad(
     model: int,
     loss: int,
@@ -2313,23 +2363,66 @@ def _store_release(typingctx, arr, i, v):
     return types.void(arr, i, v), codegen
 
 
-def _weight_buffers(w, rows):
-    """The staging buffers of the weights, (2, rows + 1) in their dtype, or None
-    without weights (``w`` None)."""
+_X86 = __import__("platform").machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+@intrinsic
+def _cpu_pause(typingctx):
+    """The x86 ``pause`` instruction (a spin-wait hint); nothing elsewhere."""
+
+    def codegen(context, builder, sig, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause"
+            )
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _cpu_yield(typingctx):
+    """``sched_yield()``: the processor to another thread, if one is waiting (POSIX;
+    nothing elsewhere)."""
+
+    def codegen(context, builder, sig, args):
+        if os.name == "posix":
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield"
+            )
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@njit(**_jit_inline)
+def _spin_wait(spins):
+    """One round of a wait: a pause, and after a while a yield of the processor to
+    other threads (a machine busy with other work); returns the rounds so far."""
+    if spins < 2000:
+        _cpu_pause()
+        return spins + 1
+    _cpu_yield()
+    return spins
+
+
+#: The progress marks of staged epochs (``_staged_epoch``, ``_stager``): int64,
+#: each on its own cache line.  [0] positions below it are the staging thread's
+#: (the front), [8] positions from it on the stepping thread's (the back); [16]
+#: the chunk the stepping thread is on (the chunks of every epoch of the call,
+#: numbered on; -1 before the first, ``STAGE_STOP``: no more); [24] the last
+#: chunk the staging thread is done with (``STAGE_STOP``: it is gone).
+_MARKS = 32
+STAGE_STOP = 1 << 62
 
 
 def _weight_chunk(ws, b):
     """The staged weights of buffer b, read-only, or None without weights."""
 
 
-# Typed by the type of ``w`` / ``ws`` (see "Sample weights" above).
-
-
-@overload(_weight_buffers)
-def _weight_buffers_typed(w, rows):
-    if isinstance(w, types.NoneType):
-        return lambda w, rows: None
-    return lambda w, rows: np.empty((2, rows + 1), w.dtype)
+# Typed by the type of ``ws`` (see "Sample weights" above).
 
 
 @overload(_weight_chunk)
@@ -2361,9 +2454,10 @@ def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
     thread; ``marks[8]`` (another cache line): positions from it on by the
     back thread.  A thread publishes a position before or after copying it
     (either order is safe), checks the other's mark before each row, and
-    copies every position it has published before the parallel region ends.
-    So every row is copied; a row may be copied twice, with the same bytes.
-    The weights (``w`` not None) go with their rows into ``ws[b]``.
+    copies every position it has published before it returns.  So every row
+    is copied once both have returned; a row may be copied twice, with the
+    same bytes.  The weights (``w`` not None) go with their rows into
+    ``ws[b]``.
     """
     wa, wsz = _weight_address(w)
     if back:
@@ -2388,14 +2482,15 @@ def _stage(X, y, w, idx, lo, hi, Xs, ys, ws, b, marks, back):
                 ws[b, q - lo] = w[idx[q]]
 
 
-@njit(**_jit_par)
+@njit(**_jit)
 def _staged_epoch(
     model,
     loss,
     opt,
     X,
     y,
-    idx,
+    order,
+    k,
     rows,
     Xs,
     ys,
@@ -2420,79 +2515,124 @@ def _staged_epoch(
     pk,
     w,
     ws,
+    marks,
     single,
 ):
-    """``_epoch_rows`` over all of ``idx``, the rows staged chunk by chunk; returns
-    (t, the rows' summed losses: ``_epoch_rows``'s ``ls`` of every chunk).
+    """``_epoch_rows`` over all of ``order[k]``, the rows staged chunk by chunk;
+    returns (t, the rows' summed losses: ``_epoch_rows``'s ``ls`` of every chunk).
 
-    The epoch goes in chunks of ``rows`` positions of ``idx`` (a multiple of
-    ``batch_size``).  While one thread steps through chunk c, read from
-    buffer ``c % 2`` in address order (identity indices ``ident``), another
-    copies the rows of chunk c+1 into the other buffer, and the first joins
-    it when its steps are done (``_stage``).  A buffer holds one row more
-    than its chunk, the first of the next, for the dot product that
+    The stepping side of a staged epoch; the staging thread runs ``_stager``
+    (started in Python for the whole call, see ``_Staging``).  The chunks of
+    ``rows`` positions (a multiple of ``batch_size``) of every epoch of the
+    call are numbered on, and chunk g is stepped from buffer ``g % 2`` in
+    address order (identity indices ``ident``).  Before stepping chunk g
+    this thread sets the bounds of chunk g+1 (the next of this epoch, or the
+    first of the next) and publishes g (``marks``, see ``_MARKS``): the
+    staging thread then copies chunk g+1 into the other buffer from its
+    front, while this one steps; this one then copies it from the back until
+    the two meet (``_stage``) and waits until the other is done with it.
+    Chunk 0 of the call it stages alone.  A buffer holds one row more than
+    its chunk, the first of the next of the epoch, for the dot product that
     ``_sgd_gd_linear`` carries over.  The steps and their arithmetic are
-    those of one ``_epoch_rows`` call over ``idx``.  ``prefetch`` is passed
-    on to ``_epoch_rows`` (False: the buffers are read in address order; an
-    argument rather than a constant, so both callers share one compilation),
-    and so are ``pre``, its scratch ``gz``, ``dz``, and ``fuse``.  The weights
-    ``w`` are staged with their rows into ``ws`` ((2, rows + 1); both None
-    without weights).
+    those of one ``_epoch_rows`` call over ``order[k]``.  ``prefetch`` is
+    passed on to ``_epoch_rows`` (False: the buffers are read in address
+    order), and so are ``pre``, its scratch ``gz``, ``dz``, and ``fuse``.
+    The weights ``w`` are staged with their rows into ``ws`` ((2, rows + 1);
+    both None without weights).
     """
-    n = idx.shape[0]
-    tb = np.empty(1, np.int64)
-    db = np.empty(1, X.dtype)
-    tb[0] = t
-    db[0] = math.nan
-    lb = np.zeros((n + rows - 1) // rows)  # each chunk's losses
-    marks = np.zeros(16, np.int64)
-    marks[8] = n
-    _stage(X, y, w, idx, 0, min(rows + 1, n), Xs[0], ys[0], ws, 0, marks, False)
-    for c in range((n + rows - 1) // rows):
+    n = order.shape[1]
+    nch = (n + rows - 1) // rows
+    total = order.shape[0] * nch
+    idx = order[k]
+    dcarry = X.dtype.type(math.nan)
+    ls = 0.0
+    for c in range(nch):
+        g = k * nch + c
         lo = c * rows
         hi = min(lo + rows, n)
-        nxt = min(hi + rows + 1, n)
-        marks[0] = hi
-        marks[8] = nxt
-        for task in prange(2):
-            b = (c + 1) % 2
-            if task == 0:
-                k = min(hi + 1, n) - lo
-                tb[0], db[0], lb[c] = _epoch_rows(
-                    model,
-                    loss,
-                    opt,
-                    _readonly(Xs[c % 2]),
-                    _readonly(ys[c % 2]),
-                    ident[:k],
-                    hi - lo,
-                    theta,
-                    basis,
-                    delta,
-                    l2w,
-                    fit_icpt,
-                    hp,
-                    state,
-                    lr,
-                    batch_size,
-                    grad,
-                    acc,
-                    tb[0],
-                    db[0],
-                    prefetch,
-                    pre,
-                    gz,
-                    dz,
-                    fuse,
-                    pk,
-                    _weight_chunk(ws, c % 2),
-                    single,
-                )
-            _stage(X, y, w, idx, hi, nxt, Xs[b], ys[b], ws, b, marks, task == 0)
-    ls = 0.0
-    for c in range(lb.shape[0]):
-        ls += lb[c]
-    return tb[0], ls
+        b = g % 2
+        # values, not constants, as ``_stage``'s arguments: one compilation
+        if g == 0:  # the first chunk of the call: staged here, alone
+            marks[8] = n
+            _stage(X, y, w, idx, lo, min(rows + 1, n), Xs[b], ys[b], ws, b, marks, g != 0)
+        more = g + 1 < total
+        nidx = idx
+        nlo = hi
+        nhi = min(hi + rows + 1, n)
+        if c + 1 == nch and more:
+            nidx = order[k + 1]
+            nlo = 0
+            nhi = min(rows + 1, n)
+        if more:
+            marks[0] = nlo
+            marks[8] = nhi
+        _store_release(marks, 16, g)
+        m = min(hi + 1, n) - lo
+        t, dcarry, lc = _epoch_rows(
+            model,
+            loss,
+            opt,
+            _readonly(Xs[b]),
+            _readonly(ys[b]),
+            ident[:m],
+            hi - lo,
+            theta,
+            basis,
+            delta,
+            l2w,
+            fit_icpt,
+            hp,
+            state,
+            lr,
+            batch_size,
+            grad,
+            acc,
+            t,
+            dcarry,
+            prefetch,
+            pre,
+            gz,
+            dz,
+            fuse,
+            pk,
+            _weight_chunk(ws, b),
+            single,
+        )
+        ls += lc
+        if more:
+            _stage(X, y, w, nidx, nlo, nhi, Xs[1 - b], ys[1 - b], ws, 1 - b, marks, more)
+            spins = 0
+            while _load_acquire(marks, 24) < g + 1:
+                spins = _spin_wait(spins)
+    return t, ls
+
+
+@njit(**_jit)
+def _stager(X, y, w, order, rows, Xs, ys, ws, marks):
+    """The staging thread of a call's staged epochs (see ``_staged_epoch``).
+
+    Chunk by chunk, from chunk 1 of the call: waits until the stepping
+    thread is on the chunk before (``marks[16]``), copies this one into buffer
+    ``g % 2`` from its front (``_stage``) and says so (``marks[24]``).
+    Returns when every chunk is done, or at once when ``marks[16]`` is
+    ``STAGE_STOP`` (the call ended early, or the thread is not wanted).
+    """
+    n = order.shape[1]
+    nch = (n + rows - 1) // rows
+    for g in range(1, order.shape[0] * nch):
+        spins = 0
+        s = _load_acquire(marks, 16)
+        while s < g - 1:
+            spins = _spin_wait(spins)
+            s = _load_acquire(marks, 16)
+        if s >= STAGE_STOP:
+            return
+        k = g // nch
+        lo = (g - k * nch) * rows
+        b = g % 2
+        back = g < 0  # a value, not a constant (see ``_staged_epoch``)
+        _stage(X, y, w, order[k], lo, min(lo + rows + 1, n), Xs[b], ys[b], ws, b, marks, back)
+        _store_release(marks, 24, g)
 
 
 # ---------------------------------------------------------------- preconditioned step
@@ -2662,6 +2802,10 @@ def _converged(theta, theta_prev, tol, pre, z, zp, pk):
 def _run(
     model,
     loss,
+    opt,
+    kind,
+    pk,
+    large,
     X,
     y,
     theta,
@@ -2669,7 +2813,6 @@ def _run(
     delta,
     l2w,
     fit_icpt,
-    opt,
     hp,
     state,
     t0,
@@ -2692,12 +2835,13 @@ def _run(
     stats_S,
     have_stats,
     stage_rows,
+    Xs,
+    ys,
+    ws,
+    marks,
     fuse,
-    pk,
-    w,
-    kind,
-    large,
     codes,
+    w,
 ):
     bs = _basis_dt(X, basis)  # (shift, scale) in the data dtype
     n = X.shape[0]
@@ -2711,12 +2855,9 @@ def _run(
     z = np.empty(p + 1)
     zp = np.empty(p + 1)
     part_f, part_g, part_t, acc = _buffers(X, theta)
-    # staging buffers (_staged_epoch): two chunks and identity indices
+    # staging (_staged_epoch): the caller's buffers of two chunks, identity indices
     staged = stage_rows > 0
     prefetch = not staged  # staged rows are read in address order
-    Xs = np.empty((2, stage_rows + 1, X.shape[1]), X.dtype)
-    ys = np.empty((2, stage_rows + 1), y.dtype)
-    ws = _weight_buffers(w, stage_rows)
     ident = np.empty(stage_rows + 1, order.dtype)
     for q in range(ident.shape[0]):
         ident[q] = q
@@ -2911,7 +3052,8 @@ def _run(
                     opt,
                     X,
                     y,
-                    idx,
+                    order,
+                    k,
                     stage_rows,
                     Xs,
                     ys,
@@ -2936,6 +3078,7 @@ def _run(
                     pk,
                     w,
                     ws,
+                    marks,
                     1,
                 )
             else:
@@ -2945,7 +3088,8 @@ def _run(
                     opt,
                     X,
                     y,
-                    idx,
+                    order,
+                    k,
                     stage_rows,
                     Xs,
                     ys,
@@ -2970,6 +3114,7 @@ def _run(
                     pk,
                     w,
                     ws,
+                    marks,
                     0,
                 )
             if need_obj:
@@ -3120,8 +3265,10 @@ def run(
             raise ValueError(f"stats must be (G ({m}, {m}), c ({m},), S)")
     else:
         G0, c0, S0 = np.empty((0, 0)), np.empty(0), 0.0
+    w = _w(w, X)
     with _Parallel(X.size):
         stage_rows = _stage_rows(X, int(batch_size))
+        staging = _Staging(_ro(X), _ro(y), w, order, stage_rows)
         bsz = int(batch_size)
         kind = 0 if bsz == 0 else (1 if bsz == 1 else 3) + int(stage_rows > 0)
         args = (
@@ -3154,12 +3301,17 @@ def run(
             S0,
             have_stats,
             stage_rows,
+            staging.Xs,
+            staging.ys,
+            staging.ws,
+            staging.marks,
             bool(FUSED_PRE),
             _codes(model, loss),
-            _w(w, X),
+            w,
         )
         pk = pre_kind.py_func(pre)  # the family's code (plain Python: nothing to compile)
-        return _call(("run", int(model), int(loss), int(opt), kind, pk, _large(X)), args)
+        with staging:
+            return _call(("run", int(model), int(loss), int(opt), kind, pk, _large(X)), args)
 
 
 def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
@@ -3174,6 +3326,58 @@ def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
     if pre.dtype != np.float64 or not pre.flags.c_contiguous or not pre.flags.writeable:
         pre = np.array(pre, dtype=np.float64, order="C")
     return pre
+
+
+class _Staging:
+    """The buffers and the staging thread of a call's staged epochs (``_stager``).
+
+    ``rows`` 0: no staging (buffers of one row, never read; no thread).
+    Otherwise, as a context around the call: the staging kernel is compiled
+    (or loaded) here first, then runs on a thread of its own for the whole
+    call, with the GIL released; on the way out, however the call ended, it
+    is told to stop and joined.  Should the thread fail, the stepping
+    thread copies every row itself (``marks[24]`` says the staging thread
+    is gone), so the call never waits for it.
+    """
+
+    __slots__ = ("Xs", "ys", "ws", "marks", "_args", "_thread")
+
+    def __init__(
+        self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, order: np.ndarray, rows: int
+    ):
+        self.Xs = np.empty((2, rows + 1, X.shape[1]), X.dtype)
+        self.ys = np.empty((2, rows + 1), y.dtype)
+        self.ws = None if w is None else np.empty((2, rows + 1), w.dtype)
+        self.marks = np.zeros(_MARKS, np.int64)
+        self.marks[16] = -1
+        self.marks[24] = -1
+        self._args = (X, y, w, order, rows, self.Xs, self.ys, self.ws, self.marks) if rows else ()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Staging:
+        if self._args:
+            self.marks[16] = STAGE_STOP
+            _stager(*self._args)  # compiled in this thread; returns at once
+            self.marks[16] = -1
+            self._thread = threading.Thread(target=self._work, name="fastgd-stage", daemon=True)
+            try:
+                self._thread.start()
+            except RuntimeError:  # no thread to be had: the stepping thread copies alone
+                self._thread = None
+                self.marks[24] = STAGE_STOP
+        return self
+
+    def _work(self) -> None:
+        try:
+            _stager(*self._args)
+        finally:
+            self.marks[24] = STAGE_STOP
+
+    def __exit__(self, *exc: object) -> None:
+        self.marks[16] = STAGE_STOP
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 def _stage_rows(X: np.ndarray, batch_size: int) -> int:
@@ -3219,83 +3423,59 @@ _stage_override: int | None = None
 _large_override: int | None = None
 
 
-def _make_run(model: int, loss: int, opt: int, kind: int, pk: int, large: int) -> Any:
-    def run_family(
-        X,
-        y,
-        theta,
-        basis,
-        delta,
-        l2w,
-        fit_icpt,
-        hp,
-        state,
-        t0,
-        sched,
-        lr0,
-        sched_hp,
-        epoch0,
-        n_epochs,
-        batch_size,
-        order,
-        tol,
-        need_obj,
-        grad,
-        f0,
-        hist_loss,
-        hist_params,
-        pre,
-        stats_G,
-        stats_c,
-        stats_S,
-        have_stats,
-        stage_rows,
-        fuse,
-        codes,
-        w,
-    ):
-        return _run(
-            model,
-            loss,
-            X,
-            y,
-            theta,
-            basis,
-            delta,
-            l2w,
-            fit_icpt,
-            opt,
-            hp,
-            state,
-            t0,
-            sched,
-            lr0,
-            sched_hp,
-            epoch0,
-            n_epochs,
-            batch_size,
-            order,
-            tol,
-            need_obj,
-            grad,
-            f0,
-            hist_loss,
-            hist_params,
-            pre,
-            stats_G,
-            stats_c,
-            stats_S,
-            have_stats,
-            stage_rows,
-            fuse,
-            pk,
-            w,
-            kind,
-            large,
-            codes,
-        )
+def _specialise(func: Any, name: str, **consts: int) -> Any:
+    """A copy of the compiled function ``func`` with its arguments ``consts`` fixed.
 
-    return njit(**_jit)(run_family)
+    Made from ``func``'s source: the same body, without those arguments,
+    which become variables of an enclosing function (constants to numba,
+    as the literal arguments ``_LiteralArgs`` turns into constants).  Unlike
+    a small entry that calls ``func`` with the constants, the copy is one
+    compiled function, not two: numba optimises and emits the machine code
+    of everything a function calls again for each function that calls it,
+    so a layer around the epoch loop costs about a second of a cold start.
+    Compiled with ``_jit``; the values of ``consts`` are part of
+    numba's cache key (closure variables), the source file and line are
+    ``func``'s.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    lines, first = inspect.getsourcelines(func.py_func)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    fn = tree.body[0]
+    fn.decorator_list = []
+    fn.name = name
+    fn.args.args = [a for a in fn.args.args if a.arg not in consts]
+    factory = ast.FunctionDef(
+        name="_factory",
+        args=ast.arguments(
+            posonlyargs=[],
+            args=[ast.arg(arg=c) for c in consts],
+            kwonlyargs=[],
+            kw_defaults=[],
+            defaults=[],
+        ),
+        body=[fn, ast.Return(ast.Name(id=name, ctx=ast.Load()))],
+        decorator_list=[],
+        type_params=[],
+    )
+    module = ast.Module(body=[factory], type_ignores=[])
+    ast.increment_lineno(tree, first - 1)
+    ast.copy_location(factory, fn)
+    ast.fix_missing_locations(module)
+    ns: dict[str, Any] = {}
+    exec(compile(module, inspect.getfile(func.py_func), "exec"), func.py_func.__globals__, ns)
+    out = ns["_factory"](**consts)
+    out.__qualname__ = f"{func.py_func.__name__}.<{name}>"
+    out.__module__ = func.py_func.__module__
+    return njit(**_jit)(out)
+
+
+def _make_run(model: int, loss: int, opt: int, kind: int, pk: int, large: int) -> Any:
+    return _specialise(
+        _run, "run_family", model=model, loss=loss, opt=opt, kind=kind, pk=pk, large=large
+    )
 
 
 def _make_objective_grad(model: int, loss: int, large: int) -> Any:
@@ -3339,88 +3519,6 @@ def _make_lsq_stats(model: int, large: int) -> Any:
 # The same entries with the codes as their first arguments (``GENERIC``).
 
 
-def _run_any(
-    model,
-    loss,
-    opt,
-    kind,
-    pk,
-    large,
-    X,
-    y,
-    theta,
-    basis,
-    delta,
-    l2w,
-    fit_icpt,
-    hp,
-    state,
-    t0,
-    sched,
-    lr0,
-    sched_hp,
-    epoch0,
-    n_epochs,
-    batch_size,
-    order,
-    tol,
-    need_obj,
-    grad,
-    f0,
-    hist_loss,
-    hist_params,
-    pre,
-    stats_G,
-    stats_c,
-    stats_S,
-    have_stats,
-    stage_rows,
-    fuse,
-    codes,
-    w,
-):
-    return _run(
-        model,
-        loss,
-        X,
-        y,
-        theta,
-        basis,
-        delta,
-        l2w,
-        fit_icpt,
-        opt,
-        hp,
-        state,
-        t0,
-        sched,
-        lr0,
-        sched_hp,
-        epoch0,
-        n_epochs,
-        batch_size,
-        order,
-        tol,
-        need_obj,
-        grad,
-        f0,
-        hist_loss,
-        hist_params,
-        pre,
-        stats_G,
-        stats_c,
-        stats_S,
-        have_stats,
-        stage_rows,
-        fuse,
-        pk,
-        w,
-        kind,
-        large,
-        codes,
-    )
-
-
 def _objective_grad_any(model, loss, large, X, y, theta, basis, delta, l2w, fit_icpt, grad, w):
     return _objective_grad_entry(
         model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w, large
@@ -3436,7 +3534,7 @@ def _lsq_stats_any(model, large, X, y, basis, p, w):
 
 
 _GENERIC_ENTRIES = {
-    "run": _run_any,
+    "run": _run,
     "objective_grad": _objective_grad_any,
     "objective": _objective_any,
     "batch_grad": None,
@@ -3499,7 +3597,13 @@ def _family(key: tuple, generic: bool = False) -> Any:
             if disp is None:
                 if generic:
                     py = _GENERIC_ENTRIES[key[0]]
-                    disp = _batch_grad if py is None else njit(**_jit)(py)
+                    disp = (
+                        _batch_grad
+                        if py is None
+                        else py
+                        if hasattr(py, "py_func")
+                        else njit(**_jit)(py)
+                    )
                 else:
                     disp = _MAKERS[key[0]](*key[1:])
                 _families[key] = disp
@@ -3744,31 +3848,29 @@ def _compile_jobs(
                     )
                 )
         names = {}
-        # the statistics kernels (``_numba_stats``): one entry per pass and size,
-        # the same in both modes
-        for large in (0, 1):
-            par = ", parallel" if large else ""
-            for full in (False, True):
-                key = ("moments", int(full), large)
-                names[key] = f"moments ({'full' if full else 'diagonal'}){par}"
-                jobs.append(
-                    (
-                        key,
-                        large,
-                        lambda w, full=full, X=X, y=y: moments(
-                            X, y, np.zeros(X.shape[1]), 0.0, full, w
-                        ),
-                    )
-                )
-            key = ("max_row_norm2", large)
-            names[key] = f"max_row_norm2{par}"
+        # the statistics kernels (``_numba_stats``): the same kernels for every size
+        # (large inputs split their blocks between threads in Python)
+        for full in (False, True):
+            key = ("moments", int(full))
+            names[key] = f"moments ({'full' if full else 'diagonal'})"
             jobs.append(
                 (
                     key,
-                    large,
-                    lambda w, X=X: max_row_norm2(0, X, 1.0, np.empty((0, X.shape[1] + 1)), True, w),
+                    0,
+                    lambda w, full=full, X=X, y=y: moments(
+                        X, y, np.zeros(X.shape[1]), 0.0, full, w
+                    ),
                 )
             )
+        key = ("max_row_norm2",)
+        names[key] = "max_row_norm2"
+        jobs.append(
+            (
+                key,
+                0,
+                lambda w, X=X: max_row_norm2(0, X, 1.0, np.empty((0, X.shape[1] + 1)), True, w),
+            )
+        )
         for key, large, job in jobs:
             if key in names:
                 name = f"{names[key]} {dt.name}"

@@ -18,15 +18,15 @@ reference ``_numpy.moments`` / ``_numpy.max_row_norm2`` is the specification.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import _numba as _nb
 
 _jit = _nb._jit
-_jit_par = _nb._jit_par
 #: Rows of a block of the full moments pass (its float64 copy stays in L2).
 _GRAM_ROWS = 64
 
@@ -88,10 +88,11 @@ def _diag_rows(X, y, x0, y0, lo, hi, buf, w):
     buf[3 * d + 1] += syy
 
 
-@njit(**_jit_par)
-def _diag_parallel(X, y, x0, y0, rb, part, w):
+@njit(**_jit)
+def _diag_blocks(X, y, x0, y0, rb, b0, b1, part, w):
+    """Blocks b0..b1-1 of ``rb`` rows, each summed into its own row of ``part``."""
     n = X.shape[0]
-    for b in prange(part.shape[0]):
+    for b in range(b0, b1):
         acc = part[b]
         acc[:] = 0.0
         _diag_rows(X, y, x0, y0, b * rb, min(b * rb + rb, n), acc, w)
@@ -178,150 +179,48 @@ def _full_rows(X, y, x0, y0, lo, hi, G, At, Awt, w):
 
 
 @njit(**_jit)
-def _full_chunk(X, y, x0, y0, c, nch, Gs, w):
+def _full_chunks(X, y, x0, y0, c0, c1, Gs, w):
+    """Chunks c0..c1-1 of the ``Gs.shape[0]`` chunks of rows, each into its own ``Gs[c]``."""
     n = X.shape[0]
+    nch = Gs.shape[0]
     dp = Gs.shape[1]
     # rows of _GRAM_ROWS + 8 doubles: a power-of-two stride would put a row's
     # column of writes into a few cache sets (conflict misses in L1)
     At = np.zeros((dp, _GRAM_ROWS + 8))
     Awt = np.zeros((dp, _GRAM_ROWS + 8))
-    Gs[c, :, :] = 0.0
-    _full_rows(X, y, x0, y0, (c * n) // nch, ((c + 1) * n) // nch, Gs[c], At, Awt, w)
+    for c in range(c0, c1):
+        Gs[c, :, :] = 0.0
+        _full_rows(X, y, x0, y0, (c * n) // nch, ((c + 1) * n) // nch, Gs[c], At, Awt, w)
 
 
-@njit(**_jit_par)
-def _full_parallel(X, y, x0, y0, nch, Gs, w):
-    for c in prange(nch):
-        _full_chunk(X, y, x0, y0, c, nch, Gs, w)
-
-
-@njit(**_jit)
-def _moments_full(X, y, x0, y0, par, w):
+def _moments_full(
+    X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, par: bool, w: Any
+) -> tuple:
     n, d = X.shape
-    s = np.zeros(d)
-    sxy = np.zeros(d)
-    sy = 0.0
-    syy = 0.0
-    G = np.zeros((d, d))
     dp = (d + 2 + 3) // 4 * 4
     nch = max(1, min(8, n * (d * (d + 1) // 2 + 2 * d + 2) // (1 << 15), n))
     Gs = np.empty((nch, dp, dp))
-    if par and nch > 1:
-        _full_parallel(X, y, x0, y0, nch, Gs, w)
-    else:
-        for c in range(nch):
-            _full_chunk(X, y, x0, y0, c, nch, Gs, w)
-    for c in range(nch):
-        for j in range(d):
-            s[j] += Gs[c, j, d]
-            sxy[j] += Gs[c, j, d + 1]
-            for k in range(j, d):
-                G[j, k] += Gs[c, j, k]
-        sy += Gs[c, d, d + 1]
-        syy += Gs[c, d + 1, d + 1]
-    for j in range(d):
-        for k in range(j):
-            G[j, k] = G[k, j]
-    return s, G, sxy, sy, syy
+    _nb._over_blocks(lambda c0, c1: _full_chunks(X, y, x0, y0, c0, c1, Gs, w), nch, par, 1)
+    T = Gs[0].copy()
+    for c in range(1, nch):  # in chunk order
+        T += Gs[c]
+    G = np.triu(T[:d, :d])
+    G = G + np.triu(G, 1).T
+    return T[:d, d].copy(), G, T[:d, d + 1].copy(), float(T[d, d + 1]), float(T[d + 1, d + 1])
 
 
-@njit(**_jit)
-def _moments_diag(X, y, x0, y0, par, w):
+def _moments_diag(
+    X: np.ndarray, y: np.ndarray, x0: np.ndarray, y0: float, par: bool, w: Any
+) -> tuple:
     n, d = X.shape
-    s = np.zeros(d)
-    sxy = np.zeros(d)
-    sy = 0.0
-    syy = 0.0
-    Gd = np.zeros(d)
     rb = max(1, _nb.BLOCK_ELEMS // max(1, d))
     nb = max(1, (n + rb - 1) // rb)
     part = np.empty((nb, _nb._padded(3 * d + 2, 8)))
-    if par and nb > 1:
-        _diag_parallel(X, y, x0, y0, rb, part, w)
-    else:
-        for b in range(nb):
-            part[b, :] = 0.0
-            _diag_rows(X, y, x0, y0, b * rb, min(b * rb + rb, n), part[b], w)
-    for b in range(nb):
-        for j in range(d):
-            s[j] += part[b, j]
-            Gd[j] += part[b, d + j]
-            sxy[j] += part[b, 2 * d + j]
-        sy += part[b, 3 * d]
-        syy += part[b, 3 * d + 1]
-    return s, Gd, sxy, sy, syy
-
-
-@njit(**_jit, inline="always")
-def _moments(X, y, x0, y0, full, par, w):
-    """Either pass (G of the diagonal pass as a (1, d) row).  ``full`` and ``par``
-    arrive as constants (``_entry``): each entry compiles one pass, serial or
-    parallel, not all four.  Inlined into the entries (one compiled layer less:
-    numba optimises a callee's code again in each caller)."""
-    if full:
-        return _moments_full(X, y, x0, y0, par, w)
-    s, Gd, sxy, sy, syy = _moments_diag(X, y, x0, y0, par, w)
-    return s, Gd.reshape((1, Gd.shape[0])), sxy, sy, syy
-
-
-def _make_moments(full: bool, par: bool) -> Any:
-    def moments_entry(X, y, x0, y0, w):
-        return _moments(X, y, x0, y0, full, par, w)
-
-    return moments_entry
-
-
-def _make_max_row_norm2(par: bool) -> Any:
-    def max_row_norm2_entry(model, X, basis, pre, kind, icpt, w):
-        return _max_row_norm2(model, X, basis, pre, kind, icpt, par, w)
-
-    return max_row_norm2_entry
-
-
-_entries: dict[tuple, Any] = {}
-
-
-def _entry(name: str, *consts: bool) -> Any:
-    """The compiled entry of a statistics kernel with ``consts`` as constants, made
-    (and compiled, or loaded from numba's cache) at its first use: a job compiles
-    the pass it needs -- the diagonal or the full moments, serial for data too
-    small for the parallel passes -- not every variant."""
-    key = (name, *consts)
-    disp = _entries.get(key)
-    if disp is None:
-        with _nb._family_lock:
-            disp = _entries.get(key)
-            if disp is None:
-                make = _make_moments if name == "moments" else _make_max_row_norm2
-                disp = _entries[key] = njit(**_jit)(make(*consts))
-    return disp
-
-
-def _call(name: str, consts: tuple[bool, ...], args: tuple) -> Any:
-    """Run statistics kernel ``name`` on ``args`` (its arguments without ``consts``).
-
-    As ``_numba._call`` chooses for the families: the generic entry, which
-    takes ``consts`` as arguments and serves every variant, when
-    ``FASTGD_NUMBA_KERNELS=generic``, inside ``compile_kernels()``, or when
-    ``fastgd compile`` left it in the cache; else the variant's own entry.
-    """
-    what = (name, args[1].dtype.name, args[-1] is not None)
-    generic = _nb.prefer_generic(what, lambda: (_generic(name), _generic_args(name, consts, args)))
-    if generic:
-        return _generic(name)(*_generic_args(name, consts, args))
-    return _entry(name, *consts)(*args)
-
-
-def _generic(name: str) -> Any:
-    """The generic entry of statistics kernel ``name``."""
-    return _moments if name == "moments" else _max_row_norm2
-
-
-def _generic_args(name: str, consts: tuple[bool, ...], args: tuple) -> tuple:
-    """The generic entry's arguments: ``consts`` where the kernel takes them."""
-    if name == "moments":  # (X, y, x0, y0, full, par, w)
-        return (*args[:4], *consts, args[4])
-    return (*args[:6], *consts, args[6])  # (model, X, basis, pre, kind, icpt, par, w)
+    _nb._over_blocks(lambda b0, b1: _diag_blocks(X, y, x0, y0, rb, b0, b1, part, w), nb, par)
+    T = part[0].copy()
+    for b in range(1, nb):  # in block order
+        T += part[b]
+    return T[:d], T[d : 2 * d], T[2 * d : 3 * d], float(T[3 * d]), float(T[3 * d + 1])
 
 
 def moments(
@@ -351,8 +250,7 @@ def moments(
         raise ValueError(f"y has {y.shape} rows, X has {X.shape[0]}")
     args = (_nb._ro(X), _nb._ro(y), x0, float(y0), _nb._w(w, X))
     with _nb._Parallel(X.size):
-        s, G, sxy, sy, syy = _call("moments", (bool(full), bool(_nb._large(X))), args)
-    return s, (G if full else G[0]), sxy, float(sy), float(syy)
+        return (_moments_full if full else _moments_diag)(*args[:4], bool(_nb._large(X)), args[4])
 
 
 # ---------------------------------------------------------------- max_row_norm2
@@ -420,40 +318,15 @@ def _rn2_rows(model, X, basis, pre, kind, icpt, lo, hi, a, w):
     return best, nan
 
 
-@njit(**_jit_par)
-def _rn2_parallel(model, X, basis, pre, kind, icpt, rb, part, w):
+@njit(**_jit)
+def _rn2_blocks(model, X, basis, pre, kind, icpt, rb, b0, b1, part, w):
+    """``_rn2_rows`` of blocks b0..b1-1 of ``rb`` rows: part[b] = (max, NaN seen)."""
     n = X.shape[0]
-    m = pre.shape[1]
-    for b in prange(part.shape[0]):
-        a = np.empty(m)
+    a = np.empty(pre.shape[1])
+    for b in range(b0, b1):
         best, nan = _rn2_rows(model, X, basis, pre, kind, icpt, b * rb, min(b * rb + rb, n), a, w)
         part[b, 0] = best
         part[b, 1] = 1.0 if nan else 0.0
-
-
-@njit(**_jit, inline="always")  # into the entries, as ``_moments``
-def _max_row_norm2(model, X, basis, pre, kind, icpt, par, w):
-    n = X.shape[0]
-    m = pre.shape[1]
-    rb = max(1, _nb.BLOCK_ELEMS // max(1, X.shape[1]))
-    nb = max(1, (n + rb - 1) // rb)
-    part = np.zeros((nb, 8))
-    if par and nb > 1:
-        _rn2_parallel(model, X, basis, pre, kind, icpt, rb, part, w)
-    else:
-        a = np.empty(m)
-        for b in range(nb):
-            best, nan = _rn2_rows(
-                model, X, basis, pre, kind, icpt, b * rb, min(b * rb + rb, n), a, w
-            )
-            part[b, 0] = best
-            part[b, 1] = 1.0 if nan else 0.0
-    best = 0.0
-    nan = False
-    for b in range(nb):
-        best = max(best, part[b, 0])
-        nan = nan or part[b, 1] != 0.0
-    return np.nan if nan else best
 
 
 def max_row_norm2(
@@ -505,5 +378,11 @@ def max_row_norm2(
         1.0 if fit_icpt else 0.0,
         _nb._w(w, X),
     )
+    rb = max(1, _nb.BLOCK_ELEMS // max(1, X.shape[1]))
+    nb = max(1, (X.shape[0] + rb - 1) // rb)
+    part = np.zeros((nb, 2))
     with _nb._Parallel(X.size):
-        return float(_call("max_row_norm2", (bool(_nb._large(X)),), args))
+        _nb._over_blocks(
+            lambda b0, b1: _rn2_blocks(*args[:6], rb, b0, b1, part, args[6]), nb, _nb._large(X)
+        )
+    return math.nan if part[:, 1].any() else float(part[:, 0].max())
