@@ -285,7 +285,15 @@ class _Compiler(CompilerBase):
         return [pm]
 
 
-_jit = dict(cache=True, nogil=True, fastmath=_FM, pipeline_class=_Compiler)
+#: Functions called from Python (the families, the generic entries, the block
+#: kernels of the statistics passes, ``_stager``, the public names) compile with
+#: numba's CPython and C wrappers (``_jit_entry``, ``_jit_ordered_entry``); the
+#: kernels only compiled code calls (``_jit``, ``_jit_ordered``, ``_jit_par``)
+#: without: about 30 ms of a cold start each, and code that every caller would
+#: optimise again.  (Called from Python, a function without them crashes.)
+_jit_entry = dict(cache=True, nogil=True, fastmath=_FM, pipeline_class=_Compiler)
+_NO_WRAPPERS = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+_jit = dict(_jit_entry, **_NO_WRAPPERS)
 _jit_par = dict(_jit, parallel=True)
 #: Small leaf helpers called per row (the loss, the prediction...) are inlined into
 #: their callers at numba's IR level.  Larger helpers are not: numba copies and
@@ -294,7 +302,7 @@ _jit_par = dict(_jit, parallel=True)
 #: literal arguments and LLVM still inlines it where that pays; those that switch
 #: on a code are IR-inlined only where it is not a constant
 #: (``_inline_unless_constant``).
-_jit_inline = dict(_jit, inline="always")
+_jit_inline = dict(_jit_entry, inline="always")
 
 
 def _inline_unless_constant(index: int) -> Callable[..., bool]:
@@ -323,7 +331,8 @@ _jit_exact = dict(cache=True, nogil=True, pipeline_class=_Compiler)
 #: Sums kept in exactly the reference's order (dense penalty, preconditioned
 #: step): fast-math off, and explicitly so -- a function that leaves
 #: ``fastmath`` unset inherits the flags of the caller that compiles it first.
-_jit_ordered = dict(cache=True, nogil=True, fastmath=False, pipeline_class=_Compiler)
+_jit_ordered_entry = dict(cache=True, nogil=True, fastmath=False, pipeline_class=_Compiler)
+_jit_ordered = dict(_jit_ordered_entry, **_NO_WRAPPERS)
 
 
 def _make_prefetch(locality: int) -> Any:
@@ -866,7 +875,7 @@ def _block_rows(X):
     return max(1, BLOCK_ELEMS // max(1, X.shape[1]))
 
 
-@njit(**_jit)
+@njit(**_jit_entry)
 def _n_blocks(X):
     rb = _block_rows(X)
     return (X.shape[0] + rb - 1) // rb
@@ -1023,7 +1032,7 @@ def _objective_of(
     )
 
 
-@njit(**_jit)
+@njit(**_jit_entry)
 def _padded(width, itemsize):
     """A row length of at least ``width`` items plus one spare cache line, so that the
     rows of a per-block buffer written by different threads never share a cache line."""
@@ -1182,7 +1191,7 @@ def _prefetch_weight(wa, wsz, far, near):
     _prefetch_l1(wa + near * wsz)
 
 
-@njit(**_jit)
+@njit(**_jit_entry)  # also the generic entry of batch_grad
 def _batch_grad(model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w):
     acc = np.empty(theta.shape[0])
     _batch_acc(model, loss, X, y, theta, _basis_dt(X, basis), delta, idx, start, stop, acc, True, w)
@@ -1882,7 +1891,7 @@ def lsq_stats(
 # array operations do, so float32 state rounds where the reference rounds.
 
 
-@njit(**_jit, inline=_inline_unless_constant(0))
+@njit(**_jit_entry, inline=_inline_unless_constant(0))
 def update(opt, theta, grad, state, lr, hp, t):
     """One step of update rule ``opt`` on ``theta`` in place (torch's conventions).
 
@@ -2397,15 +2406,36 @@ def _cpu_yield(typingctx):
     return types.void(), codegen
 
 
+@intrinsic
+def _cpu_nap(typingctx):
+    """``usleep(50)`` (POSIX; a yield elsewhere is not needed: never called there)."""
+
+    def codegen(context, builder, sig, args):
+        if os.name == "posix":
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32)]), "usleep"
+            )
+            builder.call(fn, [ir.Constant(ir.IntType(32), 50)])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 @njit(**_jit_inline)
 def _spin_wait(spins):
-    """One round of a wait: a pause, and after a while a yield of the processor to
-    other threads (a machine busy with other work); returns the rounds so far."""
+    """One round of a wait; returns the rounds so far.  A pause at first (a wait
+    within a chunk: a fraction of a millisecond), then a yield of the processor
+    to other threads (a machine busy with other work), and after about a
+    millisecond naps of 50 us (a wait between epochs, while the full pass of
+    the objective wants both cores)."""
     if spins < 2000:
         _cpu_pause()
-        return spins + 1
-    _cpu_yield()
-    return spins
+    elif spins < 3000:
+        _cpu_yield()
+    else:
+        _cpu_nap()
+        return spins
+    return spins + 1
 
 
 #: The progress marks of staged epochs (``_staged_epoch``, ``_stager``): int64,
@@ -2492,9 +2522,7 @@ def _staged_epoch(
     order,
     k,
     rows,
-    Xs,
-    ys,
-    ident,
+    staging,
     theta,
     basis,
     delta,
@@ -2514,8 +2542,6 @@ def _staged_epoch(
     fuse,
     pk,
     w,
-    ws,
-    marks,
     single,
 ):
     """``_epoch_rows`` over all of ``order[k]``, the rows staged chunk by chunk;
@@ -2524,8 +2550,9 @@ def _staged_epoch(
     The stepping side of a staged epoch; the staging thread runs ``_stager``
     (started in Python for the whole call, see ``_Staging``).  The chunks of
     ``rows`` positions (a multiple of ``batch_size``) of every epoch of the
-    call are numbered on, and chunk g is stepped from buffer ``g % 2`` in
-    address order (identity indices ``ident``).  Before stepping chunk g
+    call are numbered on, and chunk g is stepped from buffer ``g % 2`` of
+    ``staging`` = (Xs, ys, ws, ident, marks), in address order (identity
+    indices ``ident``).  Before stepping chunk g
     this thread sets the bounds of chunk g+1 (the next of this epoch, or the
     first of the next) and publishes g (``marks``, see ``_MARKS``): the
     staging thread then copies chunk g+1 into the other buffer from its
@@ -2540,6 +2567,7 @@ def _staged_epoch(
     The weights ``w`` are staged with their rows into ``ws`` ((2, rows + 1);
     both None without weights).
     """
+    Xs, ys, ws, ident, marks = staging
     n = order.shape[1]
     nch = (n + rows - 1) // rows
     total = order.shape[0] * nch
@@ -2607,7 +2635,7 @@ def _staged_epoch(
     return t, ls
 
 
-@njit(**_jit)
+@njit(**_jit_entry)
 def _stager(X, y, w, order, rows, Xs, ys, ws, marks):
     """The staging thread of a call's staged epochs (see ``_staged_epoch``).
 
@@ -2658,7 +2686,7 @@ def pre_kind(pre):
     return 1 if pre.shape[0] == 2 else 2
 
 
-@njit(**_jit_ordered)
+@njit(**_jit_ordered_entry)
 def pre_grad(pre, grad, out):
     """out = T^T grad in float64."""
     m = grad.shape[0]
@@ -2676,7 +2704,7 @@ def pre_grad(pre, grad, out):
             out[k] = s
 
 
-@njit(**_jit_ordered)
+@njit(**_jit_ordered_entry)
 def pre_apply(pre, theta, delta):
     """theta += T delta (float64 sums, stored in the data dtype)."""
     m = theta.shape[0]
@@ -2696,7 +2724,7 @@ def pre_apply(pre, theta, delta):
             theta[j] = np.float64(theta[j]) + s
 
 
-@njit(**_jit_ordered)
+@njit(**_jit_ordered_entry)
 def pre_internal(pre, theta, z):
     """z = T^-1 theta in float64 (``theta`` itself when there is no preconditioning)."""
     m = theta.shape[0]
@@ -2719,7 +2747,7 @@ def pre_internal(pre, theta, z):
             z[j] = s
 
 
-@njit(**_jit, inline=_inline_unless_constant(0))
+@njit(**_jit_entry, inline=_inline_unless_constant(0))
 def step(opt, theta, grad, state, lr, hp, t, pre, gz, dz, pk):
     """One step of update rule ``opt``, preconditioned by ``pre``; ``grad`` is scratch.
 
@@ -2798,7 +2826,7 @@ def _converged(theta, theta_prev, tol, pre, z, zp, pk):
     return step_ <= tol * scale
 
 
-@njit(**_jit)
+@njit(**_jit_entry)
 def _run(
     model,
     loss,
@@ -3055,9 +3083,7 @@ def _run(
                     order,
                     k,
                     stage_rows,
-                    Xs,
-                    ys,
-                    ident,
+                    (Xs, ys, ws, ident, marks),
                     theta,
                     bs,
                     delta,
@@ -3077,8 +3103,6 @@ def _run(
                     fuse,
                     pk,
                     w,
-                    ws,
-                    marks,
                     1,
                 )
             else:
@@ -3091,9 +3115,7 @@ def _run(
                     order,
                     k,
                     stage_rows,
-                    Xs,
-                    ys,
-                    ident,
+                    (Xs, ys, ws, ident, marks),
                     theta,
                     bs,
                     delta,
@@ -3113,8 +3135,6 @@ def _run(
                     fuse,
                     pk,
                     w,
-                    ws,
-                    marks,
                     0,
                 )
             if need_obj:
@@ -3311,7 +3331,11 @@ def run(
         )
         pk = pre_kind.py_func(pre)  # the family's code (plain Python: nothing to compile)
         with staging:
-            return _call(("run", int(model), int(loss), int(opt), kind, pk, _large(X)), args)
+            return _call(
+                ("run", int(model), int(loss), int(opt), kind, pk, _large(X)),
+                args,
+                staging.start if stage_rows else None,
+            )
 
 
 def _pre(pre: np.ndarray | None, m: int) -> np.ndarray:
@@ -3332,10 +3356,10 @@ class _Staging:
     """The buffers and the staging thread of a call's staged epochs (``_stager``).
 
     ``rows`` 0: no staging (buffers of one row, never read; no thread).
-    Otherwise, as a context around the call: the staging kernel is compiled
-    (or loaded) here first, then runs on a thread of its own for the whole
-    call, with the GIL released; on the way out, however the call ended, it
-    is told to stop and joined.  Should the thread fail, the stepping
+    Otherwise, as a context around the call: ``start`` (``_call`` calls it
+    once the call's family is compiled) compiles or loads the staging kernel
+    and runs it on a thread of its own, with the GIL released; on the way
+    out, however the call ended, it is told to stop and joined.  Should the thread fail, the stepping
     thread copies every row itself (``marks[24]`` says the staging thread
     is gone), so the call never waits for it.
     """
@@ -3355,7 +3379,12 @@ class _Staging:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _Staging:
-        if self._args:
+        return self
+
+    def start(self) -> None:
+        """Start the staging thread (once the call's kernels are compiled: it would
+        spin beside the compilation)."""
+        if self._args and self._thread is None:
             self.marks[16] = STAGE_STOP
             _stager(*self._args)  # compiled in this thread; returns at once
             self.marks[16] = -1
@@ -3365,7 +3394,6 @@ class _Staging:
             except RuntimeError:  # no thread to be had: the stepping thread copies alone
                 self._thread = None
                 self.marks[24] = STAGE_STOP
-        return self
 
     def _work(self) -> None:
         try:
@@ -3433,7 +3461,7 @@ def _specialise(func: Any, name: str, **consts: int) -> Any:
     compiled function, not two: numba optimises and emits the machine code
     of everything a function calls again for each function that calls it,
     so a layer around the epoch loop costs about a second of a cold start.
-    Compiled with ``_jit``; the values of ``consts`` are part of
+    Compiled with ``_jit_entry``; the values of ``consts`` are part of
     numba's cache key (closure variables), the source file and line are
     ``func``'s.
     """
@@ -3469,7 +3497,7 @@ def _specialise(func: Any, name: str, **consts: int) -> Any:
     out = ns["_factory"](**consts)
     out.__qualname__ = f"{func.py_func.__name__}.<{name}>"
     out.__module__ = func.py_func.__module__
-    return njit(**_jit)(out)
+    return njit(**_jit_entry)(out)
 
 
 def _make_run(model: int, loss: int, opt: int, kind: int, pk: int, large: int) -> Any:
@@ -3484,7 +3512,7 @@ def _make_objective_grad(model: int, loss: int, large: int) -> Any:
             model, loss, X, y, theta, basis, delta, l2w, fit_icpt, grad, w, large
         )
 
-    return njit(**_jit)(objective_grad_family)
+    return njit(**_jit_entry)(objective_grad_family)
 
 
 def _make_objective(model: int, loss: int, large: int) -> Any:
@@ -3497,7 +3525,7 @@ def _make_objective(model: int, loss: int, large: int) -> Any:
         def objective_family(X, y, theta, basis, delta, l2w, codes, w):
             return _objective_entry(model, loss, X, y, theta, basis, delta, l2w, w, large)
 
-    return njit(**_jit)(objective_family)
+    return njit(**_jit_entry)(objective_family)
 
 
 def _make_batch_grad(model: int, loss: int) -> Any:
@@ -3506,14 +3534,14 @@ def _make_batch_grad(model: int, loss: int) -> Any:
             model, loss, X, y, theta, basis, delta, l2w, fit_icpt, idx, start, stop, grad, w
         )
 
-    return njit(**_jit)(batch_grad_family)
+    return njit(**_jit_entry)(batch_grad_family)
 
 
 def _make_lsq_stats(model: int, large: int) -> Any:
     def lsq_stats_family(X, y, basis, p, w):
         return _lsq_stats_entry(model, X, y, basis, p, w, large)
 
-    return njit(**_jit)(lsq_stats_family)
+    return njit(**_jit_entry)(lsq_stats_family)
 
 
 # The same entries with the codes as their first arguments (``GENERIC``).
@@ -3602,7 +3630,7 @@ def _family(key: tuple, generic: bool = False) -> Any:
                         if py is None
                         else py
                         if hasattr(py, "py_func")
-                        else njit(**_jit)(py)
+                        else njit(**_jit_entry)(py)
                     )
                 else:
                     disp = _MAKERS[key[0]](*key[1:])
@@ -3648,9 +3676,10 @@ def prefer_generic(what: tuple, generic: Callable[[], tuple[Any, tuple]]) -> boo
     return ready
 
 
-def _call(key: tuple, args: tuple) -> Any:
+def _call(key: tuple, args: tuple, ready: Callable[[], None] | None = None) -> Any:
     """Call family ``key``'s entry on ``args``, announcing a compilation the first time
-    in this process that the family, for this dtype, is not in the cache."""
+    in this process that the family, for this dtype, is not in the cache.
+    ``ready``: called once the entry is compiled, just before the call."""
     generic = _use_generic(key, args)
     disp = _family(key, generic)
     check = (key[:1] if generic else key, args[0].dtype.name, args[-1] is not None)
@@ -3665,6 +3694,9 @@ def _call(key: tuple, args: tuple) -> Any:
                 f"(one-time, cached)\u2026\n"
             )
             sys.stderr.flush()
+    if ready is not None:
+        disp.compile(tuple(disp.typeof_pyval(a) for a in args))  # (at once when it is)
+        ready()
     return disp(*args)
 
 

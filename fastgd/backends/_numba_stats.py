@@ -27,6 +27,7 @@ from numba import njit
 from . import _numba as _nb
 
 _jit = _nb._jit
+_jit_entry = _nb._jit_entry
 #: Rows of a block of the full moments pass (its float64 copy stays in L2).
 _GRAM_ROWS = 64
 
@@ -88,7 +89,7 @@ def _diag_rows(X, y, x0, y0, lo, hi, buf, w):
     buf[3 * d + 1] += syy
 
 
-@njit(**_jit)
+@njit(**_jit_entry)  # called from Python
 def _diag_blocks(X, y, x0, y0, rb, b0, b1, part, w):
     """Blocks b0..b1-1 of ``rb`` rows, each summed into its own row of ``part``."""
     n = X.shape[0]
@@ -178,7 +179,7 @@ def _full_rows(X, y, x0, y0, lo, hi, G, At, Awt, w):
         blo += nr
 
 
-@njit(**_jit)
+@njit(**_jit_entry)  # called from Python
 def _full_chunks(X, y, x0, y0, c0, c1, Gs, w):
     """Chunks c0..c1-1 of the ``Gs.shape[0]`` chunks of rows, each into its own ``Gs[c]``."""
     n = X.shape[0]
@@ -318,7 +319,7 @@ def _rn2_rows(model, X, basis, pre, kind, icpt, lo, hi, a, w):
     return best, nan
 
 
-@njit(**_jit)
+@njit(**_jit_entry)  # called from Python
 def _rn2_blocks(model, X, basis, pre, kind, icpt, rb, b0, b1, part, w):
     """``_rn2_rows`` of blocks b0..b1-1 of ``rb`` rows: part[b] = (max, NaN seen)."""
     n = X.shape[0]
