@@ -28,6 +28,7 @@ from . import _numba as _nb
 
 _jit = _nb._jit
 _jit_entry = _nb._jit_entry
+_jit_inline = _nb._jit_inline
 #: Rows of a block of the full moments pass (its float64 copy stays in L2).
 _GRAM_ROWS = 64
 
@@ -35,7 +36,7 @@ _GRAM_ROWS = 64
 # ---------------------------------------------------------------- moments
 
 
-@njit(**_jit)
+@njit(**_jit_inline)  # into its one caller: one compiled function less
 def _diag_rows(X, y, x0, y0, lo, hi, buf, w):
     """buf = [s, diag G, sxy (d each), sy, syy] += rows lo..hi-1.
 
@@ -152,7 +153,7 @@ def _gram_tiles(At, Awt, nr, G):
             G[j + 3, k + 3] += c33
 
 
-@njit(**_jit)
+@njit(**_jit_inline)  # into its one caller: one compiled function less
 def _full_rows(X, y, x0, y0, lo, hi, G, At, Awt, w):
     """G (dp x dp, upper triangle) += the Gram matrix of rows lo..hi-1 extended by
     ``[1, b_i]``: ``G[:d, :d]``, then s, sxy, sy, syy in columns d and d + 1.
@@ -257,7 +258,7 @@ def moments(
 # ---------------------------------------------------------------- max_row_norm2
 
 
-@njit(**_jit)
+@njit(**_jit_inline)  # into its one caller: one compiled function less
 def _rn2_rows(model, X, basis, pre, kind, icpt, lo, hi, a, w):
     """(max over rows lo..hi-1 of w_i |T^T a_i|**2, whether a row gave NaN)."""
     m = pre.shape[1]
