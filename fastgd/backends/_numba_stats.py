@@ -4,8 +4,9 @@ Part of ``fastgd.backends._numba`` (which re-exports both); the numpy
 reference ``_numpy.moments`` / ``_numpy.max_row_norm2`` is the specification.
 
 * ``moments``, diagonal: blocks of ``_numba.BLOCK_ELEMS`` elements of ``X``,
-  each summed into its own row of a float64 buffer (in parallel for large
-  inputs), the rows added in block order.  Full: at most eight chunks of rows,
+  each summed into its own row of a float64 buffer (for large inputs by
+  Python threads over the serial block kernel, ``_numba._over_blocks``: no
+  parallel region to compile), the rows added in block order.  Full: at most eight chunks of rows,
   each with its own ``G``; a chunk copies ``_GRAM_ROWS`` shifted rows at a time,
   extended by ``[1, b_i]``, into a float64 buffer, column-major (and the same
   rows times w), and adds their Gram matrix to its upper triangle in tiles of
