@@ -2408,7 +2408,7 @@ def _cpu_yield(typingctx):
 
 @intrinsic
 def _cpu_nap(typingctx):
-    """``usleep(50)`` (POSIX; a yield elsewhere is not needed: never called there)."""
+    """``usleep(50)`` (POSIX; nothing elsewhere, where the wait keeps spinning)."""
 
     def codegen(context, builder, sig, args):
         if os.name == "posix":
