@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import sys
 import threading
 from collections.abc import Callable
@@ -2372,7 +2373,7 @@ def _store_release(typingctx, arr, i, v):
     return types.void(arr, i, v), codegen
 
 
-_X86 = __import__("platform").machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
 @intrinsic
